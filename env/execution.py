@@ -1,0 +1,280 @@
+"""Order pricing and the simulated position: the execution model of SPEC.md.
+
+Decision at a bar's close; a market entry fills at the next bar's open plus slippage;
+the bracket stop and target are priced from the decision bar's close and ATR and
+tick-rounded away from the market; stops and targets are checked against later bars'
+high and low, and when one bar touches both, the stop wins. A stop gapped through fills
+at the open (less slippage); a target gapped through fills at the open (a limit order
+fills at its price or better). Stops only ever move in the position's favour.
+
+The pricing functions are what the daemon calls to fill the ``orders`` of a reply, and
+:class:`SimulatedPosition` is what both the environment and the replay client execute.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from env.config import Action
+from env.instruments import Instrument
+
+_TICK_EPSILON = 1e-9
+
+
+@dataclass(frozen=True)
+class ExecutionConfig:
+    """Bracket and trailing distances in ATR multiples, and slippage in ticks."""
+
+    stop_atr: float = 1.0
+    target_atr: float = 2.0
+    trail_atr: float = 1.0
+    slippage_ticks: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("stop_atr", "target_atr", "trail_atr"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        if self.slippage_ticks < 0:
+            raise ValueError(f"slippage_ticks must be >= 0, got {self.slippage_ticks!r}")
+
+
+def floor_to_tick(price: float, tick: float) -> float:
+    """Largest tick multiple at or below ``price``."""
+    return math.floor(price / tick + _TICK_EPSILON) * tick
+
+
+def ceil_to_tick(price: float, tick: float) -> float:
+    """Smallest tick multiple at or above ``price``."""
+    return math.ceil(price / tick - _TICK_EPSILON) * tick
+
+
+def round_to_tick(price: float, tick: float) -> float:
+    """Nearest tick multiple."""
+    return round(price / tick) * tick
+
+
+def bracket_prices(
+    side: int, close: float, atr: float, instrument: Instrument, config: ExecutionConfig
+) -> tuple[float, float]:
+    """Stop and target for an entry decided at ``close``, at least one tick away.
+
+    Returns:
+        ``(stop_price, target_price)``, tick-rounded away from ``close``.
+    """
+    tick = instrument.tick_size
+    stop_distance = max(config.stop_atr * atr, tick)
+    target_distance = max(config.target_atr * atr, tick)
+    if side > 0:
+        return floor_to_tick(close - stop_distance, tick), ceil_to_tick(close + target_distance, tick)
+    return ceil_to_tick(close + stop_distance, tick), floor_to_tick(close - target_distance, tick)
+
+
+def trail_distance(atr: float, instrument: Instrument, config: ExecutionConfig) -> float:
+    """Trailing distance in points for ENABLE_TRAIL: ``trail_atr x ATR``, whole ticks, >= 1 tick."""
+    tick = instrument.tick_size
+    return max(round_to_tick(config.trail_atr * atr, tick), tick)
+
+
+def protective_limit(side: int, close: float, tick: float) -> float:
+    """The tightest a stop may be placed: one tick beyond the last close."""
+    return floor_to_tick(close - tick, tick) if side > 0 else ceil_to_tick(close + tick, tick)
+
+
+def tighten(side: int, stop_price: float, candidate: float) -> float:
+    """The tighter of two stops for ``side`` (a stop never moves against the position)."""
+    return max(stop_price, candidate) if side > 0 else min(stop_price, candidate)
+
+
+def breakeven_stop(
+    side: int, entry_price: float, stop_price: float, close: float, tick: float
+) -> float:
+    """Stop after MOVE_TO_BE: the entry price (tick-rounded against the position's
+    favour), provided that tightens the stop and sits beyond the last close; else the
+    stop is unchanged (a stop at or through the market would be rejected by the broker).
+    """
+    if side > 0:
+        candidate = floor_to_tick(entry_price, tick)
+        return candidate if stop_price < candidate < close else stop_price
+    candidate = ceil_to_tick(entry_price, tick)
+    return candidate if close < candidate < stop_price else stop_price
+
+
+def trailed_stop(
+    side: int, stop_price: float, best_price: float, distance: float, close: float, tick: float
+) -> float:
+    """Stop after a bar with trailing on: ``distance`` behind the best price since
+    trailing was enabled, never looser than before, never beyond the last close."""
+    if side > 0:
+        candidate = min(floor_to_tick(best_price - distance, tick), protective_limit(side, close, tick))
+    else:
+        candidate = max(ceil_to_tick(best_price + distance, tick), protective_limit(side, close, tick))
+    return tighten(side, stop_price, candidate)
+
+
+@dataclass(frozen=True)
+class Trade:
+    """A closed round trip of one contract."""
+
+    side: int
+    entry_bar: int
+    entry_price: float
+    exit_bar: int
+    exit_price: float
+    exit_reason: str  # "stop", "target" or "flatten"
+    entry_atr: float
+    pnl_points: float
+    commission: float
+    pnl_dollars: float  # net of commission
+    r_multiple: float  # pnl_dollars in units of the entry ATR's dollar value
+
+
+class SimulatedPosition:
+    """One contract's position under the execution model; the env and the replay client
+    drive it the same way: :meth:`apply` at a bar's close, :meth:`on_bar` for the next bar.
+    """
+
+    __slots__ = (
+        "instrument",
+        "config",
+        "side",
+        "entry_price",
+        "entry_bar",
+        "entry_atr",
+        "stop_price",
+        "target_price",
+        "trailing",
+        "trail_points",
+        "best_price",
+        "pending_side",
+        "pending_stop",
+        "pending_target",
+        "pending_atr",
+        "slippage",
+    )
+
+    def __init__(self, instrument: Instrument, config: ExecutionConfig) -> None:
+        self.instrument = instrument
+        self.config = config
+        self.slippage = config.slippage_ticks * instrument.tick_size
+        self.reset()
+
+    def reset(self) -> None:
+        """Flat, nothing pending."""
+        self.side = 0
+        self.entry_price = 0.0
+        self.entry_bar = 0
+        self.entry_atr = 0.0
+        self.stop_price = 0.0
+        self.target_price = 0.0
+        self.trailing = False
+        self.trail_points = 0.0
+        self.best_price = 0.0
+        self.pending_side = 0
+        self.pending_stop = 0.0
+        self.pending_target = 0.0
+        self.pending_atr = 0.0
+
+    def apply(self, action: int, close: float, atr: float) -> bool:
+        """Act at a bar's close. Entries while in a position are not executed.
+
+        Returns:
+            Whether the action changed the order state (an entry was queued, the stop
+            moved to breakeven, or trailing was switched on or off).
+        """
+        tick = self.instrument.tick_size
+        if action == Action.BUY or action == Action.SELL:
+            if self.side != 0 or self.pending_side != 0:
+                return False
+            side = 1 if action == Action.BUY else -1
+            self.pending_stop, self.pending_target = bracket_prices(
+                side, close, atr, self.instrument, self.config
+            )
+            self.pending_side = side
+            self.pending_atr = atr
+            return True
+        if self.side == 0:
+            return False
+        if action == Action.MOVE_TO_BE:
+            new_stop = breakeven_stop(self.side, self.entry_price, self.stop_price, close, tick)
+            changed = new_stop != self.stop_price
+            self.stop_price = new_stop
+            return changed
+        if action == Action.ENABLE_TRAIL:
+            if self.trailing:
+                return False
+            self.trailing = True
+            self.trail_points = trail_distance(atr, self.instrument, self.config)
+            self.best_price = close
+            return True
+        if action == Action.DISABLE_TRAIL:
+            changed = self.trailing
+            self.trailing = False
+            return changed
+        return False
+
+    def on_bar(
+        self, bar: int, open_: float, high: float, low: float, close: float
+    ) -> Trade | None:
+        """Run one bar: fill a pending entry at the open, then check the stop (first)
+        and the target against the bar's range, then trail the stop at the close."""
+        if self.pending_side != 0:
+            self._fill_entry(bar, open_)
+        if self.side == 0:
+            return None
+        side = self.side
+        if (side > 0 and low <= self.stop_price) or (side < 0 and high >= self.stop_price):
+            gapped = open_ < self.stop_price if side > 0 else open_ > self.stop_price
+            price = open_ if gapped else self.stop_price
+            return self._close(bar, price - side * self.slippage, "stop")
+        if (side > 0 and high >= self.target_price) or (side < 0 and low <= self.target_price):
+            gapped = open_ > self.target_price if side > 0 else open_ < self.target_price
+            return self._close(bar, open_ if gapped else self.target_price, "target")
+        if self.trailing:
+            self.best_price = max(self.best_price, high) if side > 0 else min(self.best_price, low)
+            self.stop_price = trailed_stop(
+                side, self.stop_price, self.best_price, self.trail_points, close,
+                self.instrument.tick_size,
+            )
+        return None
+
+    def flatten(self, bar: int, close: float) -> Trade | None:
+        """Close at market at a bar's close (episode or session end)."""
+        self.pending_side = 0
+        if self.side == 0:
+            return None
+        return self._close(bar, close - self.side * self.slippage, "flatten")
+
+    def _fill_entry(self, bar: int, open_: float) -> None:
+        self.side = self.pending_side
+        self.entry_price = open_ + self.side * self.slippage
+        self.entry_bar = bar
+        self.entry_atr = self.pending_atr
+        self.stop_price = self.pending_stop
+        self.target_price = self.pending_target
+        self.trailing = False
+        self.trail_points = 0.0
+        self.pending_side = 0
+
+    def _close(self, bar: int, exit_price: float, reason: str) -> Trade:
+        instrument = self.instrument
+        pnl_points = (exit_price - self.entry_price) * self.side
+        commission = 2.0 * instrument.commission_per_side
+        pnl_dollars = pnl_points * instrument.point_value - commission
+        trade = Trade(
+            side=self.side,
+            entry_bar=self.entry_bar,
+            entry_price=self.entry_price,
+            exit_bar=bar,
+            exit_price=exit_price,
+            exit_reason=reason,
+            entry_atr=self.entry_atr,
+            pnl_points=pnl_points,
+            commission=commission,
+            pnl_dollars=pnl_dollars,
+            r_multiple=pnl_dollars / (self.entry_atr * instrument.point_value),
+        )
+        self.side = 0
+        self.trailing = False
+        return trade

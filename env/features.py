@@ -1,0 +1,273 @@
+"""Market and position features: one implementation for training and serving.
+
+Per bar ``t`` (11 values, all scale-free so a model survives price-level changes):
+
+===  ====================  ==================================================
+idx  name                  definition
+===  ====================  ==================================================
+0    log_return            log(close / close[t-1]); 0 on the first bar
+1    range_atr             (high - low) / ATR
+2    body_atr              (close - open) / ATR
+3    upper_wick_atr        (high - max(open, close)) / ATR
+4    lower_wick_atr        (min(open, close) - low) / ATR
+5    close_ema20_atr       (close - EMA20) / ATR
+6    ema20_slope5_atr      (EMA20 - EMA20[t-5]) / ATR
+7    rsi14                 (RSI14 - 50) / 50, in [-1, 1]
+8    log_volume_ratio      log((volume + 1) / (SMA20(volume) + 1))
+9    time_sin              sin(2 pi minute_of_day / 1440)
+10   time_cos              cos(2 pi minute_of_day / 1440)
+===  ====================  ==================================================
+
+ATR is Wilder's ATR(14) (a plain mean of the true ranges until 14 bars are known), floored
+at ``1e-6 x close`` so a run of zero-range bars cannot divide by zero. RSI14 uses Wilder
+smoothing the same way. EMA20 starts at the first close.
+
+The recursive indicators are updated by :class:`IndicatorState`, bar by bar, in float64.
+The batch path (:func:`compute_market_features`, used by the environment over a whole
+series) runs that same state over the series and then calls :func:`features_from_indicators`
+once on arrays; the streaming path (:class:`StreamingFeatures`, used by the daemon) calls
+the same function on one-bar arrays. Both therefore produce identical float32 values,
+which ``tests/test_features.py`` checks over generated bar series.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+import numpy as np
+
+from env.config import (
+    MARKET_FEATURE_COUNT,
+    POSITION_FEATURE_COUNT,
+    TOTAL_MARKET_FEATURES,
+    TOTAL_OBSERVATION_SIZE,
+    WINDOW_SIZE,
+)
+
+ATR_PERIOD = 14
+RSI_PERIOD = 14
+EMA_PERIOD = 20
+EMA_SLOPE_LAG = 5
+VOLUME_SMA_PERIOD = 20
+ATR_FLOOR_FRACTION = 1e-6
+MINUTES_PER_DAY = 1440
+
+# Time-of-day encodings as lookup tables, so both paths read the very same float.
+_ANGLE = 2.0 * np.pi * np.arange(MINUTES_PER_DAY, dtype=np.float64) / MINUTES_PER_DAY
+TIME_SIN = np.sin(_ANGLE)
+TIME_COS = np.cos(_ANGLE)
+
+
+class IndicatorState:
+    """Streaming state of the recursive indicators behind the features (float64)."""
+
+    __slots__ = (
+        "n_bars",
+        "prev_close",
+        "atr",
+        "ema",
+        "ema_history",
+        "avg_gain",
+        "avg_loss",
+        "volumes",
+    )
+
+    def __init__(self) -> None:
+        self.n_bars = 0
+        self.prev_close = 0.0
+        self.atr = 0.0
+        self.ema = 0.0
+        self.ema_history: deque[float] = deque(maxlen=EMA_SLOPE_LAG + 1)
+        self.avg_gain = 0.0
+        self.avg_loss = 0.0
+        self.volumes: deque[float] = deque(maxlen=VOLUME_SMA_PERIOD)
+
+    def update(
+        self, high: float, low: float, close: float, volume: float
+    ) -> tuple[float, float, float, float, float, float]:
+        """Add one bar; return (prev_close, atr, ema, ema_lag, rsi, volume_sma)."""
+        first = self.n_bars == 0
+        prev_close = close if first else self.prev_close
+        if first:
+            true_range = high - low
+        else:
+            true_range = max(high - low, abs(high - prev_close), abs(low - prev_close))
+        change = close - prev_close
+        gain = change if change > 0.0 else 0.0
+        loss = -change if change < 0.0 else 0.0
+
+        self.n_bars += 1
+        k = self.n_bars
+        self.atr = _wilder(self.atr, true_range, k, ATR_PERIOD)
+        self.avg_gain = _wilder(self.avg_gain, gain, k, RSI_PERIOD)
+        self.avg_loss = _wilder(self.avg_loss, loss, k, RSI_PERIOD)
+        self.ema = close if first else self.ema + (2.0 / (EMA_PERIOD + 1)) * (close - self.ema)
+        self.ema_history.append(self.ema)
+        self.volumes.append(volume)
+        self.prev_close = close
+
+        atr = max(self.atr, close * ATR_FLOOR_FRACTION)
+        if self.avg_loss > 0.0:
+            rsi = 100.0 - 100.0 / (1.0 + self.avg_gain / self.avg_loss)
+        else:
+            rsi = 100.0 if self.avg_gain > 0.0 else 50.0
+        volume_sma = sum(self.volumes) / len(self.volumes)
+        return prev_close, atr, self.ema, self.ema_history[0], rsi, volume_sma
+
+
+def _wilder(previous: float, value: float, count: int, period: int) -> float:
+    """Wilder smoothing, a plain running mean until ``period`` values are known."""
+    if count <= period:
+        return previous + (value - previous) / count
+    return previous + (value - previous) / period
+
+
+def features_from_indicators(
+    open_: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    volume: np.ndarray,
+    indicators: np.ndarray,
+    minute_of_day: np.ndarray,
+) -> np.ndarray:
+    """Compute the 11 features for bars whose indicators are known.
+
+    Args:
+        open_, high, low, close, volume: float64 arrays of length n.
+        indicators: float64 array (n, 6) of :meth:`IndicatorState.update` outputs.
+        minute_of_day: int array of length n, 0..1439, of each bar's close time.
+
+    Returns:
+        float32 array (n, 11).
+    """
+    prev_close, atr, ema, ema_lag, rsi, volume_sma = indicators.T
+    body_top = np.maximum(open_, close)
+    body_bottom = np.minimum(open_, close)
+    out = np.empty((len(close), MARKET_FEATURE_COUNT), dtype=np.float64)
+    out[:, 0] = np.log(close / prev_close)
+    out[:, 1] = (high - low) / atr
+    out[:, 2] = (close - open_) / atr
+    out[:, 3] = (high - body_top) / atr
+    out[:, 4] = (body_bottom - low) / atr
+    out[:, 5] = (close - ema) / atr
+    out[:, 6] = (ema - ema_lag) / atr
+    out[:, 7] = (rsi - 50.0) / 50.0
+    out[:, 8] = np.log((volume + 1.0) / (volume_sma + 1.0))
+    out[:, 9] = TIME_SIN[minute_of_day]
+    out[:, 10] = TIME_COS[minute_of_day]
+    return out.astype(np.float32)
+
+
+def compute_indicators(
+    high: np.ndarray, low: np.ndarray, close: np.ndarray, volume: np.ndarray
+) -> np.ndarray:
+    """Run :class:`IndicatorState` over a whole series; float64 array (n, 6)."""
+    state = IndicatorState()
+    rows = [
+        state.update(h, lo, c, v)
+        for h, lo, c, v in zip(high.tolist(), low.tolist(), close.tolist(), volume.tolist())
+    ]
+    return np.array(rows, dtype=np.float64).reshape(len(rows), 6)
+
+
+def compute_market_features(
+    open_: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    volume: np.ndarray,
+    minute_of_day: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Batch path: features of every bar of a series.
+
+    Returns:
+        ``(features, atr)``: float32 (n, 11) and the float64 ATR (floored) of each bar.
+    """
+    indicators = compute_indicators(high, low, close, volume)
+    features = features_from_indicators(
+        open_, high, low, close, volume, indicators, minute_of_day
+    )
+    return features, indicators[:, 1].copy()
+
+
+class StreamingFeatures:
+    """Streaming path: features bar by bar, and the 220-value window of the last 20 bars."""
+
+    def __init__(self) -> None:
+        self.indicators = IndicatorState()
+        self._rows = np.zeros((WINDOW_SIZE, MARKET_FEATURE_COUNT), dtype=np.float32)
+        self.n_bars = 0
+        self.close = math.nan
+        self.atr = math.nan
+
+    def update(
+        self,
+        minute_of_day: int,
+        open_: float,
+        high: float,
+        low: float,
+        close: float,
+        volume: float,
+    ) -> np.ndarray:
+        """Add one closed bar; return its 11 features (float32)."""
+        values = self.indicators.update(high, low, close, volume)
+        row = features_from_indicators(
+            np.array([open_]),
+            np.array([high]),
+            np.array([low]),
+            np.array([close]),
+            np.array([volume]),
+            np.array([values], dtype=np.float64),
+            np.array([minute_of_day]),
+        )[0]
+        self._rows[:-1] = self._rows[1:]
+        self._rows[-1] = row
+        self.n_bars += 1
+        self.close = close
+        self.atr = values[1]
+        return row
+
+    def window(self) -> np.ndarray:
+        """The last 20 bars' features, oldest first, flattened bar-major (220 float32)."""
+        return self._rows.reshape(TOTAL_MARKET_FEATURES).copy()
+
+
+def position_features(
+    side: int,
+    entry_price: float,
+    stop_price: float,
+    target_price: float,
+    bars_in_position: int,
+    close: float,
+    atr: float,
+) -> tuple[float, float, float, float, float, float, float, float]:
+    """The guide's eight position features (``_get_position_features``), in its order.
+
+    ``close`` and ``atr`` are those of the bar just closed. Flat gives
+    ``(0, 1, 0, 0, 0, 1, 0, 0)``: the guide's code, not its printed example (SPEC.md).
+    """
+    if side == 0:
+        return (0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0)
+    return (
+        float(side),
+        entry_price / close,
+        abs(close - stop_price) / atr,
+        abs(target_price - close) / atr,
+        float(bars_in_position),
+        0.0,
+        1.0,
+        1.0,
+    )
+
+
+def build_observation(window: np.ndarray, position: tuple[float, ...]) -> np.ndarray:
+    """Concatenate a 220-value market window and the 8 position features (float32)."""
+    obs = np.empty(TOTAL_OBSERVATION_SIZE, dtype=np.float32)
+    obs[:TOTAL_MARKET_FEATURES] = window
+    obs[TOTAL_MARKET_FEATURES:] = position
+    return obs
+
+
+assert TOTAL_OBSERVATION_SIZE == TOTAL_MARKET_FEATURES + POSITION_FEATURE_COUNT

@@ -1,0 +1,277 @@
+"""The masked futures trading environment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from env.bars import Bars
+from env.config import (
+    ACTION_NAMES,
+    MARKET_FEATURE_COUNT,
+    N_ACTIONS,
+    TOTAL_MARKET_FEATURES,
+    TOTAL_OBSERVATION_SIZE,
+    WARMUP_BARS,
+    Action,
+)
+from env.execution import ExecutionConfig, SimulatedPosition, Trade, bracket_prices
+from env.features import compute_market_features, position_features
+from env.instruments import DEFAULT_INSTRUMENT, Instrument
+from env.mask import FLAT_MASK, IN_POSITION_MASK
+from env.reward import INVALID_ACTION_PENALTY, REWARD_PRESETS
+from env.synthetic import default_bars
+
+_PM_BITS = {Action.MOVE_TO_BE: 1, Action.ENABLE_TRAIL: 2, Action.DISABLE_TRAIL: 4}
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """Everything that defines an environment besides its bars.
+
+    Attributes:
+        instrument: Contract terms (tick size, point value, commission).
+        execution: Bracket, trailing and slippage settings.
+        reward: Reward preset name, ``"default"`` or ``"seed"``.
+        episode_bars: Decisions per episode.
+        max_invalid_streak: Consecutive invalid actions after which the episode is
+            truncated; an unmasked agent cannot stall an episode forever.
+    """
+
+    instrument: Instrument = DEFAULT_INSTRUMENT
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    reward: str = "default"
+    episode_bars: int = 390
+    max_invalid_streak: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.reward not in REWARD_PRESETS:
+            raise ValueError(
+                f"unknown reward preset {self.reward!r}; expected one of {sorted(REWARD_PRESETS)}"
+            )
+        if self.episode_bars < 1:
+            raise ValueError(f"episode_bars must be >= 1, got {self.episode_bars}")
+
+
+class TradingEnv(gym.Env):
+    """Trade one futures contract on 1-minute bars, one decision per bar close.
+
+    ## Action space: ``Discrete(6)``
+
+    | id | action        | flat                          | long / short                        |
+    |----|---------------|-------------------------------|-------------------------------------|
+    | 0  | HOLD          | do nothing                    | do nothing                          |
+    | 1  | BUY           | enter long at the next open   | -10, not executed                   |
+    | 2  | SELL          | enter short at the next open  | -10, not executed                   |
+    | 3  | MOVE_TO_BE    | invalid: -10, not executed    | stop to the entry price             |
+    | 4  | ENABLE_TRAIL  | invalid: -10, not executed    | trail ``trail_atr`` x ATR behind    |
+    | 5  | DISABLE_TRAIL | invalid: -10, not executed    | stop trailing; the stop stays       |
+
+    ``action_masks()`` is ``[1,1,1,0,0,0]`` flat and ``[1,1,1,1,1,1]`` in a position. An
+    invalid action is not executed: the same observation comes back, time does not advance,
+    the reward is -10.0 and ``info`` holds ``invalid_action``, ``action``, ``position`` and
+    ``reason``. Entries get a tick-rounded bracket: stop ``stop_atr`` x ATR and target
+    ``target_atr`` x ATR from the decision bar's close (see ``env.execution``).
+
+    ## Observation space: ``Box(-inf, inf, (228,), float32)``
+
+    | index     | meaning                                                  | range            |
+    |-----------|----------------------------------------------------------|------------------|
+    | 0..219    | 20 bars x 11 features, oldest bar first, bar-major:      | see env.features |
+    |           | bar k (0 = oldest) at 11k..11k+10                        |                  |
+    | 220       | position_value: -1 short, 0 flat, 1 long                 | {-1, 0, 1}       |
+    | 221       | entry_price_ratio: entry / close (1 when flat)           | ~1               |
+    | 222       | sl_distance_atr: abs(close - stop) / ATR (0 when flat)   | >= 0             |
+    | 223       | tp_distance_atr: abs(target - close) / ATR (0 when flat) | >= 0             |
+    | 224       | time_in_position: bars since the entry fill (0 flat)     | >= 0             |
+    | 225       | can_enter: 1 when flat                                   | {0, 1}           |
+    | 226       | can_manage: 1 in a position                              | {0, 1}           |
+    | 227       | has_position: 1 in a position                            | {0, 1}           |
+
+    ## Reward
+
+    The preset's shaping reward (``env.reward``: ``default`` or the guide's ``seed``) plus,
+    on the step a trade closes, its net PnL in R (dollars over the entry ATR's dollar value).
+
+    ## Episodes
+
+    ``reset`` starts at a random bar (from ``self.np_random``) with at least
+    ``WARMUP_BARS`` bars of history, flat. After ``episode_bars`` decisions the episode
+    terminates and any position is flattened at that bar's close. ``info["trade"]`` holds
+    the :class:`~env.execution.Trade` closed during a step, if any.
+
+    ## Version history
+
+    - v1: 228-value observation (guide's 8 position features), masks, -10 penalty.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, bars: Bars | None = None, config: EnvConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or EnvConfig()
+        self.bars = bars if bars is not None else default_bars()
+        n = len(self.bars)
+        self._first_decision = WARMUP_BARS - 1
+        if n < self._first_decision + self.config.episode_bars + 1:
+            raise ValueError(
+                f"{n} bars is too short for episodes of {self.config.episode_bars} bars; "
+                f"need at least {self._first_decision + self.config.episode_bars + 1}"
+            )
+        self.observation_space = spaces.Box(
+            low=-np.inf, high=np.inf, shape=(TOTAL_OBSERVATION_SIZE,), dtype=np.float32
+        )
+        self.action_space = spaces.Discrete(N_ACTIONS)
+
+        b = self.bars
+        features, atr = compute_market_features(
+            b.open, b.high, b.low, b.close, b.volume, b.minute_of_day
+        )
+        self.market_features = features
+        self._features_flat = features.reshape(-1)
+        self._open = b.open.tolist()
+        self._high = b.high.tolist()
+        self._low = b.low.tolist()
+        self._close = b.close.tolist()
+        self._atr = atr.tolist()
+        self._reward_fn = REWARD_PRESETS[self.config.reward]
+        self.book = SimulatedPosition(self.config.instrument, self.config.execution)
+        self.t = self._first_decision
+        self._end = self.t + self.config.episode_bars
+        self._pm_paid = 0
+        self._invalid_streak = 0
+
+    # -- the guide's API -------------------------------------------------------------
+
+    @property
+    def position(self) -> int:
+        """-1 short, 0 flat, 1 long."""
+        return self.book.side
+
+    @position.setter
+    def position(self, side: int) -> None:
+        """Force a position, as the guide's tests do: a non-zero side opens one at the
+        current close with a fresh bracket; 0 closes it without a trade."""
+        if side not in (-1, 0, 1):
+            raise ValueError(f"position must be -1, 0 or 1, got {side!r}")
+        book = self.book
+        if side == 0:
+            book.reset()
+            return
+        close, atr = self._close[self.t], self._atr[self.t]
+        book.reset()
+        book.side = side
+        book.entry_price = close
+        book.entry_bar = self.t
+        book.entry_atr = atr
+        book.stop_price, book.target_price = bracket_prices(
+            side, close, atr, self.config.instrument, self.config.execution
+        )
+
+    def action_masks(self) -> np.ndarray:
+        """Binary mask of valid actions: ``[1,1,1,0,0,0]`` flat, all ones in a position."""
+        return (FLAT_MASK if self.book.side == 0 else IN_POSITION_MASK).copy()
+
+    # -- gymnasium API ---------------------------------------------------------------
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        last_start = len(self._close) - 1 - self.config.episode_bars
+        if options and "start" in options:
+            start = int(options["start"])
+            if not self._first_decision <= start <= last_start:
+                raise ValueError(
+                    f"start {start} out of range [{self._first_decision}, {last_start}]"
+                )
+        else:
+            start = int(self.np_random.integers(self._first_decision, last_start + 1))
+        self.t = start
+        self._end = start + self.config.episode_bars
+        self.book.reset()
+        self._pm_paid = 0
+        self._invalid_streak = 0
+        return self._get_obs(), self._get_info()
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        action = int(action)
+        book = self.book
+        side_before = book.side
+        if side_before == 0 and action >= Action.MOVE_TO_BE:
+            return self._invalid(action)
+        self._invalid_streak = 0
+
+        t = self.t
+        changed = book.apply(action, self._close[t], self._atr[t])
+        first_in_trade = True
+        bit = _PM_BITS.get(action)  # type: ignore[call-overload]
+        if bit is not None:
+            first_in_trade = not (self._pm_paid & bit)
+            if changed:
+                self._pm_paid |= bit
+
+        t += 1
+        self.t = t
+        trade = book.on_bar(t, self._open[t], self._high[t], self._low[t], self._close[t])
+        terminated = t >= self._end
+        if terminated and book.side != 0:
+            trade = book.flatten(t, self._close[t])
+        if trade is not None or book.side == 0:
+            self._pm_paid = 0
+
+        reward = self._reward_fn(action, side_before, book.side, changed, first_in_trade)
+        info = self._get_info()
+        if trade is not None:
+            reward += trade.r_multiple
+            info["trade"] = trade
+        return self._get_obs(), reward, terminated, False, info
+
+    # -- internals -------------------------------------------------------------------
+
+    def _invalid(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        self._invalid_streak += 1
+        info = {
+            "invalid_action": True,
+            "action": action,
+            "position": self.book.side,
+            "reason": f"Action {action} ({ACTION_NAMES[action]}) invalid when "
+            f"position={self.book.side}",
+        }
+        truncated = self._invalid_streak >= self.config.max_invalid_streak
+        return self._get_obs(), INVALID_ACTION_PENALTY, False, truncated, info
+
+    def _get_obs(self) -> np.ndarray:
+        t = self.t
+        book = self.book
+        obs = np.empty(TOTAL_OBSERVATION_SIZE, dtype=np.float32)
+        start = (t + 1) * MARKET_FEATURE_COUNT - TOTAL_MARKET_FEATURES
+        obs[:TOTAL_MARKET_FEATURES] = self._features_flat[start : start + TOTAL_MARKET_FEATURES]
+        obs[TOTAL_MARKET_FEATURES:] = position_features(
+            book.side,
+            book.entry_price,
+            book.stop_price,
+            book.target_price,
+            t - book.entry_bar,
+            self._close[t],
+            self._atr[t],
+        )
+        return obs
+
+    def _get_info(self) -> dict[str, Any]:
+        return {"invalid_action": False, "position": self.book.side}
+
+    @property
+    def current_atr(self) -> float:
+        """ATR of the bar just closed."""
+        return self._atr[self.t]
+
+    @property
+    def current_price(self) -> float:
+        """Close of the bar just closed."""
+        return self._close[self.t]
+
