@@ -177,42 +177,67 @@ class SimulatedPosition:
         self.pending_atr = 0.0
 
     def apply(self, action: int, close: float, atr: float) -> bool:
-        """Act at a bar's close. Entries while in a position are not executed.
+        """Act at a bar's close, pricing orders as the daemon does. Entries while in a
+        position are not executed.
 
         Returns:
             Whether the action changed the order state (an entry was queued, the stop
             moved to breakeven, or trailing was switched on or off).
         """
-        tick = self.instrument.tick_size
         if action == Action.BUY or action == Action.SELL:
-            if self.side != 0 or self.pending_side != 0:
-                return False
             side = 1 if action == Action.BUY else -1
-            self.pending_stop, self.pending_target = bracket_prices(
-                side, close, atr, self.instrument, self.config
-            )
-            self.pending_side = side
-            self.pending_atr = atr
-            return True
+            stop, target = bracket_prices(side, close, atr, self.instrument, self.config)
+            return self.queue_entry(side, stop, target, atr)
         if self.side == 0:
             return False
         if action == Action.MOVE_TO_BE:
-            new_stop = breakeven_stop(self.side, self.entry_price, self.stop_price, close, tick)
-            changed = new_stop != self.stop_price
-            self.stop_price = new_stop
-            return changed
+            tick = self.instrument.tick_size
+            return self.move_stop(
+                breakeven_stop(self.side, self.entry_price, self.stop_price, close, tick)
+            )
         if action == Action.ENABLE_TRAIL:
-            if self.trailing:
-                return False
-            self.trailing = True
-            self.trail_points = trail_distance(atr, self.instrument, self.config)
-            self.best_price = close
-            return True
+            return self.enable_trailing(trail_distance(atr, self.instrument, self.config), close)
         if action == Action.DISABLE_TRAIL:
-            changed = self.trailing
-            self.trailing = False
-            return changed
+            return self.disable_trailing()
         return False
+
+    # The order primitives below take explicit prices, so a client that receives prices
+    # (the replay client, executing a daemon's ``orders``) drives the same model.
+
+    def queue_entry(self, side: int, stop_price: float, target_price: float, atr: float) -> bool:
+        """Queue a market entry for the next bar's open with its bracket; refused (False)
+        while a position or another entry is open."""
+        if self.side != 0 or self.pending_side != 0:
+            return False
+        self.pending_side = side
+        self.pending_stop = stop_price
+        self.pending_target = target_price
+        self.pending_atr = atr
+        return True
+
+    def move_stop(self, stop_price: float) -> bool:
+        """Move the stop, only ever in the position's favour; True if it moved."""
+        if self.side == 0:
+            return False
+        new_stop = tighten(self.side, self.stop_price, stop_price)
+        changed = new_stop != self.stop_price
+        self.stop_price = new_stop
+        return changed
+
+    def enable_trailing(self, trail_points: float, close: float) -> bool:
+        """Start trailing ``trail_points`` behind the best price from ``close`` on."""
+        if self.side == 0 or self.trailing:
+            return False
+        self.trailing = True
+        self.trail_points = trail_points
+        self.best_price = close
+        return True
+
+    def disable_trailing(self) -> bool:
+        """Stop trailing; the stop stays where it is."""
+        changed = self.trailing
+        self.trailing = False
+        return changed
 
     def on_bar(
         self, bar: int, open_: float, high: float, low: float, close: float

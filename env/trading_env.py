@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +56,29 @@ class EnvConfig:
             )
         if self.episode_bars < 1:
             raise ValueError(f"episode_bars must be >= 1, got {self.episode_bars}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form, as stored in a model card."""
+        return {
+            "instrument": dataclasses.asdict(self.instrument),
+            "execution": dataclasses.asdict(self.execution),
+            "reward": self.reward,
+            "episode_bars": self.episode_bars,
+            "max_invalid_streak": self.max_invalid_streak,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EnvConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are rejected with their names."""
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown env config keys {sorted(unknown)}")
+        values = dict(data)
+        if "instrument" in values:
+            values["instrument"] = Instrument(**values["instrument"])
+        if "execution" in values:
+            values["execution"] = ExecutionConfig(**values["execution"])
+        return cls(**values)
 
 
 class TradingEnv(gym.Env):
