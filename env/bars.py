@@ -192,6 +192,11 @@ def save_bars_csv(bars: Bars, path: str | Path) -> None:
     with open(path, "w", encoding="utf-8") as f:
         f.write("time,open,high,low,close,volume\n")
         for t, o, h, lo, c, v in zip(
-            bars.time.astype(str), bars.open, bars.high, bars.low, bars.close, bars.volume
+            bars.time.astype(str).tolist(),
+            bars.open.tolist(),
+            bars.high.tolist(),
+            bars.low.tolist(),
+            bars.close.tolist(),
+            bars.volume.tolist(),
         ):
             f.write(f"{t},{o!r},{h!r},{lo!r},{c!r},{v!r}\n")
