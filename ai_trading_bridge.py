@@ -5,18 +5,20 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import click
 import structlog
 
 
-def configure_logging(log_file: Path | None = None, level: str = "info", stream: TextIO | None = None) -> None:
+def configure_logging(
+    log_file: Path | None = None, level: str = "info", stream: TextIO | None = None
+) -> None:
     """Configure structlog once: pretty on a terminal, JSON lines otherwise, and JSON
     lines appended to ``log_file`` when given."""
     stream = stream or sys.stderr
     pretty = stream.isatty()
-    shared = [
+    shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -25,7 +27,9 @@ def configure_logging(log_file: Path | None = None, level: str = "info", stream:
     console = logging.StreamHandler(stream)
     console.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            processor=structlog.dev.ConsoleRenderer() if pretty else structlog.processors.JSONRenderer(),
+            processor=structlog.dev.ConsoleRenderer()
+            if pretty
+            else structlog.processors.JSONRenderer(),
             foreign_pre_chain=shared,
         )
     )
@@ -58,8 +62,14 @@ def configure_logging(log_file: Path | None = None, level: str = "info", stream:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--log-level", default="info", show_default=True, envvar="AITB_LOG_LEVEL",
-              type=click.Choice(["debug", "info", "warning", "error"]), help="Log level.")
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    envvar="AITB_LOG_LEVEL",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    help="Log level.",
+)
 @click.pass_context
 def cli(ctx: click.Context, log_level: str) -> None:
     """Run a masked reinforcement-learning futures policy live from NinjaTrader 8."""

@@ -67,7 +67,9 @@ def bracket_prices(
     stop_distance = max(config.stop_atr * atr, tick)
     target_distance = max(config.target_atr * atr, tick)
     if side > 0:
-        return floor_to_tick(close - stop_distance, tick), ceil_to_tick(close + target_distance, tick)
+        return floor_to_tick(close - stop_distance, tick), ceil_to_tick(
+            close + target_distance, tick
+        )
     return ceil_to_tick(close + stop_distance, tick), floor_to_tick(close - target_distance, tick)
 
 
@@ -107,9 +109,13 @@ def trailed_stop(
     """Stop after a bar with trailing on: ``distance`` behind the best price since
     trailing was enabled, never looser than before, never beyond the last close."""
     if side > 0:
-        candidate = min(floor_to_tick(best_price - distance, tick), protective_limit(side, close, tick))
+        candidate = min(
+            floor_to_tick(best_price - distance, tick), protective_limit(side, close, tick)
+        )
     else:
-        candidate = max(ceil_to_tick(best_price + distance, tick), protective_limit(side, close, tick))
+        candidate = max(
+            ceil_to_tick(best_price + distance, tick), protective_limit(side, close, tick)
+        )
     return tighten(side, stop_price, candidate)
 
 
@@ -136,22 +142,22 @@ class SimulatedPosition:
     """
 
     __slots__ = (
-        "instrument",
-        "config",
-        "side",
-        "entry_price",
-        "entry_bar",
-        "entry_atr",
-        "stop_price",
-        "target_price",
-        "trailing",
-        "trail_points",
         "best_price",
+        "config",
+        "entry_atr",
+        "entry_bar",
+        "entry_price",
+        "instrument",
+        "pending_atr",
         "pending_side",
         "pending_stop",
         "pending_target",
-        "pending_atr",
+        "side",
         "slippage",
+        "stop_price",
+        "target_price",
+        "trail_points",
+        "trailing",
     )
 
     def __init__(self, instrument: Instrument, config: ExecutionConfig) -> None:
@@ -239,9 +245,7 @@ class SimulatedPosition:
         self.trailing = False
         return changed
 
-    def on_bar(
-        self, bar: int, open_: float, high: float, low: float, close: float
-    ) -> Trade | None:
+    def on_bar(self, bar: int, open_: float, high: float, low: float, close: float) -> Trade | None:
         """Run one bar: fill a pending entry at the open, then check the stop (first)
         and the target against the bar's range, then trail the stop at the close."""
         if self.pending_side != 0:
@@ -259,7 +263,11 @@ class SimulatedPosition:
         if self.trailing:
             self.best_price = max(self.best_price, high) if side > 0 else min(self.best_price, low)
             self.stop_price = trailed_stop(
-                side, self.stop_price, self.best_price, self.trail_points, close,
+                side,
+                self.stop_price,
+                self.best_price,
+                self.trail_points,
+                close,
                 self.instrument.tick_size,
             )
         return None

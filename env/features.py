@@ -63,13 +63,13 @@ class IndicatorState:
     """Streaming state of the recursive indicators behind the features (float64)."""
 
     __slots__ = (
-        "n_bars",
-        "prev_close",
         "atr",
-        "ema",
-        "ema_history",
         "avg_gain",
         "avg_loss",
+        "ema",
+        "ema_history",
+        "n_bars",
+        "prev_close",
         "volumes",
     )
 
@@ -186,9 +186,7 @@ def compute_market_features(
         ``(features, atr)``: float32 (n, 11) and the float64 ATR (floored) of each bar.
     """
     indicators = compute_indicators(high, low, close, volume)
-    features = features_from_indicators(
-        open_, high, low, close, volume, indicators, minute_of_day
-    )
+    features = features_from_indicators(open_, high, low, close, volume, indicators, minute_of_day)
     return features, indicators[:, 1].copy()
 
 

@@ -28,9 +28,8 @@ class Instrument:
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
         if not (math.isfinite(self.commission_per_side) and self.commission_per_side >= 0):
-            raise ValueError(
-                f"commission_per_side must be a finite number >= 0, got {self.commission_per_side!r}"
-            )
+            value = self.commission_per_side
+            raise ValueError(f"commission_per_side must be a finite number >= 0, got {value!r}")
 
     @property
     def tick_value(self) -> float:

@@ -5,8 +5,8 @@ changed, so pytest collects them (``tests/test_pretraining.py``) and
 ``ai-trading-bridge check`` runs them and prints the guide's expected lines.
 """
 
-# ruff: noqa: E712, F541
-import numpy as np  # noqa: F401  (the guide's snippets assume numpy is imported)
+# Verbatim from the guide: ruff.toml exempts this file from formatting and style rules.
+import numpy as np  # the guide's snippets assume numpy is imported
 
 from env.trading_env import TradingEnv
 

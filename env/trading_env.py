@@ -20,7 +20,7 @@ from env.config import (
     WARMUP_BARS,
     Action,
 )
-from env.execution import ExecutionConfig, SimulatedPosition, Trade, bracket_prices
+from env.execution import ExecutionConfig, SimulatedPosition, bracket_prices
 from env.features import compute_market_features, position_features
 from env.instruments import DEFAULT_INSTRUMENT, Instrument
 from env.mask import FLAT_MASK, IN_POSITION_MASK
@@ -298,4 +298,3 @@ class TradingEnv(gym.Env):
     def current_price(self) -> float:
         """Close of the bar just closed."""
         return self._close[self.t]
-

@@ -30,7 +30,9 @@ def test_ninjatrader_minute_export_loads_and_an_episode_runs() -> None:
 
 def test_ninjatrader_daily_export_loads(tmp_path: Path) -> None:
     path = tmp_path / "NQ daily.txt"
-    path.write_text("20251105;21000;21250.5;20900;21100.25;512345\n20251106;21100;21200;21050;21150;498000\n")
+    path.write_text(
+        "20251105;21000;21250.5;20900;21100.25;512345\n20251106;21100;21200;21050;21150;498000\n"
+    )
     bars = load_bars(path)
     assert [str(t) for t in bars.time] == ["2025-11-05T00:00:00", "2025-11-06T00:00:00"]
     assert bars.high[0] == 21250.5 and bars.volume[1] == 498000
@@ -70,7 +72,9 @@ GOOD = "20251107 143100;21000;21003;20998.5;21001.75;523"
         ("20251107 143200;0;21003;20998.5;21001.75;5", "open must be > 0"),
     ],
 )
-def test_bad_line_error_names_file_line_and_problem(tmp_path: Path, line: str, problem: str) -> None:
+def test_bad_line_error_names_file_line_and_problem(
+    tmp_path: Path, line: str, problem: str
+) -> None:
     path = tmp_path / "export.txt"
     path.write_text(f"{GOOD}\n{line}\n")
     with pytest.raises(BarsFileError) as info:
@@ -82,12 +86,14 @@ def test_bad_line_error_names_file_line_and_problem(tmp_path: Path, line: str, p
 
 def test_bad_csv_line_and_unknown_format(tmp_path: Path) -> None:
     path = tmp_path / "bars.csv"
-    path.write_text("time,open,high,low,close,volume\n2025-11-07T14:31:00,1,2,0.5,1.5,3\nnot-a-time,1,2,0.5,1.5,3\n")
+    path.write_text(
+        "time,open,high,low,close,volume\n2025-11-07T14:31:00,1,2,0.5,1.5,3\nnot-a-time,1,2,0.5,1.5,3\n"
+    )
     with pytest.raises(BarsFileError, match=r"bars.csv:3: time 'not-a-time' is not an ISO-8601"):
         load_bars(path)
     other = tmp_path / "other.txt"
     other.write_text("Date Time Open High Low Close\n")
-    with pytest.raises(BarsFileError, match="other.txt:1: unknown format"):
+    with pytest.raises(BarsFileError, match=r"other\.txt:1: unknown format"):
         load_bars(other)
 
 

@@ -80,7 +80,7 @@ def test_buy_fills_next_open_with_bracket_and_position_features(bars) -> None:
     env = TradingEnv(bars)
     env.reset(options={"start": 500})
     close, atr = env.current_price, env.current_atr
-    obs, reward, *_ , info = env.step(Action.BUY)
+    obs, reward, *_, info = env.step(Action.BUY)
     assert "trade" not in info  # bar 501 touches neither stop nor target
     assert env.position == 1
     assert env.book.entry_price == bars.open[501] + 0.25
@@ -101,7 +101,7 @@ def test_episode_terminates_after_episode_bars_and_flattens(bars) -> None:
     env.step(Action.BUY)
     steps += 1
     while not terminated:
-        _, _, terminated, _, info = env.step(Action.HOLD)
+        _, _, terminated, _, _ = env.step(Action.HOLD)
         steps += 1
     assert steps == 10 and env.position == 0
 

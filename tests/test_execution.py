@@ -10,8 +10,8 @@ from env.config import Action
 from env.execution import (
     ExecutionConfig,
     SimulatedPosition,
-    breakeven_stop,
     bracket_prices,
+    breakeven_stop,
     trail_distance,
     trailed_stop,
 )
