@@ -1,3 +1,232 @@
-"""Commands of the train package (registered by ai_trading_bridge.py)."""
+"""Commands of the train package (registered by ai_trading_bridge.py): ``train``,
+``validate``, ``deploy`` and ``rollback``."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+# Flag name -> TrainConfig field, for the flags that override the config.
+_OVERRIDES = (
+    "timesteps",
+    "learning_rate",
+    "n_steps",
+    "batch_size",
+    "n_epochs",
+    "gamma",
+    "gae_lambda",
+    "clip_range",
+    "ent_coef",
+    "n_envs",
+    "vec",
+    "holdout_fraction",
+    "seed",
+    "device",
+    "reward",
+    "instrument",
+    "episode_bars",
+    "checkpoint_every",
+    "eval_every",
+    "eval_episodes",
+    "torch_threads",
+    "name",
+)
+
+
+def command_line() -> str:
+    """The exact command line, as typed (program name without its path)."""
+    return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+
+
+@click.command()
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="JSON or TOML file of training settings (flags override it).",
+)
+@click.option(
+    "--data",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Bars: NinjaTrader 8 export or CSV. Default: the synthetic NQ series.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Bundle folder to write (model.zip, vecnormalize.pkl, model.json).",
+)
+@click.option(
+    "--resume",
+    type=click.Path(exists=True),
+    help="Checkpoint .zip (its VecNormalize beside it) or bundle to continue.",
+)
+@click.option("--timesteps", type=int, help="Total environment steps [5,000,000].")
+@click.option("--learning-rate", type=float, help="[3e-4]")
+@click.option("--n-steps", type=int, help="Transitions per update, all envs together [2048].")
+@click.option("--batch-size", type=int, help="Minibatch size [64].")
+@click.option("--n-epochs", type=int, help="[10]")
+@click.option("--gamma", type=float, help="[0.99]")
+@click.option("--gae-lambda", type=float, help="[0.95]")
+@click.option("--clip-range", type=float, help="[0.2]")
+@click.option("--ent-coef", type=float, help="[0.01]")
+@click.option("--n-envs", type=int, help="Environments stepped together [8].")
+@click.option("--vec", type=click.Choice(["dummy", "subproc"]), help="[dummy]")
+@click.option(
+    "--holdout-fraction", type=float, help="Trailing share of bars never trained on [0.2]."
+)
+@click.option("--seed", type=int, help="[0]")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="[auto]")
+@click.option("--reward", type=click.Choice(["default", "seed"]), help="Reward preset [default].")
+@click.option("--instrument", type=click.Choice(["NQ", "MNQ", "ES", "MES"]), help="[NQ]")
+@click.option("--episode-bars", type=int, help="Decisions per episode [390].")
+@click.option("--checkpoint-every", type=int, help="Steps between checkpoints, 0 = none [250000].")
+@click.option(
+    "--eval-every", type=int, help="Steps between held-out evaluations, 0 = none [100000]."
+)
+@click.option("--eval-episodes", type=int, help="Episodes per held-out evaluation [50].")
+@click.option("--torch-threads", type=int, help="torch threads, 0 = torch's default [1].")
+@click.option("--name", help="Model name, first part of the version string [NQ].")
+@click.option(
+    "--validate-episodes",
+    type=int,
+    default=1000,
+    show_default=True,
+    help="Held-out episodes validated after training (0 = skip).",
+)
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar.")
+def train(
+    config_file: str | None,
+    data: str | None,
+    out: str,
+    resume: str | None,
+    validate_episodes: int,
+    progress: bool,
+    **overrides: Any,
+) -> None:
+    """Train MaskablePPO with the guide's settings and write a model bundle to --out."""
+    from train.config import TrainConfig, load_config_file
+    from train.training import train as run_training
+
+    try:
+        base = (
+            TrainConfig.from_mapping(load_config_file(config_file))
+            if config_file
+            else TrainConfig()
+        )
+        flags = {k: v for k, v in overrides.items() if k in _OVERRIDES and v is not None}
+        config = TrainConfig.from_mapping(flags, base)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    bundle = run_training(
+        config,
+        out,
+        data_path=data,
+        resume=resume,
+        command=command_line(),
+        progress_bar=progress,
+        validate_episodes=validate_episodes,
+    )
+    validation = bundle.card.get("validation")
+    status = (
+        "not validated"
+        if validation is None
+        else ("validation PASSED" if validation["passed"] else "validation FAILED")
+    )
+    click.echo(f"bundle {bundle.version} written to {bundle.path} ({status})")
+
+
+@click.command()
+@click.argument("bundle", required=False, type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--model",
+    "model_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="The guide's form: model .zip (with --vecnorm).",
+)
+@click.option(
+    "--vecnorm",
+    type=click.Path(exists=True, dir_okay=False),
+    help="The guide's form: VecNormalize .pkl (with --model).",
+)
+@click.option(
+    "--data",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Held-out bars file (default: the card's holdout, or the synthetic series' last 20%).",
+)
+@click.option("--episodes", type=int, default=1000, show_default=True)
+@click.option("--episode-bars", type=int, help="Bars per episode (default: the card's env).")
+@click.option("--seed", type=int, default=12345, show_default=True, help="Episode starts.")
+@click.option("--stochastic", is_flag=True, help="Sample actions instead of the argmax.")
+@click.option(
+    "--report-dir",
+    type=click.Path(file_okay=False),
+    help="Where report.json and the plots go [BUNDLE/validation or ./validation].",
+)
+@click.option("--write-card", is_flag=True, help="Store the summary in the bundle's model.json.")
+def validate(
+    bundle: str | None,
+    model_file: str | None,
+    vecnorm: str | None,
+    data: str | None,
+    episodes: int,
+    episode_bars: int | None,
+    seed: int,
+    stochastic: bool,
+    report_dir: str | None,
+    write_card: bool,
+) -> None:
+    """Post-training validation on held-out episodes; exit 0 on pass, 1 on fail."""
+    from env.bars import load_bars
+    from train import bundle as bundle_io
+    from train.validation import card_summary
+    from train.validation import validate as run_validation
+
+    if (bundle is None) == (model_file is None):
+        raise click.UsageError("give a BUNDLE folder, or --model ZIP --vecnorm PKL")
+    if model_file is not None and vecnorm is None:
+        raise click.UsageError("--model needs --vecnorm")
+    if episodes < 1:
+        raise click.UsageError("--episodes must be >= 1")
+    try:
+        if bundle is not None:
+            loaded = bundle_io.load_bundle(bundle)
+            model_path, vecnorm_path, card = loaded.model_path, loaded.vecnorm_path, loaded.card
+            default_dir = loaded.path / "validation"
+        else:
+            if write_card:
+                raise click.UsageError("--write-card needs a BUNDLE folder")
+            model_path, vecnorm_path, card = Path(model_file), Path(vecnorm), None  # type: ignore[arg-type]
+            default_dir = Path("validation")
+        bars = load_bars(data) if data else None
+        report, text = run_validation(
+            model_path,
+            vecnorm_path,
+            card,
+            episodes=episodes,
+            seed=seed,
+            report_dir=Path(report_dir) if report_dir else default_dir,
+            bars=bars,
+            deterministic=not stochastic,
+            episode_bars=episode_bars,
+        )
+    except (bundle_io.BundleError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(text)
+    click.echo(
+        f"{episodes} episodes in {report['duration_s']:.1f} s; report: "
+        f"{Path(report_dir or default_dir) / 'report.json'}"
+    )
+    if write_card:
+        updated = dict(loaded.card)
+        updated["validation"] = card_summary(report)
+        bundle_io.write_card(loaded.path, updated)
+        click.echo(f"validation summary written to {loaded.card_path}")
+    sys.exit(0 if report["passed"] else 1)
+
+
+COMMANDS: list = [train, validate]

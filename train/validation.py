@@ -1,0 +1,335 @@
+"""``ai-trading-bridge validate``: the guide's post-training validation, done right.
+
+Runs N held-out episodes (default 1000) with masks and the saved VecNormalize statistics,
+batched over many envs, reading the position from the env's state. Prints the guide's
+"POST-TRAINING VALIDATION RESULTS" table, the split by flat / in position, the criteria
+(see :mod:`train.criteria`) and trading results beside three baselines; writes
+``report.json`` and two PNG plots.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from env.bars import Bars
+from env.config import ACTION_NAMES
+from env.trading_env import EnvConfig, TradingEnv
+from train import bundle as bundle_io
+from train.criteria import action_shares, evaluate_criteria, guide_rule, trading_summary
+from train.evaluation import (
+    ModelPolicy,
+    RandomValidPolicy,
+    RunResult,
+    always_flat_policy,
+    momentum_policy,
+    run_episodes,
+)
+
+BASELINES = ("always_flat", "random_valid", "momentum")
+REPORT_FILE = "report.json"
+SHARES_PLOT = "action_shares.png"
+EQUITY_PLOT = "equity.png"
+
+
+def load_policy(model_path: Path, vecnorm_path: Path, template: TradingEnv) -> tuple[Any, Any]:
+    """Plain SB3 loading: ``MaskablePPO.load`` and ``VecNormalize.load``."""
+    from sb3_contrib import MaskablePPO
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    model = MaskablePPO.load(str(model_path), device="cpu")
+    vecnorm = VecNormalize.load(str(vecnorm_path), DummyVecEnv([lambda: template]))
+    vecnorm.training = False
+    if model.observation_space.shape != template.observation_space.shape:
+        raise bundle_io.BundleError(
+            f"{model_path}: the model observes {model.observation_space.shape}, this code "
+            f"computes {template.observation_space.shape}; retrain from scratch"
+        )
+    return model, vecnorm
+
+
+def holdout_for_card(card: dict[str, Any] | None, bars: Bars | None) -> Bars:
+    """The held-out bars: ``bars`` if given, else the card's data (synthetic default or
+    its file) from the card's holdout start."""
+    from env.config import WARMUP_BARS
+    from train.training import load_data
+
+    if bars is not None:
+        return bars
+    data = (card or {}).get("data") or {}
+    source = str(data.get("source", ""))
+    path = None if not source or source.startswith("synthetic:") else source
+    full, _ = load_data(path)
+    split = data.get("holdout_start_index")
+    if split is None:
+        split = round(len(full) * 0.8)
+    return full[int(split) - (WARMUP_BARS - 1) :]
+
+
+def run_all(
+    model: Any,
+    vecnorm: Any,
+    template: TradingEnv,
+    episodes: int,
+    seed: int,
+    deterministic: bool = True,
+) -> dict[str, RunResult]:
+    bars, cfg = template.bars, template.config
+    policies = {
+        "model": ModelPolicy(model, vecnorm, deterministic=deterministic, seed=seed),
+        "always_flat": always_flat_policy,
+        "random_valid": RandomValidPolicy(seed),
+        "momentum": momentum_policy,
+    }
+    return {
+        name: run_episodes(policy, bars, cfg, episodes, seed=seed, template=template)
+        for name, policy in policies.items()
+    }
+
+
+def build_report(
+    results: dict[str, RunResult], env_config: EnvConfig, meta: dict[str, Any]
+) -> dict[str, Any]:
+    model = results["model"]
+    criteria = evaluate_criteria(model)
+    return {
+        **meta,
+        "passed": all(c.passed for c in criteria),
+        "criteria": [c.to_dict() for c in criteria],
+        "criteria_note": (
+            "BUY and SELL are each required to be 5-10% of flat bars: with masking, flat "
+            "bars are HOLD/BUY/SELL only, so the guide's 'HOLD 80-90%' and 'BUY+SELL 5-10%' "
+            "could only both hold at exactly 90/10"
+        ),
+        "guide_rule": guide_rule(model),
+        "decisions": {
+            "total": model.decisions,
+            "flat": int(model.flat_counts.sum()),
+            "in_position": int(model.position_counts.sum()),
+            "invalid": model.invalid_actions,
+        },
+        "action_counts": {
+            "flat": dict(zip(ACTION_NAMES, model.flat_counts.tolist())),
+            "in_position": dict(zip(ACTION_NAMES, model.position_counts.tolist())),
+        },
+        "action_shares_pct": {
+            k: {n: round(v, 3) for n, v in d.items()} for k, d in action_shares(model).items()
+        },
+        "trading": {
+            name: trading_summary(r, env_config.episode_bars) for name, r in results.items()
+        },
+    }
+
+
+def card_summary(report: dict[str, Any]) -> dict[str, Any]:
+    """The part of a report stored in the model card (``validation``)."""
+    keys = (
+        "passed",
+        "episodes",
+        "episode_bars",
+        "seed",
+        "holdout_start",
+        "deterministic",
+        "validated_at",
+        "duration_s",
+        "criteria",
+        "guide_rule",
+        "action_shares_pct",
+    )
+    summary = {k: report[k] for k in keys if k in report}
+    summary["trading"] = report["trading"]["model"]
+    return summary
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The guide's table, verbatim in format, then the project's split, criteria and
+    trading results."""
+    counts = report["action_counts"]
+    total = report["decisions"]["total"]
+    lines = ["", "=" * 70, "POST-TRAINING VALIDATION RESULTS", "=" * 70]
+    for action, name in enumerate(ACTION_NAMES):
+        count = counts["flat"][name] + counts["in_position"][name]
+        lines.append(f"Action {action}: {count:5d} ({count / max(total, 1) * 100:5.1f}%)")
+    pm_flat = sum(counts["flat"][n] for n in ACTION_NAMES[3:])
+    lines.append(
+        f"\nInvalid PM actions when flat: {pm_flat} ({pm_flat / max(total, 1) * 100:.2f}%)"
+    )
+    guide = report["guide_rule"]
+    lines += [
+        "\nValidation Criteria:",
+        f"  HOLD: {guide['hold_pct_all']:.1f}% (target: 80-90%)",
+        f"  PM when flat: {guide['pm_flat_pct_all']:.2f}% (target: <1%)",
+    ]
+    lines.append(
+        "\n(guide's rule: HOLD >= 80% and PM when flat < 1% of all decisions: "
+        + ("PASSED" if guide["passed"] else "FAILED")
+        + ")"
+    )
+
+    decisions = report["decisions"]
+    shares = report["action_shares_pct"]
+    lines += [
+        "",
+        f"Action shares by position state ({report['episodes']} held-out episodes "
+        f"of {report['episode_bars']} bars, {decisions['flat']} flat and "
+        f"{decisions['in_position']} in-position decisions, {decisions['invalid']} refused):",
+        f"  {'action':<14}{'flat':>9}{'in position':>14}",
+    ]
+    for name in ACTION_NAMES:
+        lines.append(
+            f"  {name:<14}{shares['flat'][name]:8.1f}%{shares['in_position'][name]:13.1f}%"
+        )
+
+    lines += ["", "Criteria (project reading; see docs/training.md):"]
+    for c in report["criteria"]:
+        mark = "PASS" if c["passed"] else "FAIL"
+        lines.append(
+            f"  {c['description']:<48}{c['value_pct']:7.2f}%  target {c['target']:<8} {mark}"
+        )
+
+    lines += [
+        "",
+        "Trading results (net of commission and slippage):",
+        f"  {'policy':<14}{'trades':>8}{'win %':>8}{'net $':>12}{'net R':>9}"
+        f"{'Sharpe':>8}{'max DD $':>11}",
+    ]
+    for name, t in report["trading"].items():
+        lines.append(
+            f"  {name:<14}{t['trades']:8d}{t['win_rate_pct']:8.1f}{t['net_pnl_usd']:12.0f}"
+            f"{t['net_pnl_r']:9.1f}{t['sharpe_annualised']:8.2f}{t['max_drawdown_usd']:11.0f}"
+        )
+    lines.append("")
+    lines.append(
+        "✅ MODEL VALIDATION PASSED"
+        if report["passed"]
+        else "❌ MODEL VALIDATION FAILED - Retrain required"
+    )
+    return "\n".join(lines)
+
+
+def write_plots(report: dict[str, Any], results: dict[str, RunResult], out: Path) -> list[Path]:
+    """Action shares (flat vs in position) against the target bands; equity vs baselines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shares = report["action_shares_pct"]
+    x = np.arange(len(ACTION_NAMES))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    bands = {"flat": {0: (80, 90), 1: (5, 10), 2: (5, 10), 3: (0, 1), 4: (0, 1), 5: (0, 1)}}
+    for ax, label in zip(axes, ("flat", "in_position")):
+        values = [shares[label][n] for n in ACTION_NAMES]
+        ax.bar(x, values, color="tab:blue")
+        for i, (low, high) in bands.get(label, {}).items():
+            ax.add_patch(
+                plt.Rectangle(
+                    (i - 0.45, low),
+                    0.9,
+                    high - low,
+                    color="tab:green",
+                    alpha=0.35,
+                    label="target" if i == 0 else None,
+                )
+            )
+        if label == "in_position":
+            pm = sum(shares[label][n] for n in ACTION_NAMES[3:])
+            ax.axhspan(40, 60, color="tab:green", alpha=0.15, label="PM total target 40-60%")
+            ax.set_title(f"in position (PM total {pm:.1f}%)")
+        else:
+            ax.set_title("flat")
+        ax.set_xticks(x, ACTION_NAMES, rotation=30, ha="right", fontsize=8)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("% of decisions")
+    fig.tight_layout()
+    shares_path = out / SHARES_PLOT
+    fig.savefig(shares_path, dpi=80)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for name, result in results.items():
+        ax.plot(np.concatenate([[0.0], np.cumsum(result.episode_pnl)]), label=name)
+    ax.set_xlabel("held-out episode (laid end to end)")
+    ax.set_ylabel("cumulative net PnL ($)")
+    ax.legend()
+    fig.tight_layout()
+    equity_path = out / EQUITY_PLOT
+    fig.savefig(equity_path, dpi=80)
+    plt.close(fig)
+    return [shares_path, equity_path]
+
+
+def validate(
+    model_path: Path,
+    vecnorm_path: Path,
+    card: dict[str, Any] | None,
+    episodes: int = 1000,
+    seed: int = 12345,
+    report_dir: Path | None = None,
+    bars: Bars | None = None,
+    deterministic: bool = True,
+    episode_bars: int | None = None,
+) -> tuple[dict[str, Any], str]:
+    """Validate a model; returns the report and its printable text."""
+    started = time.perf_counter()
+    env_config = EnvConfig.from_dict(card["env"]) if card and card.get("env") else EnvConfig()
+    if episode_bars is not None:
+        env_config = EnvConfig.from_dict({**env_config.to_dict(), "episode_bars": episode_bars})
+    holdout = holdout_for_card(card, bars)
+    template = TradingEnv(holdout, env_config)
+    model, vecnorm = load_policy(model_path, vecnorm_path, template)
+    results = run_all(model, vecnorm, template, episodes, seed, deterministic)
+    meta = {
+        "model": str(model_path),
+        "vecnormalize": str(vecnorm_path),
+        "version": (card or {}).get("version"),
+        "episodes": episodes,
+        "episode_bars": env_config.episode_bars,
+        "seed": seed,
+        "deterministic": deterministic,
+        "holdout_start": str(holdout.time[0]) if len(holdout) else None,
+        "holdout_source": holdout.source,
+        "validated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    report = build_report(results, env_config, meta)
+    report["duration_s"] = round(time.perf_counter() - started, 2)
+    if report_dir is not None:
+        report_dir.mkdir(parents=True, exist_ok=True)
+        report["plots"] = [str(p) for p in write_plots(report, results, report_dir)]
+        (report_dir / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return report, format_report(report)
+
+
+def validate_bundle(
+    path: str | Path,
+    episodes: int = 1000,
+    write_card: bool = False,
+    report_dir: str | Path | None = None,
+    seed: int = 12345,
+    echo: Any = None,
+    deterministic: bool = True,
+    episode_bars: int | None = None,
+) -> dict[str, Any]:
+    """Validate a bundle folder; with ``write_card``, store the summary in its card."""
+    bundle = bundle_io.load_bundle(path)
+    report, text = validate(
+        bundle.model_path,
+        bundle.vecnorm_path,
+        bundle.card,
+        episodes=episodes,
+        seed=seed,
+        report_dir=Path(report_dir) if report_dir else bundle.path / "validation",
+        deterministic=deterministic,
+        episode_bars=episode_bars,
+    )
+    if echo is not None:
+        echo(text)
+    if write_card:
+        card = dict(bundle.card)
+        card["validation"] = card_summary(report)
+        bundle_io.write_card(bundle.path, card)
+    return report
