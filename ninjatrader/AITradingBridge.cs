@@ -1765,7 +1765,7 @@ namespace NinjaTrader.NinjaScript.Strategies
             }
             TrailStop();
             AitbBar bar = new AitbBar(Time[0], Open[0], High[0], Low[0], Close[0], Volume[0]);
-            worker.EnqueueBar(bar, Snapshot(Position.MarketPosition, Position.Quantity, Position.AveragePrice), CurrentBar);
+            worker.EnqueueBar(bar, Snapshot(Position.MarketPosition, Position.Quantity, Position.AveragePrice, Time[0]), CurrentBar);
         }
 
         /// <summary>Moves a trailing stop at the bar close (see AitbTrail).</summary>
@@ -1782,11 +1782,19 @@ namespace NinjaTrader.NinjaScript.Strategies
             stopPrice = next;
         }
 
-        private AitbPosition Snapshot(MarketPosition marketPosition, int quantity, double averagePrice)
+        /// <summary>The position for the daemon. <paramref name="fillBarIfUnknown"/> stands in
+        /// for the entry's bar if the position update overtook the execution update (some
+        /// broker connections do not keep their order).</summary>
+        private AitbPosition Snapshot(MarketPosition marketPosition, int quantity, double averagePrice, DateTime fillBarIfUnknown)
         {
             AitbPosition p = new AitbPosition();
             p.Side = SideOf(marketPosition);
             if (p.Side == 0) return p;
+            if (!entryTime.HasValue)
+            {
+                entryTime = fillBarIfUnknown;
+                entryTimeProvisional = true;
+            }
             p.Quantity = quantity;
             p.EntryPrice = averagePrice;
             p.EntryTime = entryTime;
@@ -1932,7 +1940,7 @@ namespace NinjaTrader.NinjaScript.Strategies
                     // The fill is inside the bar now forming; its close time is known once it
                     // closes (OnBarUpdate corrects this). Until then the next bar's stamp, or
                     // the fill time, is the best estimate.
-                    entryTime = Bars.Count > CurrentBar + 1 ? Bars.GetTime(CurrentBar + 1) : time;
+                    entryTime = FormingBarTime(time);
                     entryTimeProvisional = true;
                 }
             }
@@ -1952,7 +1960,13 @@ namespace NinjaTrader.NinjaScript.Strategies
                 entryTimeProvisional = false;
             }
             if (State == State.Realtime && worker != null)
-                worker.EnqueuePosition(Snapshot(marketPosition, quantity, averagePrice));
+                worker.EnqueuePosition(Snapshot(marketPosition, quantity, averagePrice, FormingBarTime(Time[0])));
+        }
+
+        /// <summary>Time stamp of the bar now forming (its close time for time-based bars).</summary>
+        private DateTime FormingBarTime(DateTime fallback)
+        {
+            return Bars.Count > CurrentBar + 1 ? Bars.GetTime(CurrentBar + 1) : fallback;
         }
 
         private void Say(string message)

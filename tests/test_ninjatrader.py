@@ -295,6 +295,114 @@ def echo_endpoint() -> Iterator[str]:
         reply.close()
 
 
+def crafted_bar_reply(request: dict[str, Any], case: str) -> dict[str, Any]:
+    """A well-formed bar reply, spoiled in the way ``case`` names."""
+    reply: dict[str, Any] = {
+        "v": 1,
+        "type": "bar",
+        "ok": True,
+        "seq": request["seq"],
+        "time": request["bar"]["time"],
+        "action": 1,
+        "name": "BUY",
+        "mask": FLAT_MASK,
+        "probs": [0.1, 0.5, 0.1, 0.1, 0.1, 0.1],
+        "warming_up": False,
+        "model_version": "crafted",
+        "orders": {"entry": "market", "stop_price": 20000.0, "target_price": 22000.0},
+    }
+    spoil: dict[str, dict[str, Any]] = {
+        "action_masked_out": {"action": 3, "name": "MOVE_TO_BE", "orders": {"stop_price": 1.0}},
+        "name_not_matching_id": {"name": "SELL"},
+        "seq_of_another_request": {"seq": request["seq"] + 1},
+        "entry_without_prices": {"orders": {"entry": "market"}},
+        "action_out_of_range": {"action": 6, "name": "PANIC"},
+        "mask_too_short": {"mask": [1, 1, 1]},
+        "trail_without_distance": {
+            "action": 4,
+            "name": "ENABLE_TRAIL",
+            "mask": IN_POSITION_MASK,
+            "orders": {},
+        },
+        "error_reply": {
+            "type": "error",
+            "ok": False,
+            "error": {"code": "internal", "message": "model exploded"},
+        },
+    }
+    reply.update(spoil[case])
+    return reply
+
+
+CRAFTED_CASES = (
+    "action_masked_out",
+    "name_not_matching_id",
+    "seq_of_another_request",
+    "entry_without_prices",
+    "action_out_of_range",
+    "mask_too_short",
+    "trail_without_distance",
+    "error_reply",
+)
+
+
+@pytest.fixture()
+def crafted_daemon(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A pyzmq REP that answers hello/history/ping normally and bar with a spoiled reply."""
+    context: zmq.Context[Any] = zmq.Context.instance()
+    rep = context.socket(zmq.REP)
+    rep.setsockopt(zmq.LINGER, 0)
+    port = rep.bind_to_random_port("tcp://127.0.0.1")
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            if not rep.poll(50):
+                continue
+            message = json.loads(rep.recv())
+            kind = message["type"]
+            if kind == "bar":
+                reply = crafted_bar_reply(message, request.param)
+            elif kind == "hello":
+                reply = {"v": 1, "type": "hello", "ok": True, "warmup_bars": 45, "model": {}}
+            else:
+                reply = {
+                    "v": 1,
+                    "type": kind,
+                    "ok": True,
+                    "accepted": 60,
+                    "ready": True,
+                    "uptime_s": 9e9,
+                }
+            rep.send(json.dumps(reply).encode())
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"tcp://127.0.0.1:{port}"
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        rep.close()
+
+
+@pytest.mark.parametrize(
+    ("crafted_daemon", "outcome"),
+    [(case, "error" if case == "error_reply" else "invalid") for case in CRAFTED_CASES],
+    indirect=["crafted_daemon"],
+)
+def test_reply_the_client_must_not_act_on_becomes_hold(
+    harness: Path, crafted_daemon: str, outcome: str
+) -> None:
+    """A reply that parses but breaks the protocol's promises is answered with HOLD at
+    once; it is not retried (the daemon would send the same reply again)."""
+    result = probe(harness, crafted_daemon)
+    assert result["started"]
+    assert (result["action"], result["name"]) == (0, "HOLD")
+    assert result["outcome"] == outcome
+    assert result["attempts"] == 1
+
+
 # ------------------------------------------------------------------ hostile TCP servers
 
 
@@ -504,6 +612,12 @@ def test_json_writer_output_parses_in_python_exactly(harness: Path) -> None:
         "list": [1, 2.5, "x", {}, []],
         "time": "2025-01-02T03:04:05.678",
     }
+
+
+def test_guard_refuses_what_the_strategy_must_not_execute(harness: Path) -> None:
+    checks = events_of(run_harness(harness, "rules"), "check")
+    assert len(checks) == 23
+    assert [c for c in checks if not c["ok"]] == []
 
 
 def test_trailing_stop_matches_env_execution(harness: Path) -> None:

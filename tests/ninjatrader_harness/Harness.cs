@@ -18,6 +18,7 @@
 //            boundary and large bodies come back byte-identical.
 //   json     JSON writer/reader self-checks plus a sample for Python to parse.
 //   trail    reads "side stop best trail close tick" lines, prints AitbTrail.NextStop.
+//   rules    AitbGuard checks: what the strategy refuses to execute.
 
 using System;
 using System.Collections.Generic;
@@ -54,6 +55,7 @@ public static class Harness
             case "echo": return RunEcho(endpoint);
             case "json": return RunJson();
             case "trail": return RunTrail();
+            case "rules": return RunRules();
         }
         Console.Error.WriteLine("unknown scenario " + scenario);
         return 2;
@@ -457,6 +459,57 @@ public static class Harness
         foreach (string text in invalid)
             Check("reader_rejects " + text.Substring(0, Math.Min(text.Length, 20)), Throws(text), "");
         Check("reader_accepts_depth_64", !Throws(new string('[', 64) + new string(']', 64)), "");
+        return 0;
+    }
+
+    // ---------------------------------------------------------------- rules
+
+    private static AitbDecision Decided(int action, double stop, double target, double trail)
+    {
+        AitbDecision d = new AitbDecision();
+        d.Outcome = AitbDecision.OutcomeOk;
+        d.Action = action;
+        d.Name = AitbProtocol.ActionNames[action];
+        d.StopPrice = stop;
+        d.TargetPrice = target;
+        d.TrailPoints = trail;
+        return d;
+    }
+
+    private static void Rule(string name, AitbDecision d, int side, bool pending, double close, double stop, bool refused)
+    {
+        string refusal = AitbGuard.Refusal(d, side, pending, close, stop);
+        Check(name, (refusal != null) == refused, refusal ?? "(executed)");
+    }
+
+    private static int RunRules()
+    {
+        double nan = double.NaN;
+        Rule("buy_when_flat_executes", Decided(1, 990, 1020, nan), 0, false, 1000, nan, false);
+        Rule("sell_when_flat_executes", Decided(2, 1010, 980, nan), 0, false, 1000, nan, false);
+        Rule("buy_while_long_refused", Decided(1, 990, 1020, nan), 1, false, 1000, 995, true);
+        Rule("sell_while_long_refused", Decided(2, 1010, 980, nan), 1, false, 1000, 995, true);
+        Rule("buy_while_short_refused", Decided(1, 990, 1020, nan), -1, false, 1000, 1005, true);
+        Rule("buy_while_entry_pending_refused", Decided(1, 990, 1020, nan), 0, true, 1000, nan, true);
+        Rule("buy_with_stop_above_close_refused", Decided(1, 1001, 1020, nan), 0, false, 1000, nan, true);
+        Rule("sell_with_target_above_close_refused", Decided(2, 1010, 1001, nan), 0, false, 1000, nan, true);
+        Rule("breakeven_when_flat_refused", Decided(3, 995, nan, nan), 0, false, 1000, nan, true);
+        Rule("trail_when_flat_refused", Decided(4, nan, nan, 5), 0, false, 1000, nan, true);
+        Rule("breakeven_long_executes", Decided(3, 995, nan, nan), 1, false, 1000, 990, false);
+        Rule("breakeven_long_loosening_refused", Decided(3, 985, nan, nan), 1, false, 1000, 990, true);
+        Rule("breakeven_long_above_close_refused", Decided(3, 1000, nan, nan), 1, false, 1000, 990, true);
+        Rule("breakeven_short_executes", Decided(3, 1005, nan, nan), -1, false, 1000, 1010, false);
+        Rule("breakeven_short_below_close_refused", Decided(3, 999, nan, nan), -1, false, 1000, 1010, true);
+        Rule("enable_trail_long_executes", Decided(4, nan, nan, 5), 1, false, 1000, 990, false);
+        Rule("disable_trail_long_executes", Decided(5, 990, nan, nan), 1, false, 1000, 990, false);
+        AitbDecision warming = Decided(0, nan, nan, nan);
+        warming.WarmingUp = true;
+        Rule("hold_is_never_refused", warming, 1, false, 1000, 990, false);
+        Check("safe_stop_tightens_long", AitbGuard.SafeStop(1, 990, 995, 1000) == 995, "");
+        Check("safe_stop_never_loosens_long", AitbGuard.SafeStop(1, 990, 985, 1000) == 990, "");
+        Check("safe_stop_ignores_stop_through_close_long", AitbGuard.SafeStop(1, 990, 1000.25, 1000) == 990, "");
+        Check("safe_stop_tightens_short", AitbGuard.SafeStop(-1, 1010, 1005, 1000) == 1005, "");
+        Check("safe_stop_never_loosens_short", AitbGuard.SafeStop(-1, 1010, 1015, 1000) == 1010, "");
         return 0;
     }
 
