@@ -1,0 +1,214 @@
+"""Daemon configuration: frozen dataclasses, validated once at the entry point.
+
+Every default lives here, and the click options in :mod:`bridge.cli` read them from here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+DEFAULT_BIND = "tcp://127.0.0.1:5555"
+DEFAULT_CONTROL = "tcp://127.0.0.1:5556"
+DEFAULT_MAX_MESSAGE_BYTES = 1 << 20  # 1 MiB
+DEFAULT_EXCHANGE_TZ = "America/Chicago"  # CME Globex: the training data's wall clock
+DEFAULT_JOURNAL_DIR = Path("journal")
+DEFAULT_BUNDLE = Path(__file__).resolve().parent / "default_model"
+DEFAULT_MAX_SESSIONS = 256  # client+instrument states kept; the least recently used go first
+DEFAULT_POLL_MS = 100  # how often the loop looks at the stop and reload flags
+
+BUNDLE_MODEL = "model.zip"
+BUNDLE_VECNORM = "vecnormalize.pkl"
+BUNDLE_CARD = "model.json"
+
+_ENDPOINT_SCHEMES = ("tcp", "ipc", "inproc")
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where the policy comes from: a bundle folder, or the guide's two files.
+
+    Attributes:
+        bundle: A folder holding ``model.zip``, ``vecnormalize.pkl`` and ``model.json``.
+        model: An SB3 ``.zip`` (MaskablePPO or PPO), e.g. ``NQ_o1_fixed.zip``.
+        vecnorm: The VecNormalize statistics saved with it, e.g.
+            ``phase2_position_mgmt_final_vecnorm_fixed.pkl``.
+    """
+
+    bundle: Path | None = None
+    model: Path | None = None
+    vecnorm: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.bundle is not None:
+            if self.model is not None or self.vecnorm is not None:
+                raise ConfigError("give either --bundle DIR or --model ZIP --vecnorm PKL, not both")
+        elif self.model is None or self.vecnorm is None:
+            raise ConfigError(
+                "--model and --vecnorm go together: the model zip and the VecNormalize "
+                "statistics saved with it (e.g. --model NQ_o1_fixed.zip --vecnorm "
+                "phase2_position_mgmt_final_vecnorm_fixed.pkl)"
+            )
+
+    @classmethod
+    def from_options(
+        cls,
+        bundle: str | Path | None = None,
+        model: str | Path | None = None,
+        vecnorm: str | Path | None = None,
+    ) -> ModelSource:
+        """The source named by command-line options; the bundled demo model when none."""
+        if bundle is None and model is None and vecnorm is None:
+            return cls(bundle=DEFAULT_BUNDLE)
+        return cls(
+            bundle=Path(bundle) if bundle is not None else None,
+            model=Path(model) if model is not None else None,
+            vecnorm=Path(vecnorm) if vecnorm is not None else None,
+        )
+
+    @property
+    def model_path(self) -> Path:
+        """The SB3 zip."""
+        return self.bundle / BUNDLE_MODEL if self.bundle is not None else self.model  # type: ignore[return-value]
+
+    @property
+    def vecnorm_path(self) -> Path:
+        """The VecNormalize pickle."""
+        if self.bundle is not None:
+            return self.bundle / BUNDLE_VECNORM
+        return self.vecnorm  # type: ignore[return-value]
+
+    @property
+    def card_path(self) -> Path | None:
+        """The model card, for a bundle."""
+        return self.bundle / BUNDLE_CARD if self.bundle is not None else None
+
+    def describe(self) -> str:
+        """Human-readable form for logs and error messages."""
+        if self.bundle is not None:
+            return f"bundle {self.bundle}"
+        return f"model {self.model} with statistics {self.vecnorm}"
+
+    def to_dict(self) -> dict[str, str | None]:
+        """Plain-JSON form (control messages, logs)."""
+        return {
+            "bundle": None if self.bundle is None else str(self.bundle),
+            "model": None if self.model is None else str(self.model),
+            "vecnorm": None if self.vecnorm is None else str(self.vecnorm),
+        }
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """The rolling action histogram and its warnings.
+
+    Attributes:
+        window: Decisions in the rolling histogram of each client+instrument.
+        every: Log the histogram every this many decisions (1: every bar).
+        hold_band: Expected share of HOLD among flat bars (the guide's 80-90%); a full
+            window outside it is warned about.
+        max_action_share: Warn when one action takes more than this share of a window.
+    """
+
+    window: int = 100
+    every: int = 1
+    hold_band: tuple[float, float] = (0.80, 0.90)
+    max_action_share: float = 0.95
+
+    def __post_init__(self) -> None:
+        if self.window < 1:
+            raise ConfigError(f"histogram window must be >= 1 bar, got {self.window}")
+        if self.every < 1:
+            raise ConfigError(f"--histogram-every must be >= 1 bar, got {self.every}")
+        low, high = self.hold_band
+        if not 0.0 <= low <= high <= 1.0:
+            raise ConfigError(f"HOLD band must satisfy 0 <= low <= high <= 1, got {self.hold_band}")
+        if not (math.isfinite(self.max_action_share) and 0.0 < self.max_action_share <= 1.0):
+            raise ConfigError(
+                f"--max-action-share must be in (0, 1], got {self.max_action_share!r}"
+            )
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Everything ``ai-trading-bridge serve`` needs.
+
+    Attributes:
+        bind: ZeroMQ endpoint of the REP socket NinjaTrader connects to.
+        control: Loopback endpoint of the control socket (reload, status), or None.
+        control_required: Whether failing to bind ``control`` is fatal (it was asked for
+            explicitly) or only a warning (the default endpoint is taken).
+        model: The policy to serve.
+        max_message_bytes: Larger requests get a ``too_large`` reply.
+        journal_dir: Folder of the daily decision journals, or None for no journal.
+        exchange_tz: IANA zone of the exchange; times with ``Z``/offset are converted to it.
+        max_sessions: Client+instrument states kept before the least recently used is dropped.
+        monitor: Histogram and warnings.
+        poll_ms: Poll timeout of the loop, i.e. how fast a stop or reload is noticed.
+    """
+
+    bind: str = DEFAULT_BIND
+    control: str | None = DEFAULT_CONTROL
+    control_required: bool = False
+    model: ModelSource = field(default_factory=ModelSource.from_options)
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    journal_dir: Path | None = DEFAULT_JOURNAL_DIR
+    exchange_tz: str = DEFAULT_EXCHANGE_TZ
+    max_sessions: int = DEFAULT_MAX_SESSIONS
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    poll_ms: int = DEFAULT_POLL_MS
+
+    def __post_init__(self) -> None:
+        check_endpoint(self.bind, "--bind")
+        if self.control is not None:
+            check_endpoint(self.control, "--control")
+            if not is_loopback(self.control):
+                raise ConfigError(
+                    f"--control {self.control} is not a loopback address; the control socket "
+                    "loads model files, so bind it to tcp://127.0.0.1:PORT (or ipc://)"
+                )
+        if self.max_message_bytes < 1024:
+            raise ConfigError(
+                f"--max-message-bytes must be at least 1024, got {self.max_message_bytes}"
+            )
+        if self.max_sessions < 1:
+            raise ConfigError(f"max_sessions must be >= 1, got {self.max_sessions}")
+        if self.poll_ms < 1:
+            raise ConfigError(f"poll_ms must be >= 1, got {self.poll_ms}")
+        exchange_zone(self.exchange_tz)
+
+
+def check_endpoint(endpoint: str, option: str) -> None:
+    """Refuse an endpoint ZeroMQ would not understand, naming the option."""
+    scheme, sep, rest = endpoint.partition("://")
+    if not sep or scheme not in _ENDPOINT_SCHEMES or not rest:
+        raise ConfigError(
+            f"{option} {endpoint!r} is not a ZeroMQ endpoint; expected e.g. tcp://127.0.0.1:5555"
+        )
+
+
+def is_loopback(endpoint: str) -> bool:
+    """Whether an endpoint can only be reached from this machine."""
+    if endpoint.startswith(("ipc://", "inproc://")):
+        return True
+    host = urlsplit(endpoint).hostname or ""
+    return host in _LOOPBACK_HOSTS or host.startswith("127.")
+
+
+def exchange_zone(name: str) -> ZoneInfo:
+    """The exchange time zone, or a ConfigError a trader can act on."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"--exchange-tz {name!r} is not a known IANA time zone (e.g. America/Chicago); "
+            "on Windows install the tzdata package: python -m pip install tzdata"
+        ) from None

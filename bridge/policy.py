@@ -1,0 +1,451 @@
+"""Load a trained policy, check it fits this daemon, and run it fast.
+
+A policy comes from a bundle (``model.zip`` + ``vecnormalize.pkl`` + ``model.json``) or
+from the guide's two files (``--model NQ_o1_fixed.zip --vecnorm
+phase2_position_mgmt_final_vecnorm_fixed.pkl``), trained here or elsewhere, with
+sb3-contrib ``MaskablePPO`` or plain SB3 ``PPO`` (the mask is then applied to its logits).
+
+Serving path, per decision:
+
+1. :class:`ObsNormalizer` is ``VecNormalize.normalize_obs`` with the saved statistics:
+   ``clip((obs - mean) / sqrt(var + epsilon), -clip_obs, clip_obs)`` in float64, cast to
+   float32, exactly as SB3 computes it.
+2. The actor (features extractor, ``mlp_extractor.policy_net``, ``action_net``) runs on
+   numpy copies of the weights (:class:`NumpyActor`, a few microseconds), or through torch
+   under ``no_grad`` for architectures the copy does not cover (:class:`TorchActor`).
+3. Invalid actions get the logit ``-1e8`` (sb3-contrib's ``MaskableCategorical``), the
+   probabilities are the softmax, and the action is their argmax: what
+   ``MaskablePPO.predict(obs, action_masks=mask, deterministic=True)`` returns.
+
+At load the fast path is compared with SB3's own ``predict`` on random observations and
+replaced by the torch path if they disagree, so an unexpected architecture can be slow
+but never wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import structlog
+
+from bridge.config import DEFAULT_BUNDLE, ModelSource
+from env.config import (
+    ACTION_NAMES,
+    FEATURE_VERSION,
+    N_ACTIONS,
+    POSITION_FEATURE_COUNT,
+    TOTAL_MARKET_FEATURES,
+    TOTAL_OBSERVATION_SIZE,
+)
+from env.mask import FLAT_MASK, IN_POSITION_MASK
+from env.trading_env import EnvConfig
+
+log = structlog.get_logger()
+
+CARD_FORMAT = "ai-trading-bridge/model-card-v1"
+MASKED_LOGIT = np.float32(-1e8)  # sb3-contrib MaskableCategorical's HUGE_NEG
+LEGACY_OBSERVATION_SIZE = TOTAL_MARKET_FEATURES + 5  # 225: before the 3 validity flags
+SMOKE_OBSERVATIONS = 64  # random observations on which the fast path must match SB3
+_INFERENCE_OBJECTS = {  # schedules are not needed to predict; skip unpickling them
+    "learning_rate": 0.0,
+    "lr_schedule": lambda _: 0.0,
+    "clip_range": lambda _: 0.0,
+    "clip_range_vf": None,
+}
+
+
+class PolicyLoadError(Exception):
+    """A model the daemon cannot serve; the message tells the trader what to do."""
+
+
+class Actor(Protocol):
+    """Normalised observation (228 float32) to the six action logits (float32)."""
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class ObsNormalizer:
+    """``VecNormalize.normalize_obs`` with frozen statistics."""
+
+    mean: np.ndarray
+    std: np.ndarray  # sqrt(var + epsilon), as SB3 computes it on every call
+    clip_obs: float
+    enabled: bool = True
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        if not self.enabled:
+            return obs.astype(np.float32, copy=True)
+        scaled = (obs - self.mean) / self.std
+        return np.clip(scaled, -self.clip_obs, self.clip_obs).astype(np.float32)
+
+
+class NumpyActor:
+    """The policy's actor network on numpy copies of its weights (float32)."""
+
+    _ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+        "Tanh": np.tanh,
+        "ReLU": lambda x: np.maximum(x, np.float32(0.0)),
+    }
+
+    def __init__(self, layers: list[tuple[np.ndarray, np.ndarray, Callable | None]]) -> None:
+        self.layers = layers
+
+    @classmethod
+    def from_policy(cls, policy: Any) -> NumpyActor | None:
+        """Copy an SB3 actor-critic MLP policy; None if its architecture is not covered."""
+        from stable_baselines3.common.torch_layers import FlattenExtractor
+        from torch import nn
+
+        extractor = getattr(policy, "pi_features_extractor", None)
+        if type(extractor) is not FlattenExtractor or type(policy.action_net) is not nn.Linear:
+            return None
+        modules = [*policy.mlp_extractor.policy_net, policy.action_net]
+        layers: list[tuple[np.ndarray, np.ndarray, Callable | None]] = []
+        for module in modules:
+            if type(module) is nn.Linear:
+                weight = module.weight.detach().cpu().numpy().astype(np.float32).T.copy()
+                bias = module.bias.detach().cpu().numpy().astype(np.float32).copy()
+                layers.append((weight, bias, None))
+            elif type(module).__name__ in cls._ACTIVATIONS and layers and layers[-1][2] is None:
+                weight, bias, _ = layers[-1]
+                layers[-1] = (weight, bias, cls._ACTIVATIONS[type(module).__name__])
+            else:
+                return None
+        return cls(layers)
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        x = obs
+        for weight, bias, activation in self.layers:
+            x = x @ weight + bias
+            if activation is not None:
+                x = activation(x)
+        return x
+
+
+class TorchActor:
+    """The policy's own modules under ``torch.no_grad`` (any architecture)."""
+
+    def __init__(self, policy: Any) -> None:
+        self.policy = policy
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        import torch
+
+        policy = self.policy
+        with torch.no_grad():
+            tensor = torch.as_tensor(obs, dtype=torch.float32).reshape(1, -1)
+            features = policy.pi_features_extractor(tensor)
+            latent = policy.mlp_extractor.forward_actor(features)
+            return policy.action_net(latent)[0].numpy()
+
+
+def masked_decision(logits: np.ndarray, mask: np.ndarray) -> tuple[int, np.ndarray]:
+    """Deterministic masked choice: ``(action, probabilities)`` as sb3-contrib computes them."""
+    masked = np.where(mask.astype(bool), logits, MASKED_LOGIT)
+    exp = np.exp(masked - masked.max())
+    probs = exp / exp.sum()
+    return int(np.argmax(probs)), probs
+
+
+@dataclass(frozen=True)
+class LoadedPolicy:
+    """A checked policy, ready to serve.
+
+    Attributes:
+        version: Card version, or ``<zip name>@<sha256[:12]>`` for the two-file form.
+        sha256: Of the model zip.
+        algorithm: ``"MaskablePPO"`` or ``"PPO"``.
+        env_config: Instrument and execution settings the model was trained with.
+        card: The model card (empty for the two-file form).
+        model: The SB3 model itself (reference predictions, checks).
+    """
+
+    version: str
+    sha256: str
+    source: ModelSource
+    algorithm: str
+    env_config: EnvConfig
+    card: dict[str, Any]
+    normalizer: ObsNormalizer
+    actor: Actor
+    model: Any = field(repr=False)
+
+    def decide(self, obs_normalized: np.ndarray, mask: np.ndarray) -> tuple[int, np.ndarray]:
+        """Masked deterministic action and probabilities for a normalised observation."""
+        return masked_decision(self.actor(obs_normalized), mask)
+
+    def reference_action(self, obs_normalized: np.ndarray, mask: np.ndarray) -> int:
+        """What SB3 itself predicts (slow; for checks and benchmarks)."""
+        if self.algorithm == "MaskablePPO":
+            action, _ = self.model.predict(obs_normalized, action_masks=mask, deterministic=True)
+            return int(action)
+        import torch
+
+        with torch.no_grad():
+            obs_tensor, _ = self.model.policy.obs_to_tensor(obs_normalized)
+            distribution = self.model.policy.get_distribution(obs_tensor)
+            logits = distribution.distribution.logits[0].numpy()
+        return masked_decision(logits, mask)[0]
+
+    def info(self) -> dict[str, Any]:
+        """The ``model`` object of the hello reply."""
+        return {
+            "version": self.version,
+            "sha256": self.sha256,
+            "obs_size": TOTAL_OBSERVATION_SIZE,
+            "features": FEATURE_VERSION,
+        }
+
+
+def load_policy(source: ModelSource) -> LoadedPolicy:
+    """Load, check and smoke-test a policy.
+
+    Raises:
+        PolicyLoadError: the files are missing or unreadable, the observation is not 228
+            values, the actions are not Discrete(6), the card's feature version differs,
+            or the smoke prediction fails; the message says what to do.
+    """
+    _require_files(source)
+    card = read_card(source.card_path) if source.card_path is not None else {}
+    env_config = _env_config(card, source)
+    normalizer = load_normalizer(source.vecnorm_path)
+    model, algorithm = load_model(source.model_path)
+    check_spaces(model, normalizer, source)
+    sha256 = file_sha256(source.model_path)
+    version = str(card.get("version") or f"{source.model_path.name}@{sha256[:12]}")
+    actor = NumpyActor.from_policy(model.policy)
+    policy = LoadedPolicy(
+        version=version,
+        sha256=sha256,
+        source=source,
+        algorithm=algorithm,
+        env_config=env_config,
+        card=card,
+        normalizer=normalizer,
+        actor=actor if actor is not None else TorchActor(model.policy),
+        model=model,
+    )
+    return smoke_test(policy)
+
+
+def smoke_test(policy: LoadedPolicy) -> LoadedPolicy:
+    """Predict on random observations, flat and in a position; compare the fast path with
+    SB3's own predict and fall back to the torch path if they disagree.
+
+    Raises:
+        PolicyLoadError: the model cannot predict or predicts a masked action.
+    """
+    rng = np.random.default_rng(0)
+    observations = rng.normal(0.0, 1.0, (SMOKE_OBSERVATIONS, TOTAL_OBSERVATION_SIZE))
+    try:
+        mismatches = 0
+        for i, raw in enumerate(observations.astype(np.float32)):
+            mask = FLAT_MASK if i % 2 == 0 else IN_POSITION_MASK
+            obs = policy.normalizer(raw)
+            action, probs = policy.decide(obs, mask)
+            if not (mask[action] and np.all(np.isfinite(probs))):
+                raise PolicyLoadError(
+                    f"smoke prediction of {policy.source.describe()} gave action {action} "
+                    f"under mask {mask.tolist()} (probabilities {probs.tolist()}); "
+                    "the model is not usable"
+                )
+            if action != policy.reference_action(obs, mask.copy()):
+                mismatches += 1
+    except PolicyLoadError:
+        raise
+    except Exception as exc:
+        raise PolicyLoadError(
+            f"smoke prediction of {policy.source.describe()} failed: {exc!r}; "
+            "check the model was saved by stable-baselines3 / sb3-contrib"
+        ) from exc
+    if mismatches and isinstance(policy.actor, NumpyActor):
+        log.warning(
+            "fast_path_mismatch",
+            model_version=policy.version,
+            mismatches=mismatches,
+            detail="numpy copy disagrees with SB3 predict; serving through torch instead",
+        )
+        return smoke_test(_with_actor(policy, TorchActor(policy.model.policy)))
+    return policy
+
+
+def _with_actor(policy: LoadedPolicy, actor: Actor) -> LoadedPolicy:
+    from dataclasses import replace
+
+    return replace(policy, actor=actor)
+
+
+def _require_files(source: ModelSource) -> None:
+    if source.bundle is not None and not source.bundle.is_dir():
+        if source.bundle == DEFAULT_BUNDLE:
+            raise PolicyLoadError(
+                f"the bundled demo model is not installed ({DEFAULT_BUNDLE} is missing); "
+                "serve your own with --bundle DIR or --model ZIP --vecnorm PKL"
+            )
+        raise PolicyLoadError(
+            f"model bundle folder {source.bundle} does not exist; --bundle takes a folder "
+            "holding model.zip, vecnormalize.pkl and model.json"
+        )
+    for path, what in (
+        (source.model_path, "model"),
+        (source.vecnorm_path, "VecNormalize statistics"),
+    ):
+        if not path.is_file():
+            raise PolicyLoadError(f"{what} file {path} not found ({source.describe()})")
+
+
+def read_card(path: Path) -> dict[str, Any]:
+    """The model card, checked for format, observation size and feature version.
+
+    A bundle without ``model.json`` is served with default settings (a warning is logged).
+    """
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        log.warning("model_card_missing", path=str(path), detail="using default env settings")
+        return {}
+    except (OSError, ValueError) as exc:
+        raise PolicyLoadError(f"model card {path} is not readable JSON: {exc}") from None
+    if not isinstance(card, dict):
+        raise PolicyLoadError(f"model card {path} must be a JSON object")
+    card_format = card.get("format")
+    if card_format is not None and card_format != CARD_FORMAT:
+        raise PolicyLoadError(
+            f"model card {path} has format {card_format!r}; this daemon reads {CARD_FORMAT!r}"
+        )
+    observation = card.get("observation") or {}
+    if not isinstance(observation, dict):
+        raise PolicyLoadError(f"model card {path}: 'observation' must be an object")
+    size = observation.get("size")
+    if size is not None and size != TOTAL_OBSERVATION_SIZE:
+        raise PolicyLoadError(_observation_size_message(size, f"model card {path}"))
+    features = observation.get("feature_version")
+    if features is not None and features != FEATURE_VERSION:
+        raise PolicyLoadError(
+            f"model card {path} says the model was trained on features {features!r}, but this "
+            f"daemon computes {FEATURE_VERSION!r}; serve it with the ai-trading-bridge version "
+            "it was trained with, or retrain it"
+        )
+    return card
+
+
+def _env_config(card: dict[str, Any], source: ModelSource) -> EnvConfig:
+    env = card.get("env")
+    if env is None:
+        return EnvConfig()
+    try:
+        return EnvConfig.from_dict(env)
+    except (TypeError, ValueError) as exc:
+        raise PolicyLoadError(
+            f"model card of {source.describe()}: bad 'env' settings: {exc}"
+        ) from None
+
+
+def load_normalizer(path: Path) -> ObsNormalizer:
+    """The observation statistics of a pickled SB3 ``VecNormalize``.
+
+    The pickle is a local file the trader chose (never anything from the network).
+    """
+    try:
+        with open(path, "rb") as f:
+            vecnorm = pickle.load(f)
+    except Exception as exc:
+        raise PolicyLoadError(
+            f"cannot read VecNormalize statistics {path}: {exc!r}; pass the .pkl written by "
+            "env.save(...) after training (e.g. phase2_position_mgmt_final_vecnorm_fixed.pkl)"
+        ) from None
+    obs_rms = getattr(vecnorm, "obs_rms", None)
+    mean = getattr(obs_rms, "mean", None)
+    var = getattr(obs_rms, "var", None)
+    if not isinstance(mean, np.ndarray) or not isinstance(var, np.ndarray):
+        raise PolicyLoadError(
+            f"{path} is not a VecNormalize save of a Box observation (no obs_rms mean/var)"
+        )
+    if mean.shape != (TOTAL_OBSERVATION_SIZE,):
+        raise PolicyLoadError(
+            _observation_size_message(mean.shape[0] if mean.ndim == 1 else mean.shape, str(path))
+        )
+    epsilon = float(getattr(vecnorm, "epsilon", 1e-8))
+    clip_obs = float(getattr(vecnorm, "clip_obs", 10.0))
+    std = np.sqrt(var + epsilon)
+    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(std > 0)):
+        raise PolicyLoadError(f"{path} holds non-finite or zero statistics; retrain or re-save it")
+    return ObsNormalizer(
+        mean=mean, std=std, clip_obs=clip_obs, enabled=bool(getattr(vecnorm, "norm_obs", True))
+    )
+
+
+def load_model(path: Path) -> tuple[Any, str]:
+    """An SB3 zip as ``(model, algorithm)``: MaskablePPO when its policy is maskable."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            data = json.loads(archive.read("data"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+        raise PolicyLoadError(
+            f"{path} is not a stable-baselines3 model zip ({exc}); pass the file written by "
+            "model.save(...), e.g. NQ_o1_fixed.zip"
+        ) from None
+    policy_module = str((data.get("policy_class") or {}).get("__module__", ""))
+    if "maskable" in policy_module:
+        from sb3_contrib import MaskablePPO as algorithm_class
+    else:
+        from stable_baselines3 import PPO as algorithm_class
+    try:
+        model = algorithm_class.load(path, device="cpu", custom_objects=_INFERENCE_OBJECTS)
+    except Exception as exc:
+        raise PolicyLoadError(
+            f"cannot load {path} as {algorithm_class.__name__}: {exc!r}; only MaskablePPO "
+            "(sb3-contrib) and PPO (stable-baselines3) actor-critic models are served"
+        ) from None
+    return model, algorithm_class.__name__
+
+
+def check_spaces(model: Any, normalizer: ObsNormalizer, source: ModelSource) -> None:
+    """Observation Box(228,) and Discrete(6) actions, or a PolicyLoadError."""
+    from gymnasium import spaces
+
+    shape = getattr(model.observation_space, "shape", None)
+    if shape != (TOTAL_OBSERVATION_SIZE,):
+        size = shape[0] if shape and len(shape) == 1 else shape
+        raise PolicyLoadError(_observation_size_message(size, f"model {source.model_path}"))
+    action_space = model.action_space
+    if not isinstance(action_space, spaces.Discrete) or action_space.n != N_ACTIONS:
+        raise PolicyLoadError(
+            f"model {source.model_path} has action space {action_space}; this daemon needs "
+            f"Discrete({N_ACTIONS}): {', '.join(ACTION_NAMES)}"
+        )
+
+
+def _observation_size_message(size: Any, what: str) -> str:
+    if size == LEGACY_OBSERVATION_SIZE:
+        return (
+            f"{what} takes {LEGACY_OBSERVATION_SIZE} observations: it predates the guide's "
+            f"{POSITION_FEATURE_COUNT} position features (can_enter, can_manage, has_position "
+            f"were added, {TOTAL_MARKET_FEATURES} market + {POSITION_FEATURE_COUNT} = "
+            f"{TOTAL_OBSERVATION_SIZE}) and must be retrained with the {TOTAL_OBSERVATION_SIZE}-"
+            "value observation; old VecNormalize statistics cannot be reused either (guide, "
+            "Troubleshooting: 'Observation shape mismatch')"
+        )
+    return (
+        f"{what} takes {size} observations, but this daemon builds {TOTAL_OBSERVATION_SIZE} "
+        f"({TOTAL_MARKET_FEATURES} market + {POSITION_FEATURE_COUNT} position features); "
+        "serve a model trained on the 228-value observation"
+    )
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,381 @@
+"""Wire protocol v1 (docs/protocol.md): parse and validate requests, build replies.
+
+No sockets here: :mod:`bridge.server` moves bytes, this module turns bytes into checked
+messages and replies into bytes. Every problem with a request raises
+:class:`ProtocolError` carrying one of the protocol's error codes and a sentence that
+names the field and what was expected. Unknown keys are ignored (forward compatibility);
+every known field is checked, and a non-finite number (Python's json reads ``NaN`` and
+``Infinity`` literals) is refused as ``bad_message`` naming the field, so it never reaches
+the model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from typing import Any
+
+from env.bars import check_bar
+
+PROTOCOL_VERSION = 1
+REQUEST_TYPES = ("hello", "history", "bar", "position", "ping")
+NEEDS_CLIENT = frozenset({"hello", "history", "bar", "position"})
+NEEDS_SEQ = frozenset({"bar", "position"})
+MAX_ID_LENGTH = 128  # client and instrument ids
+MAX_TIME_LENGTH = 64
+MAX_SEQ = 2**63 - 1  # a C# long
+
+# Error codes (PROTOCOL.md: MUST use these).
+BAD_JSON = "bad_json"
+BAD_MESSAGE = "bad_message"
+UNSUPPORTED_VERSION = "unsupported_version"
+UNKNOWN_TYPE = "unknown_type"
+OUT_OF_ORDER = "out_of_order"
+TOO_LARGE = "too_large"
+INTERNAL = "internal"
+ERROR_CODES = (
+    BAD_JSON,
+    BAD_MESSAGE,
+    UNSUPPORTED_VERSION,
+    UNKNOWN_TYPE,
+    OUT_OF_ORDER,
+    TOO_LARGE,
+    INTERNAL,
+)
+
+
+class ProtocolError(Exception):
+    """A request the daemon refuses; becomes an error reply."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """The fields every request shares."""
+
+    type: str
+    client: str | None
+    instrument: str | None
+    seq: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    """One closed bar, checked.
+
+    Attributes:
+        time: The time exactly as sent (echoed in the reply).
+        local_time: The exchange-local wall clock of the bar's close, naive.
+    """
+
+    time: str
+    local_time: datetime
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+    @property
+    def minute_of_day(self) -> int:
+        """Minute of the exchange-local day (0..1439), as the training data computes it."""
+        return self.local_time.hour * 60 + self.local_time.minute
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """The position as NinjaTrader reports it (the source of truth)."""
+
+    side: int = 0
+    quantity: float = 0.0
+    entry_price: float | None = None
+    entry_time: str | None = None
+    entry_local_time: datetime | None = None
+    sl_price: float | None = None
+    tp_price: float | None = None
+    trailing: bool = False
+
+
+FLAT = Position()
+
+
+# -- decoding ------------------------------------------------------------------------
+
+
+def decode(raw: bytes) -> dict[str, Any]:
+    """Bytes to a JSON object, or ``bad_json``."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProtocolError(
+            BAD_JSON, f"request is not UTF-8 text (byte {exc.start}); send one UTF-8 JSON object"
+        ) from None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ProtocolError(
+            BAD_JSON, f"request is not valid JSON ({exc.msg} at character {exc.pos})"
+        ) from None
+    except (ValueError, RecursionError) as exc:  # e.g. too deeply nested, too many digits
+        raise ProtocolError(BAD_JSON, f"request is not usable JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(
+            BAD_JSON, f"request must be a JSON object {{...}}, got {_describe(obj)}"
+        )
+    return obj
+
+
+def request_seq(obj: dict[str, Any]) -> int | None:
+    """The request's ``seq`` if it is a valid one, to echo in any reply; else None."""
+    seq = obj.get("seq")
+    return seq if _is_int(seq) and 0 <= seq <= MAX_SEQ else None
+
+
+def parse_envelope(obj: dict[str, Any]) -> Envelope:
+    """Check version, type, client, instrument and seq, in that order."""
+    seq = request_seq(obj)
+    if "v" not in obj:
+        raise ProtocolError(BAD_MESSAGE, "field v is missing; expected the protocol version 1")
+    version = obj["v"]
+    if not _is_int(version):
+        raise ProtocolError(
+            BAD_MESSAGE, f"field v must be the integer protocol version 1, got {_describe(version)}"
+        )
+    if version != PROTOCOL_VERSION:
+        raise ProtocolError(
+            UNSUPPORTED_VERSION,
+            f"protocol version {str(version)[:20]} is not supported; this daemon speaks version "
+            f"{PROTOCOL_VERSION}: update the NinjaTrader strategy or the daemon",
+        )
+    kind = obj.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError(
+            BAD_MESSAGE,
+            f"field type must be a string, one of {', '.join(REQUEST_TYPES)}; got {_describe(kind)}",
+        )
+    if kind not in REQUEST_TYPES:
+        raise ProtocolError(
+            UNKNOWN_TYPE,
+            f"unknown message type {kind[:40]!r}; expected one of {', '.join(REQUEST_TYPES)}",
+        )
+    client = instrument = None
+    if kind in NEEDS_CLIENT:
+        client = _identifier(obj, "client")
+        instrument = _identifier(obj, "instrument")
+    if obj.get("seq") is not None and seq is None:
+        raise ProtocolError(
+            BAD_MESSAGE,
+            f"field seq must be an integer from 0 to {MAX_SEQ}, got {_describe(obj['seq'])}",
+        )
+    if seq is None and kind in NEEDS_SEQ:
+        raise ProtocolError(
+            BAD_MESSAGE, f"field seq is missing; a {kind} request needs an integer seq"
+        )
+    return Envelope(kind, client, instrument, seq)
+
+
+def parse_bar(value: Any, path: str, zone: tzinfo) -> Bar:
+    """Check a BAR object; ``path`` names it in error messages (``bar``, ``bars[3]``)."""
+    if not isinstance(value, dict):
+        raise ProtocolError(BAD_MESSAGE, f"{path} must be a BAR object, got {_describe(value)}")
+    text = value.get("time")
+    local_time = parse_time(text, f"{path}.time", zone)
+    open_ = number(value, "open", path)
+    high = number(value, "high", path)
+    low = number(value, "low", path)
+    close = number(value, "close", path)
+    volume = number(value, "volume", path)
+    problem = check_bar(open_, high, low, close, volume)
+    if problem:
+        raise ProtocolError(BAD_MESSAGE, f"{path}: {problem}")
+    return Bar(text, local_time, open_, high, low, close, volume)  # type: ignore[arg-type]
+
+
+def parse_bars(value: Any, zone: tzinfo) -> tuple[Bar, ...]:
+    """Check the ``bars`` list of a history request (all or nothing)."""
+    if not isinstance(value, list):
+        raise ProtocolError(
+            BAD_MESSAGE, f"bars must be a list of BAR objects, oldest first; got {_describe(value)}"
+        )
+    return tuple(parse_bar(item, f"bars[{i}]", zone) for i, item in enumerate(value))
+
+
+def parse_position(value: Any, zone: tzinfo) -> Position:
+    """Check a POSITION object. Every non-null field is checked; in a position
+    ``entry_price``, ``entry_time``, ``sl_price`` and ``tp_price`` are required."""
+    if not isinstance(value, dict):
+        raise ProtocolError(
+            BAD_MESSAGE, f"position must be a POSITION object, got {_describe(value)}"
+        )
+    side = value.get("side")
+    if not _is_int(side) or side not in (-1, 0, 1):
+        raise ProtocolError(
+            BAD_MESSAGE,
+            f"position.side must be -1 (short), 0 (flat) or 1 (long), got {_describe(side)}",
+        )
+    quantity = _optional_number(value, "quantity", "position", positive=False)
+    trailing = value.get("trailing")
+    if trailing is not None and not isinstance(trailing, bool):
+        raise ProtocolError(
+            BAD_MESSAGE, f"position.trailing must be true or false, got {_describe(trailing)}"
+        )
+    prices = {
+        k: _optional_number(value, k, "position") for k in ("entry_price", "sl_price", "tp_price")
+    }
+    entry_text = value.get("entry_time")
+    entry_local = (
+        None if entry_text is None else parse_time(entry_text, "position.entry_time", zone)
+    )
+    if side != 0:
+        for key, price in (*prices.items(), ("entry_time", entry_local)):
+            if price is None:
+                raise ProtocolError(
+                    BAD_MESSAGE,
+                    f"position.{key} is missing; a {'long' if side > 0 else 'short'} position "
+                    "needs entry_price, entry_time, sl_price and tp_price",
+                )
+    return Position(
+        side=side,
+        quantity=0.0 if quantity is None else quantity,
+        entry_price=prices["entry_price"],
+        entry_time=entry_text,
+        entry_local_time=entry_local,
+        sl_price=prices["sl_price"],
+        tp_price=prices["tp_price"],
+        trailing=bool(trailing),
+    )
+
+
+def parse_debug(obj: dict[str, Any]) -> bool:
+    """The optional ``debug`` flag."""
+    debug = obj.get("debug", False)
+    if debug is None:
+        return False
+    if not isinstance(debug, bool):
+        raise ProtocolError(
+            BAD_MESSAGE, f"field debug must be true or false, got {_describe(debug)}"
+        )
+    return debug
+
+
+def parse_time(text: Any, path: str, zone: tzinfo) -> datetime:
+    """An ISO-8601 time as the exchange-local wall clock (naive).
+
+    Naive times are taken as exchange-local (the training data's convention); a time with
+    ``Z`` or an offset is converted to ``zone`` first.
+    """
+    if not isinstance(text, str) or not text or len(text) > MAX_TIME_LENGTH:
+        raise ProtocolError(
+            BAD_MESSAGE,
+            f"{path} must be an ISO-8601 time string like 2025-11-07T14:31:00, got {_describe(text)}",
+        )
+    iso = text[:-1] + "+00:00" if text[-1] in "Zz" else text
+    try:
+        parsed = datetime.fromisoformat(iso)
+    except ValueError:
+        raise ProtocolError(
+            BAD_MESSAGE, f"{path} {text!r} is not an ISO-8601 time like 2025-11-07T14:31:00"
+        ) from None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(zone).replace(tzinfo=None)
+    return parsed
+
+
+def number(obj: dict[str, Any], key: str, path: str) -> float:
+    """A required finite number ``obj[key]``."""
+    if key not in obj:
+        raise ProtocolError(BAD_MESSAGE, f"{path}.{key} is missing; expected a number")
+    return _finite(obj[key], f"{path}.{key}")
+
+
+def _optional_number(
+    obj: dict[str, Any], key: str, path: str, positive: bool = True
+) -> float | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    result = _finite(value, f"{path}.{key}")
+    if positive and result <= 0:
+        raise ProtocolError(BAD_MESSAGE, f"{path}.{key} must be a price > 0, got {value!r}")
+    if not positive and result < 0:
+        raise ProtocolError(BAD_MESSAGE, f"{path}.{key} must be >= 0, got {value!r}")
+    return result
+
+
+def _finite(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ProtocolError(BAD_MESSAGE, f"{name} must be a number, got {_describe(value)}")
+    try:
+        result = float(value)
+    except OverflowError:
+        result = math.inf
+    if not math.isfinite(result):
+        raise ProtocolError(BAD_MESSAGE, f"{name} must be a finite number, got {_describe(value)}")
+    return result
+
+
+def _identifier(obj: dict[str, Any], key: str) -> str:
+    value = obj.get(key)
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
+        raise ProtocolError(
+            BAD_MESSAGE,
+            f"field {key} must be a non-empty string of at most {MAX_ID_LENGTH} characters "
+            f"(e.g. {'nt8-NQ-1min-A' if key == 'client' else 'NQ 12-25'}), got {_describe(value)}",
+        )
+    return value
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null (or nothing)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    kind = {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        list: "a list",
+        dict: "an object",
+    }
+    text = repr(value) if isinstance(value, (str, int, float)) else ""
+    if len(text) > 40:
+        text = text[:37] + "..."
+    return f"{kind.get(type(value), type(value).__name__)} {text}".rstrip()
+
+
+# -- replies --------------------------------------------------------------------------
+
+
+def encode(reply: dict[str, Any]) -> bytes:
+    """A reply as one compact UTF-8 JSON frame; non-finite numbers are a bug (raises)."""
+    return json.dumps(reply, separators=(",", ":"), allow_nan=False).encode()
+
+
+def error_reply(code: str, message: str, seq: int | None) -> bytes:
+    """The protocol's error reply."""
+    return encode(
+        {
+            "v": PROTOCOL_VERSION,
+            "type": "error",
+            "ok": False,
+            "seq": seq,
+            "error": {"code": code, "message": message},
+        }
+    )
+
+
+def ok_reply(kind: str, seq: int | None, **fields: Any) -> dict[str, Any]:
+    """A success reply's envelope followed by its fields (not yet encoded)."""
+    return {"v": PROTOCOL_VERSION, "type": kind, "ok": True, "seq": seq, **fields}

@@ -1,0 +1,109 @@
+"""Per-client state: the feature stream of each client+instrument, and each client's
+last reply for idempotent retries."""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
+
+from bridge.protocol import FLAT, Bar, Position
+from env.config import WARMUP_BARS
+from env.features import StreamingFeatures
+
+# Bar times kept to count bars in a position (a week of 1-minute bars and then some);
+# a position older than that counts every bar kept.
+MAX_BAR_TIMES = 16384
+
+
+class InstrumentSession:
+    """One client's stream of one instrument: features, bar times and the position."""
+
+    def __init__(self) -> None:
+        self.features = StreamingFeatures()
+        self.times: list[datetime] = []
+        self.position: Position = FLAT
+        self.decisions = 0
+
+    @property
+    def last_time(self) -> datetime | None:
+        """Exchange-local time of the last bar, or None before the first."""
+        return self.times[-1] if self.times else None
+
+    @property
+    def bars_known(self) -> int:
+        """Bars fed to the features so far."""
+        return self.features.n_bars
+
+    @property
+    def ready(self) -> bool:
+        """Whether enough bars are known for every feature to be defined."""
+        return self.features.n_bars >= WARMUP_BARS
+
+    def is_new(self, bar: Bar) -> bool:
+        """Whether ``bar`` is after the last known bar."""
+        last = self.last_time
+        return last is None or bar.local_time > last
+
+    def add_bar(self, bar: Bar) -> None:
+        """Feed one bar (the caller has checked it is new)."""
+        self.features.update(bar.minute_of_day, bar.open, bar.high, bar.low, bar.close, bar.volume)
+        times = self.times
+        times.append(bar.local_time)
+        if len(times) > 2 * MAX_BAR_TIMES:
+            del times[:MAX_BAR_TIMES]
+
+    def bars_since(self, time: datetime) -> int:
+        """Known bars whose time is strictly after ``time``: the bars in a position that
+        was filled on the bar closing at ``time`` (the env's ``t - entry_bar``)."""
+        return len(self.times) - bisect_right(self.times, time)
+
+
+@dataclass
+class ClientSession:
+    """A client's last successful request with a seq, and the exact reply sent."""
+
+    last_seq: int | None = None
+    last_reply: bytes = b""
+
+
+class SessionStore:
+    """Sessions by client and by client+instrument, least recently used dropped first."""
+
+    def __init__(self, max_sessions: int) -> None:
+        self.max_sessions = max_sessions
+        self._streams: OrderedDict[tuple[str, str], InstrumentSession] = OrderedDict()
+        self._clients: OrderedDict[str, ClientSession] = OrderedDict()
+        self.evicted = 0
+
+    def stream(self, client: str, instrument: str) -> InstrumentSession:
+        """The session of ``client`` + ``instrument``, created on first use."""
+        key = (client, instrument)
+        session = self._streams.get(key)
+        if session is None:
+            session = self._streams[key] = InstrumentSession()
+            if len(self._streams) > self.max_sessions:
+                self._streams.popitem(last=False)
+                self.evicted += 1
+        else:
+            self._streams.move_to_end(key)
+        return session
+
+    def client(self, client: str) -> ClientSession:
+        """The retry state of ``client``, created on first use."""
+        session = self._clients.get(client)
+        if session is None:
+            session = self._clients[client] = ClientSession()
+            if len(self._clients) > self.max_sessions:
+                self._clients.popitem(last=False)
+        else:
+            self._clients.move_to_end(client)
+        return session
+
+    def peek_client(self, client: str) -> ClientSession | None:
+        """The retry state of ``client`` if it exists (no creation, no reordering)."""
+        return self._clients.get(client)
+
+    def __len__(self) -> int:
+        return len(self._streams)
