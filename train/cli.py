@@ -229,4 +229,57 @@ def validate(
     sys.exit(0 if report["passed"] else 1)
 
 
-COMMANDS: list = [train, validate]
+@click.command()
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--target",
+    required=True,
+    type=click.Path(file_okay=False),
+    envvar="AITB_DEPLOY_TARGET",
+    help="Deploy folder the daemon serves from.",
+)
+@click.option(
+    "--force", is_flag=True, help="Deploy even without a passing validation (logged loudly)."
+)
+@click.option(
+    "--allow-layout-change",
+    is_flag=True,
+    help="Accept an observation layout different from the deployed model's.",
+)
+def deploy(bundle: str, target: str, force: bool, allow_layout_change: bool) -> None:
+    """Back up the live model and atomically make BUNDLE the deployed one."""
+    from train.deploy import DeployError
+    from train.deploy import deploy as run_deploy
+
+    try:
+        pointer = run_deploy(bundle, target, force=force, allow_layout_change=allow_layout_change)
+    except DeployError as exc:
+        raise click.ClickException(f"deploy refused: {exc}") from None
+    if pointer["forced"]:
+        click.secho(
+            "WARNING: deployed a model that did not pass validation (--force)", fg="red", err=True
+        )
+    click.echo(f"deployed {pointer['version']} to {target} ({pointer['path']})")
+
+
+@click.command()
+@click.option(
+    "--target",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    envvar="AITB_DEPLOY_TARGET",
+    help="Deploy folder.",
+)
+def rollback(target: str) -> None:
+    """Make the previously deployed model live again."""
+    from train.deploy import DeployError
+    from train.deploy import rollback as run_rollback
+
+    try:
+        pointer = run_rollback(target)
+    except DeployError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"rolled back to {pointer['version']} (from {pointer['rolled_back_from']})")
+
+
+COMMANDS: list = [train, validate, deploy, rollback]
