@@ -37,9 +37,27 @@ _OVERRIDES = (
 )
 
 
-def command_line() -> str:
-    """The exact command line, as typed (program name without its path)."""
-    return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+def command_line(ctx: click.Context) -> str:
+    """The command line that reproduces this invocation: the program, the subcommand and
+    every option given explicitly (from the command line, a config file's values are not
+    options), rebuilt from click's parsed parameters so it is exact under any launcher."""
+    from click.core import ParameterSource
+
+    words = ["ai-trading-bridge", ctx.info_name or ""]
+    for param in ctx.command.params:
+        name = param.name or ""
+        if ctx.get_parameter_source(name) in (None, ParameterSource.DEFAULT):
+            continue
+        value = ctx.params[name]
+        flag = max(param.opts, key=len) if isinstance(param, click.Option) else None
+        if isinstance(param, click.Option) and param.is_flag:
+            secondary = max(param.secondary_opts, key=len) if param.secondary_opts else None
+            words.append(flag if value else (secondary or ""))
+        elif flag is None:
+            words.append(str(value))
+        else:
+            words += [flag, str(value)]
+    return shlex.join(w for w in words if w)
 
 
 @click.command()
@@ -127,7 +145,7 @@ def train(
         out,
         data_path=data,
         resume=resume,
-        command=command_line(),
+        command=command_line(click.get_current_context()),
         progress_bar=progress,
         validate_episodes=validate_episodes,
     )

@@ -1,0 +1,151 @@
+"""deploy / rollback: refusals, backups, rollback, and a deploy killed midway."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from structlog.testing import capture_logs
+
+from ai_trading_bridge import cli
+from tests.train_helpers import make_fake_bundle
+from train.deploy import (
+    BACKUPS_DIR,
+    LOG_FILE,
+    PAUSE_ENV,
+    DeployError,
+    deploy,
+    deployed_bundle,
+    rollback,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _log(target: Path) -> list[dict]:
+    return [json.loads(line) for line in (target / LOG_FILE).read_text().splitlines()]
+
+
+def test_deploy_first_bundle_becomes_live_and_is_logged(tmp_path: Path) -> None:
+    bundle = make_fake_bundle(tmp_path / "a", "A")
+    target = tmp_path / "live"
+    deploy(bundle, target)
+    live = deployed_bundle(target)
+    assert live is not None and live.version == "A"
+    assert (live.path / "model.zip").read_bytes() == (bundle / "model.zip").read_bytes()
+    assert [e["action"] for e in _log(target)] == ["deploy"]
+
+
+@pytest.mark.parametrize(
+    ("passed", "reason"), [(None, "has no validation"), (False, "failed validation")]
+)
+def test_deploy_without_passing_validation_refused_and_target_unchanged(
+    tmp_path: Path, passed: bool | None, reason: str
+) -> None:
+    target = tmp_path / "live"
+    deploy(make_fake_bundle(tmp_path / "a", "A"), target)
+    with pytest.raises(DeployError, match=reason):
+        deploy(make_fake_bundle(tmp_path / "b", "B", passed=passed), target)
+    assert deployed_bundle(target).version == "A"
+    assert _log(target)[-1]["action"] == "refused"
+
+
+def test_deploy_force_accepts_unvalidated_and_warns_loudly(tmp_path: Path) -> None:
+    target = tmp_path / "live"
+    with capture_logs() as logs:
+        pointer = deploy(make_fake_bundle(tmp_path / "b", "B", passed=False), target, force=True)
+    assert pointer["forced"] is True and deployed_bundle(target).version == "B"
+    assert any(e["event"] == "deploy_forced_without_passing_validation" for e in logs)
+    assert _log(target)[-1]["forced"] is True
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"feature_version": "other-v9"}, {"size": 225}], ids=["feature_version", "size"]
+)
+def test_deploy_layout_mismatch_refused_even_with_force(tmp_path: Path, kwargs: dict) -> None:
+    target = tmp_path / "live"
+    deploy(make_fake_bundle(tmp_path / "a", "A"), target)
+    with pytest.raises(DeployError, match="observation"):
+        deploy(make_fake_bundle(tmp_path / "b", "B", **kwargs), target, force=True)
+    assert deployed_bundle(target).version == "A"
+
+
+def test_deploy_tampered_bundle_refused(tmp_path: Path) -> None:
+    bundle = make_fake_bundle(tmp_path / "a", "A")
+    (bundle / "model.zip").write_bytes(b"changed after the card was written")
+    with pytest.raises(DeployError, match="sha256"):
+        deploy(bundle, tmp_path / "live")
+
+
+def test_deploy_backs_up_previous_and_rollback_restores_it(tmp_path: Path) -> None:
+    target = tmp_path / "live"
+    deploy(make_fake_bundle(tmp_path / "a", "A"), target)
+    deploy(make_fake_bundle(tmp_path / "b", "B"), target)
+    backups = list((target / BACKUPS_DIR).iterdir())
+    assert len(backups) == 1
+    assert (backups[0] / "model.zip").read_bytes() == (tmp_path / "a" / "model.zip").read_bytes()
+    assert deployed_bundle(target).version == "B"
+
+    rollback(target)
+    assert deployed_bundle(target).version == "A"
+    assert [e["action"] for e in _log(target)] == ["deploy", "deploy", "rollback"]
+    with pytest.raises(DeployError, match="no previous deployment"):
+        rollback(target)
+
+
+def test_deploy_and_rollback_cli(tmp_path: Path) -> None:
+    target = tmp_path / "live"
+    runner = CliRunner()
+    a, b = make_fake_bundle(tmp_path / "a", "A"), make_fake_bundle(tmp_path / "b", "B", passed=None)
+    assert runner.invoke(cli, ["deploy", str(a), "--target", str(target)]).exit_code == 0
+    refused = runner.invoke(cli, ["deploy", str(b), "--target", str(target)])
+    assert refused.exit_code == 1 and "deploy refused" in refused.output
+    forced = runner.invoke(cli, ["deploy", str(b), "--target", str(target), "--force"])
+    assert forced.exit_code == 0 and "did not pass validation" in forced.output
+    back = runner.invoke(cli, ["rollback", "--target", str(target)])
+    assert back.exit_code == 0 and "rolled back to A" in back.output
+
+
+@pytest.mark.parametrize(
+    "step", ["copy_versions", "staged", "copy_backups", "backed_up", "pointer_written", "switched"]
+)
+def test_deploy_killed_midway_leaves_a_complete_model(tmp_path: Path, step: str) -> None:
+    target = tmp_path / "live"
+    deploy(make_fake_bundle(tmp_path / "a", "A"), target)
+    new = make_fake_bundle(tmp_path / "b", "B")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ai_trading_bridge", "deploy", str(new), "--target", str(target)],
+        cwd=REPO,
+        env={**os.environ, PAUSE_ENV: step},
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        line = ""
+        while "deploy paused at" not in line and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if not line and proc.poll() is not None:
+                break
+        assert f"deploy paused at {step}" in line, f"deploy never reached {step}"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stderr.close()
+
+    live = deployed_bundle(target)  # verifies every file's sha256 against its card
+    expected = "B" if step == "switched" else "A"
+    assert live is not None and live.version == expected
+    # The next deploy cleans up and succeeds.
+    deploy(new, target)
+    assert deployed_bundle(target).version == "B"
+    assert not list(target.rglob(".staging-*"))

@@ -1,0 +1,158 @@
+"""Training: config handling, the time split, and a tiny end-to-end run of `train`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from ai_trading_bridge import cli
+from env.config import WARMUP_BARS
+from env.synthetic import generate_bars
+from env.trading_env import TradingEnv
+from train import bundle as bundle_io
+from train.config import TrainConfig, load_config_file
+from train.training import split_bars
+
+
+def test_config_defaults_are_the_guides_hyperparameters() -> None:
+    c = TrainConfig()
+    assert (c.learning_rate, c.n_steps, c.batch_size, c.n_epochs) == (3e-4, 2048, 64, 10)
+    assert (c.gamma, c.gae_lambda, c.clip_range, c.ent_coef) == (0.99, 0.95, 0.2, 0.01)
+    assert c.timesteps == 5_000_000 and c.holdout_fraction == 0.2
+    assert c.n_steps_per_env * c.n_envs == 2048
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("c.json", '{"timesteps": 1000, "ent_coef": 0.02}'),
+        ("c.toml", "timesteps = 1000\nent_coef = 0.02\n"),
+    ],
+)
+def test_config_file_json_or_toml_overrides_defaults(tmp_path: Path, name: str, text: str) -> None:
+    (tmp_path / name).write_text(text)
+    config = TrainConfig.from_mapping(load_config_file(tmp_path / name))
+    assert config.timesteps == 1000 and config.ent_coef == 0.02 and config.n_epochs == 10
+
+
+@pytest.mark.parametrize(
+    ("values", "match"),
+    [
+        ({"learning_rat": 1e-3}, "unknown training config keys"),
+        ({"n_steps": 1000, "n_envs": 3}, "multiple of n_envs"),
+        ({"timesteps": "many"}, "must be int"),
+        ({"reward": "greedy"}, "reward must be one of"),
+        ({"holdout_fraction": 1.0}, "holdout_fraction"),
+    ],
+)
+def test_config_bad_values_rejected_with_the_key(values: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        TrainConfig.from_mapping(values)
+
+
+def test_split_holdout_first_decision_is_the_split_bar_and_never_trained_on() -> None:
+    bars = generate_bars(n_days=2, seed=3)
+    data = split_bars(bars, 0.2, episode_bars=100)
+    holdout_env = TradingEnv(data.holdout)
+    holdout_env.reset(options={"start": WARMUP_BARS - 1})  # the earliest possible decision
+    assert data.holdout.time[holdout_env.t] == bars.time[data.split]
+    assert len(data.train) == data.split and data.train.time[-1] < bars.time[data.split]
+    # The training env's features never see a held-out bar.
+    assert np.array_equal(data.train.close, bars.close[: data.split])
+
+
+def test_split_too_little_data_rejected() -> None:
+    with pytest.raises(ValueError, match="shorter than one episode"):
+        split_bars(generate_bars(n_days=1, seed=3), 0.2, episode_bars=390)
+
+
+def test_train_cli_smoke_writes_a_bundle_plain_sb3_can_load(tmp_path: Path) -> None:
+    from sb3_contrib import MaskablePPO
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    out = tmp_path / "bundle"
+    args = [
+        "train",
+        "--out",
+        str(out),
+        "--timesteps",
+        "1024",
+        "--n-steps",
+        "256",
+        "--n-envs",
+        "2",
+        "--episode-bars",
+        "100",
+        "--eval-every",
+        "512",
+        "--eval-episodes",
+        "4",
+        "--checkpoint-every",
+        "512",
+        "--validate-episodes",
+        "8",
+        "--no-progress",
+        "--reward",
+        "seed",
+        "--seed",
+        "3",
+        "--name",
+        "SMOKE",
+    ]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+
+    card = json.loads((out / "model.json").read_text())
+    assert set(bundle_io.REQUIRED_CARD_KEYS) <= set(card)
+    assert card["format"] == "ai-trading-bridge/model-card-v1"
+    assert card["version"].startswith("SMOKE-")
+    assert card["observation"]["size"] == 228 and card["actions"][3] == "MOVE_TO_BE"
+    assert card["env"]["reward"] == "seed" and card["env"]["episode_bars"] == 100
+    assert card["hyperparameters"]["n_steps_per_env"] == 128 and card["seed"] == 3
+    assert card["timesteps"] >= 1024 and "--timesteps 1024" in card["command"]
+    assert card["data"]["train_bars"] < card["data"]["n_bars"]
+    assert card["validation"] is not None and card["validation"]["episodes"] == 8
+    assert card["files"]["model.zip"] == bundle_io.sha256_file(out / "model.zip")
+
+    model = MaskablePPO.load(str(out / "model.zip"))
+    assert model.observation_space.shape == (228,) and model.action_space.n == 6
+    venv = VecNormalize.load(str(out / "vecnormalize.pkl"), DummyVecEnv([TradingEnv]))
+    assert venv.obs_rms.mean.shape == (228,) and venv.clip_obs == 10.0 and not venv.norm_reward
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
+        "model_1024_steps.zip",
+        "model_512_steps.zip",
+        "model_vecnormalize_1024_steps.pkl",
+        "model_vecnormalize_512_steps.pkl",
+    ]
+
+    # --resume continues from a checkpoint up to the new total.
+    resumed = tmp_path / "resumed"
+    args2 = [
+        "train",
+        "--out",
+        str(resumed),
+        "--resume",
+        str(out / "checkpoints" / "model_512_steps.zip"),
+        "--timesteps",
+        "1536",
+        "--n-steps",
+        "256",
+        "--n-envs",
+        "2",
+        "--episode-bars",
+        "100",
+        "--eval-every",
+        "0",
+        "--checkpoint-every",
+        "0",
+        "--validate-episodes",
+        "0",
+        "--no-progress",
+    ]
+    result = CliRunner().invoke(cli, args2)
+    assert result.exit_code == 0, result.output
+    assert json.loads((resumed / "model.json").read_text())["timesteps"] == 1536
