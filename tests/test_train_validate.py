@@ -1,0 +1,131 @@
+"""validate: the bundled demo model passes; collapsed policies fail; the report is complete."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from ai_trading_bridge import cli
+from env.config import Action
+from train import bundle as bundle_io
+from train.criteria import evaluate_criteria
+from train.evaluation import RunResult
+
+DEMO = Path(__file__).resolve().parent.parent / "bridge" / "default_model"
+EPISODES = "50"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _collapsed_bundle(tmp_path: Path, action: int) -> Path:
+    """The demo bundle with the policy head's bias pushed so far towards ``action`` that
+    the argmax always picks it where the mask allows it."""
+    from sb3_contrib import MaskablePPO
+
+    folder = tmp_path / f"collapsed_{Action(action).name}"
+    shutil.copytree(DEMO, folder)
+    model = MaskablePPO.load(str(folder / "model.zip"), device="cpu")
+    with torch.no_grad():
+        model.policy.action_net.bias[action] += 1000.0
+    model.save(str(folder / "model.zip"))
+    card = bundle_io.read_card(folder / "model.json")
+    card["files"] = bundle_io.file_hashes(folder)
+    card["validation"] = None
+    bundle_io.write_card(folder, card)
+    return folder
+
+
+def test_validate_demo_model_passes_with_full_report(tmp_path: Path) -> None:
+    report_dir = tmp_path / "report"
+    result = CliRunner().invoke(
+        cli, ["validate", str(DEMO), "--episodes", EPISODES, "--report-dir", str(report_dir)]
+    )
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "POST-TRAINING VALIDATION RESULTS" in out and "Action 3:" in out
+    assert "Invalid PM actions when flat: 0 (0.00%)" in out
+    assert "✅ MODEL VALIDATION PASSED" in out
+    for name in ("always_flat", "random_valid", "momentum"):
+        assert name in out
+    report = json.loads((report_dir / "report.json").read_text())
+    assert report["passed"] is True and report["episodes"] == 50
+    assert {c["name"] for c in report["criteria"]} == {
+        "hold_flat",
+        "buy_flat",
+        "sell_flat",
+        "pm_flat",
+        "pm_in_position",
+    }
+    assert set(report["trading"]) == {"model", "always_flat", "random_valid", "momentum"}
+    assert report["trading"]["always_flat"]["trades"] == 0
+    for plot in ("action_shares.png", "equity.png"):
+        assert (report_dir / plot).read_bytes()[:8] == PNG_MAGIC
+
+
+@pytest.mark.parametrize(
+    ("action", "failing"),
+    [
+        (Action.HOLD, {"hold_flat", "buy_flat", "sell_flat", "pm_in_position"}),
+        (Action.MOVE_TO_BE, {"pm_in_position"}),
+    ],
+)
+def test_validate_collapsed_policy_fails(tmp_path: Path, action: int, failing: set) -> None:
+    folder = _collapsed_bundle(tmp_path, action)
+    result = CliRunner().invoke(
+        cli, ["validate", str(folder), "--episodes", "20", "--episode-bars", "100", "--write-card"]
+    )
+    assert result.exit_code == 1, result.output
+    assert "❌ MODEL VALIDATION FAILED" in result.output
+    report = json.loads((folder / "validation" / "report.json").read_text())
+    failed = {c["name"] for c in report["criteria"] if not c["passed"]}
+    assert failing <= failed
+    if action == Action.MOVE_TO_BE:
+        assert report["action_shares_pct"]["in_position"]["MOVE_TO_BE"] == 100.0
+    card = bundle_io.load_bundle(folder).card  # the card was rewritten, hashes still valid
+    assert card["validation"]["passed"] is False
+
+
+def test_validate_guide_two_file_form(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli,
+        [
+            "validate",
+            "--model",
+            str(DEMO / "model.zip"),
+            "--vecnorm",
+            str(DEMO / "vecnormalize.pkl"),
+            "--episodes",
+            "5",
+            "--episode-bars",
+            "100",
+            "--report-dir",
+            str(tmp_path),
+        ],
+    )
+    assert result.exit_code in (0, 1), result.output
+    assert "POST-TRAINING VALIDATION RESULTS" in result.output
+    assert (tmp_path / "report.json").exists()
+
+
+def _result(flat: list[int], position: list[int]) -> RunResult:
+    return RunResult(flat_counts=np.array(flat), position_counts=np.array(position))
+
+
+@pytest.mark.parametrize(
+    ("flat", "position", "failed"),
+    [
+        ([85, 8, 7, 0, 0, 0], [50, 0, 0, 20, 20, 10], set()),
+        ([90, 5, 5, 0, 0, 0], [60, 0, 0, 40, 0, 0], set()),
+        ([90, 10, 0, 0, 0, 0], [50, 0, 0, 50, 0, 0], {"sell_flat"}),
+        ([79, 11, 10, 0, 0, 0], [61, 0, 0, 39, 0, 0], {"hold_flat", "buy_flat", "pm_in_position"}),
+        ([84, 8, 7, 1, 0, 0], [40, 0, 0, 61, 0, 0], {"pm_flat", "pm_in_position"}),
+    ],
+)
+def test_criteria_bands_boundaries(flat: list[int], position: list[int], failed: set) -> None:
+    criteria = evaluate_criteria(_result(flat, position))
+    assert {c.name for c in criteria if not c.passed} == failed
