@@ -57,7 +57,11 @@ def configure_logging(
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
+        # Not cached: a module-level ``log`` proxy would otherwise freeze this configuration
+        # on first use, and ``structlog.testing.capture_logs`` in a later test of the same
+        # process would capture nothing. The daemon logs after replying, so the few
+        # microseconds per call do not count against latency.
+        cache_logger_on_first_use=False,
     )
 
 

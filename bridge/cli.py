@@ -1,3 +1,345 @@
-"""Commands of the bridge package (registered by ai_trading_bridge.py)."""
+"""Commands of the bridge package (registered by ai_trading_bridge.py): serve, reload,
+replay and monitor. Each one loads its settings once and calls into the package."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from bridge.config import (
+    DEFAULT_BIND,
+    DEFAULT_CONTROL,
+    DEFAULT_EXCHANGE_TZ,
+    DEFAULT_JOURNAL_DIR,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_MAX_SESSIONS,
+    ConfigError,
+    ModelSource,
+    MonitorConfig,
+    ServeConfig,
+)
+from env.config import WARMUP_BARS
+
+_PATH = click.Path(path_type=Path)
+
+
+def _model_options(command: click.Command) -> click.Command:
+    for option in reversed(
+        [
+            click.option(
+                "--bundle",
+                type=_PATH,
+                help="Model bundle folder (model.zip, vecnormalize.pkl, model.json).",
+            ),
+            click.option(
+                "--model", type=_PATH, help="SB3 model zip, e.g. NQ_o1_fixed.zip (with --vecnorm)."
+            ),
+            click.option(
+                "--vecnorm",
+                type=_PATH,
+                help="VecNormalize statistics, e.g. phase2_position_mgmt_final_vecnorm_fixed.pkl.",
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+@click.command()
+@click.option(
+    "--bind",
+    default=DEFAULT_BIND,
+    show_default=True,
+    envvar="AITB_BIND",
+    help="ZeroMQ endpoint NinjaTrader connects to.",
+)
+@_model_options
+@click.option(
+    "--control",
+    default=DEFAULT_CONTROL,
+    show_default=True,
+    envvar="AITB_CONTROL",
+    help="Loopback control endpoint for `ai-trading-bridge reload`; 'none' disables it.",
+)
+@click.option(
+    "--max-message-bytes",
+    type=int,
+    default=DEFAULT_MAX_MESSAGE_BYTES,
+    show_default=True,
+    help="Larger requests are refused with too_large.",
+)
+@click.option(
+    "--journal-dir",
+    type=_PATH,
+    default=DEFAULT_JOURNAL_DIR,
+    show_default=True,
+    envvar="AITB_JOURNAL_DIR",
+    help="Folder of the daily decision journals.",
+)
+@click.option("--no-journal", is_flag=True, help="Do not journal requests and replies.")
+@click.option(
+    "--log-file",
+    type=_PATH,
+    envvar="AITB_LOG_FILE",
+    help="Also append JSON log lines here (what `monitor` reads).",
+)
+@click.option(
+    "--exchange-tz",
+    default=DEFAULT_EXCHANGE_TZ,
+    show_default=True,
+    envvar="AITB_EXCHANGE_TZ",
+    help="Exchange time zone; bar times with Z or an offset are converted to it.",
+)
+@click.option(
+    "--histogram-every",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Log the rolling action histogram every N bars.",
+)
+@click.option(
+    "--histogram-window",
+    type=int,
+    default=100,
+    show_default=True,
+    help="Bars in the rolling action histogram.",
+)
+@click.option(
+    "--max-action-share",
+    type=float,
+    default=0.95,
+    show_default=True,
+    help="Warn when one action takes more than this share of a window.",
+)
+@click.option(
+    "--max-sessions",
+    type=int,
+    default=DEFAULT_MAX_SESSIONS,
+    show_default=True,
+    help="Client+instrument states kept (least recently used dropped).",
+)
+@click.pass_context
+def serve(
+    ctx: click.Context,
+    bind: str,
+    bundle: Path | None,
+    model: Path | None,
+    vecnorm: Path | None,
+    control: str,
+    max_message_bytes: int,
+    journal_dir: Path,
+    no_journal: bool,
+    log_file: Path | None,
+    exchange_tz: str,
+    histogram_every: int,
+    histogram_window: int,
+    max_action_share: float,
+    max_sessions: int,
+) -> None:
+    """Serve a policy to NinjaTrader over ZeroMQ (the bundled demo model by default)."""
+    from ai_trading_bridge import configure_logging
+    from bridge.policy import PolicyLoadError
+    from bridge.server import ServeError, build_server, install_signal_handlers
+
+    control_source = ctx.get_parameter_source("control")
+    try:
+        config = ServeConfig(
+            bind=bind,
+            control=None if control.lower() == "none" else control,
+            control_required=control_source is not click.core.ParameterSource.DEFAULT,
+            model=ModelSource.from_options(bundle, model, vecnorm),
+            max_message_bytes=max_message_bytes,
+            journal_dir=None if no_journal else journal_dir,
+            exchange_tz=exchange_tz,
+            max_sessions=max_sessions,
+            monitor=MonitorConfig(
+                window=histogram_window, every=histogram_every, max_action_share=max_action_share
+            ),
+        )
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    configure_logging(log_file, (ctx.obj or {}).get("log_level", "info"))
+    try:
+        server = build_server(config)
+        server.bind()
+    except (PolicyLoadError, ServeError) as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(1)
+    install_signal_handlers(server)
+    server.serve_forever()
+
+
+@click.command()
+@click.option(
+    "--control",
+    default=DEFAULT_CONTROL,
+    show_default=True,
+    envvar="AITB_CONTROL",
+    help="The daemon's control endpoint.",
+)
+@_model_options
+@click.option("--status", is_flag=True, help="Only show what the daemon serves.")
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait.")
+def reload(
+    control: str,
+    bundle: Path | None,
+    model: Path | None,
+    vecnorm: Path | None,
+    status: bool,
+    timeout: float,
+) -> None:
+    """Reload the daemon's model (the same files, or the ones given); the old model keeps
+    serving if the new one fails its checks."""
+    from bridge.server import control_request
+
+    command: dict[str, str] = {"type": "status" if status else "reload"}
+    if not status:
+        for key, path in (("bundle", bundle), ("model", model), ("vecnorm", vecnorm)):
+            if path is not None:
+                command[key] = str(path.resolve())  # the daemon may run in another folder
+    try:
+        reply = control_request(control, command, timeout)
+    except TimeoutError as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(1)
+    if status:
+        click.echo(json.dumps(reply, indent=2))
+    elif reply.get("ok"):
+        click.echo(
+            f"reloaded: serving {reply['model']['version']} (was {reply['previous']['version']})"
+        )
+    else:
+        serving = (reply.get("model") or {}).get("version", "?")
+        click.secho(
+            f"reload failed: {reply.get('error')}; still serving {serving}", fg="red", err=True
+        )
+        sys.exit(1)
+
+
+@click.command()
+@click.argument("data")
+@click.option(
+    "--endpoint",
+    default=DEFAULT_BIND,
+    show_default=True,
+    envvar="AITB_BIND",
+    help="The daemon's endpoint.",
+)
+@click.option("--client", default=None, help="Client id (default: replay-<pid>).")
+@click.option("--instrument", default="NQ 12-25", show_default=True, help="Instrument name sent.")
+@click.option(
+    "--history",
+    type=int,
+    default=WARMUP_BARS,
+    show_default=True,
+    help="First bars sent as history.",
+)
+@click.option(
+    "--bars", "max_bars", type=int, default=None, help="Bar messages to send (default: all)."
+)
+@click.option(
+    "--bundle", type=_PATH, help="Execute with this bundle's instrument and execution settings."
+)
+@click.option(
+    "--timeout", type=float, default=2.0, show_default=True, help="Reply timeout per try (s)."
+)
+@click.option(
+    "--retries", type=int, default=3, show_default=True, help="Tries before acting as HOLD."
+)
+@click.pass_context
+def replay(
+    ctx: click.Context,
+    data: str,
+    endpoint: str,
+    client: str | None,
+    instrument: str,
+    history: int,
+    max_bars: int | None,
+    bundle: Path | None,
+    timeout: float,
+    retries: int,
+) -> None:
+    """Replay DATA (a bar file, or 'synthetic') through a running daemon as NinjaTrader
+    would, execute its replies, and print trades, PnL and the action histogram."""
+    from ai_trading_bridge import configure_logging
+    from bridge.replay import ReplayConfig, run_replay
+    from env.bars import BarsFileError, load_bars
+    from env.synthetic import default_bars
+    from env.trading_env import EnvConfig
+
+    configure_logging(None, (ctx.obj or {}).get("log_level", "warning"))
+    try:
+        bars = default_bars() if data == "synthetic" else load_bars(data)
+    except BarsFileError as exc:
+        raise click.BadParameter(str(exc), param_hint="DATA") from None
+    env_config = EnvConfig()
+    if bundle is not None:
+        card = json.loads((bundle / "model.json").read_text(encoding="utf-8"))
+        env_config = EnvConfig.from_dict(card.get("env", {}))
+    options = {"client": client} if client else {}
+    try:
+        config = ReplayConfig(
+            endpoint=endpoint,
+            instrument=instrument,
+            history=history,
+            max_bars=max_bars,
+            timeout_s=timeout,
+            retries=retries,
+            env=env_config,
+            **options,
+        )
+        result = run_replay(bars, config)
+    except (ValueError, ConnectionError) as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(1)
+    _print_replay(result)
+
+
+def _print_replay(result) -> None:  # type: ignore[no-untyped-def]
+    summary = result.summary()
+    click.echo(
+        f"model {summary['model_version']}: {summary['bars']} bars, {summary['trades']} trades "
+        f"({summary['wins']} winners), net PnL ${summary['net_pnl_dollars']:,.2f}, "
+        f"{summary['total_r']:+.2f} R"
+    )
+    click.echo(
+        f"no reply: {summary['missed']} bars (acted as HOLD), error replies: {summary['errors']}, "
+        f"timeouts: {summary['timeouts']}"
+    )
+    histogram = result.histogram()
+    click.echo(f"{'action':<14}{'all':>8}{'flat':>8}{'in position':>13}")
+    for name in histogram["all"]:
+        click.echo(
+            f"{name:<14}{histogram['all'][name]:>8}{histogram['flat'][name]:>8}"
+            f"{histogram['position'][name]:>13}"
+        )
+
+
+@click.command()
+@click.argument("logfile", type=_PATH)
+@click.option("--once", is_flag=True, help="Print one snapshot of the whole file and exit.")
+@click.option(
+    "--refresh", type=float, default=1.0, show_default=True, help="Seconds between reads."
+)
+def monitor(logfile: Path, once: bool, refresh: float) -> None:
+    """Live view of a daemon's --log-file: action histograms, latency, warnings."""
+    from rich.console import Console
+
+    from bridge.monitor import follow, render, snapshot
+
+    console = Console()
+    if once:
+        if not logfile.is_file():
+            raise click.BadParameter(f"{logfile} does not exist", param_hint="LOGFILE")
+        console.print(render(snapshot(logfile)))
+        return
+    try:
+        follow(logfile, refresh, console)
+    except KeyboardInterrupt:
+        pass
+
+
+COMMANDS: list[click.Command] = [serve, reload, replay, monitor]

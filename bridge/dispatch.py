@@ -237,13 +237,12 @@ class Dispatcher:
                 "sl_price and tp_price against the bar's prices); nothing was decided",
             )
         obs_normalized = policy.normalizer(obs)
-        mask = action_mask(side)
-        model_action, probs = policy.decide(obs_normalized, mask)
+        mask_list = action_mask(side).tolist()
+        model_action, probs = policy.decide(obs_normalized, mask_list)
         guarded = side != 0 and model_action in ENTRY_ACTIONS
         action = Action.HOLD if guarded else model_action
         orders = price_orders(action, position, features.close, features.atr, policy.env_config)
-        mask_list = mask.tolist()
-        prob_list = [round(p, PROB_DIGITS) for p in probs.tolist()]
+        prob_list = [round(p, PROB_DIGITS) for p in probs]
         reply = protocol.ok_reply(
             "bar",
             envelope.seq,

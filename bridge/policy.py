@@ -13,9 +13,9 @@ Serving path, per decision:
 2. The actor (features extractor, ``mlp_extractor.policy_net``, ``action_net``) runs on
    numpy copies of the weights (:class:`NumpyActor`, a few microseconds), or through torch
    under ``no_grad`` for architectures the copy does not cover (:class:`TorchActor`).
-3. Invalid actions get the logit ``-1e8`` (sb3-contrib's ``MaskableCategorical``), the
-   probabilities are the softmax, and the action is their argmax: what
-   ``MaskablePPO.predict(obs, action_masks=mask, deterministic=True)`` returns.
+3. The action is the best valid logit and the probabilities are the masked softmax: what
+   ``MaskablePPO.predict(obs, action_masks=mask, deterministic=True)`` returns (sb3-contrib
+   gives masked actions the logit -1e8, so their probability is 0).
 
 At load the fast path is compared with SB3's own ``predict`` on random observations and
 replaced by the torch path if they disagree, so an unexpected architecture can be slow
@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import pickle
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -51,8 +52,8 @@ from env.trading_env import EnvConfig
 log = structlog.get_logger()
 
 CARD_FORMAT = "ai-trading-bridge/model-card-v1"
-MASKED_LOGIT = np.float32(-1e8)  # sb3-contrib MaskableCategorical's HUGE_NEG
 LEGACY_OBSERVATION_SIZE = TOTAL_MARKET_FEATURES + 5  # 225: before the 3 validity flags
+TIE_TOLERANCE = 1e-6  # relative logit gap under which two actions count as tied
 SMOKE_OBSERVATIONS = 64  # random observations on which the fast path must match SB3
 _INFERENCE_OBJECTS = {  # schedules are not needed to predict; skip unpickling them
     "learning_rate": 0.0,
@@ -72,32 +73,50 @@ class Actor(Protocol):
     def __call__(self, obs: np.ndarray) -> np.ndarray: ...
 
 
-@dataclass(frozen=True)
 class ObsNormalizer:
-    """``VecNormalize.normalize_obs`` with frozen statistics."""
+    """``VecNormalize.normalize_obs`` with frozen statistics (float64 maths, float32 out).
 
-    mean: np.ndarray
-    std: np.ndarray  # sqrt(var + epsilon), as SB3 computes it on every call
-    clip_obs: float
-    enabled: bool = True
+    Args:
+        mean: ``obs_rms.mean``.
+        std: ``sqrt(obs_rms.var + epsilon)``, as SB3 computes it on every call.
+        clip_obs: Normalised values are clipped to ``[-clip_obs, clip_obs]``.
+        enabled: ``norm_obs`` of the VecNormalize (False: observations pass unchanged).
+    """
+
+    def __init__(
+        self, mean: np.ndarray, std: np.ndarray, clip_obs: float, enabled: bool = True
+    ) -> None:
+        self.mean = mean
+        self.std = std
+        self.clip_obs = clip_obs
+        self.enabled = enabled
+        self._scratch = np.empty(
+            np.broadcast_shapes(mean.shape, std.shape), np.result_type(mean, std, np.float32)
+        )
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         if not self.enabled:
             return obs.astype(np.float32, copy=True)
-        scaled = (obs - self.mean) / self.std
-        return np.clip(scaled, -self.clip_obs, self.clip_obs).astype(np.float32)
+        # np.clip((obs - mean) / std, -clip, clip), in place: same operations, same bits.
+        scratch = self._scratch
+        np.subtract(obs, self.mean, out=scratch)
+        np.divide(scratch, self.std, out=scratch)
+        np.maximum(scratch, -self.clip_obs, out=scratch)
+        np.minimum(scratch, self.clip_obs, out=scratch)
+        return scratch.astype(np.float32)
 
 
 class NumpyActor:
     """The policy's actor network on numpy copies of its weights (float32)."""
 
-    _ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    _ACTIVATIONS: dict[str, Callable[..., np.ndarray]] = {
         "Tanh": np.tanh,
-        "ReLU": lambda x: np.maximum(x, np.float32(0.0)),
+        "ReLU": lambda x, out: np.maximum(x, np.float32(0.0), out=out),
     }
 
     def __init__(self, layers: list[tuple[np.ndarray, np.ndarray, Callable | None]]) -> None:
         self.layers = layers
+        self._outputs = [np.empty(bias.shape, np.float32) for _, bias, _ in layers]
 
     @classmethod
     def from_policy(cls, policy: Any) -> NumpyActor | None:
@@ -124,11 +143,13 @@ class NumpyActor:
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         x = obs
-        for weight, bias, activation in self.layers:
-            x = x @ weight + bias
+        for (weight, bias, activation), out in zip(self.layers, self._outputs):
+            np.matmul(x, weight, out=out)
+            np.add(out, bias, out=out)
             if activation is not None:
-                x = activation(x)
-        return x
+                activation(out, out=out)
+            x = out
+        return x.copy()
 
 
 class TorchActor:
@@ -148,12 +169,24 @@ class TorchActor:
             return policy.action_net(latent)[0].numpy()
 
 
-def masked_decision(logits: np.ndarray, mask: np.ndarray) -> tuple[int, np.ndarray]:
-    """Deterministic masked choice: ``(action, probabilities)`` as sb3-contrib computes them."""
-    masked = np.where(mask.astype(bool), logits, MASKED_LOGIT)
-    exp = np.exp(masked - masked.max())
-    probs = exp / exp.sum()
-    return int(np.argmax(probs)), probs
+def masked_decision(logits: np.ndarray, mask: Sequence[int]) -> tuple[int, list[float]]:
+    """Deterministic masked choice: ``(action, probabilities)``.
+
+    The action is the first valid action with the highest logit, which is what
+    ``MaskablePPO.predict(..., deterministic=True)`` returns (the argmax of the masked
+    softmax), except that SB3 takes the argmax of float32 probabilities, so two logits
+    within float32 rounding of each other may be told apart differently. Probabilities
+    are the masked softmax in float64 (0 for masked actions).
+    """
+    values = logits.tolist()
+    best = -math.inf
+    action = 0
+    for i, (value, valid) in enumerate(zip(values, mask)):
+        if valid and value > best:
+            best, action = value, i
+    exps = [math.exp(v - best) if valid else 0.0 for v, valid in zip(values, mask)]
+    total = math.fsum(exps)
+    return action, [e / total for e in exps]
 
 
 @dataclass(frozen=True)
@@ -179,7 +212,7 @@ class LoadedPolicy:
     actor: Actor
     model: Any = field(repr=False)
 
-    def decide(self, obs_normalized: np.ndarray, mask: np.ndarray) -> tuple[int, np.ndarray]:
+    def decide(self, obs_normalized: np.ndarray, mask: Sequence[int]) -> tuple[int, list[float]]:
         """Masked deterministic action and probabilities for a normalised observation."""
         return masked_decision(self.actor(obs_normalized), mask)
 
@@ -252,13 +285,13 @@ def smoke_test(policy: LoadedPolicy) -> LoadedPolicy:
             mask = FLAT_MASK if i % 2 == 0 else IN_POSITION_MASK
             obs = policy.normalizer(raw)
             action, probs = policy.decide(obs, mask)
-            if not (mask[action] and np.all(np.isfinite(probs))):
+            if not (mask[action] and all(math.isfinite(p) for p in probs)):
                 raise PolicyLoadError(
                     f"smoke prediction of {policy.source.describe()} gave action {action} "
-                    f"under mask {mask.tolist()} (probabilities {probs.tolist()}); "
+                    f"under mask {mask.tolist()} (probabilities {probs}); "
                     "the model is not usable"
                 )
-            if action != policy.reference_action(obs, mask.copy()):
+            if not agrees_with_reference(policy, obs, mask.copy()):
                 mismatches += 1
     except PolicyLoadError:
         raise
@@ -276,6 +309,20 @@ def smoke_test(policy: LoadedPolicy) -> LoadedPolicy:
         )
         return smoke_test(_with_actor(policy, TorchActor(policy.model.policy)))
     return policy
+
+
+def agrees_with_reference(
+    policy: LoadedPolicy, obs_normalized: np.ndarray, mask: np.ndarray
+) -> bool:
+    """Whether the served action equals SB3's own, or ties with it: the two actions'
+    logits are within float32 rounding (SB3 compares float32 probabilities)."""
+    logits = policy.actor(obs_normalized)
+    action, _ = masked_decision(logits, mask.tolist())
+    reference = policy.reference_action(obs_normalized, mask)
+    if action == reference:
+        return True
+    gap = abs(float(logits[action]) - float(logits[reference]))
+    return gap <= TIE_TOLERANCE * max(1.0, float(np.abs(logits).max()))
 
 
 def _with_actor(policy: LoadedPolicy, actor: Actor) -> LoadedPolicy:
@@ -379,9 +426,7 @@ def load_normalizer(path: Path) -> ObsNormalizer:
     std = np.sqrt(var + epsilon)
     if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(std > 0)):
         raise PolicyLoadError(f"{path} holds non-finite or zero statistics; retrain or re-save it")
-    return ObsNormalizer(
-        mean=mean, std=std, clip_obs=clip_obs, enabled=bool(getattr(vecnorm, "norm_obs", True))
-    )
+    return ObsNormalizer(mean, std, clip_obs, enabled=bool(getattr(vecnorm, "norm_obs", True)))
 
 
 def load_model(path: Path) -> tuple[Any, str]:
@@ -395,10 +440,10 @@ def load_model(path: Path) -> tuple[Any, str]:
             "model.save(...), e.g. NQ_o1_fixed.zip"
         ) from None
     policy_module = str((data.get("policy_class") or {}).get("__module__", ""))
-    if "maskable" in policy_module:
-        from sb3_contrib import MaskablePPO as algorithm_class
-    else:
-        from stable_baselines3 import PPO as algorithm_class
+    from sb3_contrib import MaskablePPO
+    from stable_baselines3 import PPO
+
+    algorithm_class = MaskablePPO if "maskable" in policy_module else PPO
     try:
         model = algorithm_class.load(path, device="cpu", custom_objects=_INFERENCE_OBJECTS)
     except Exception as exc:

@@ -309,15 +309,20 @@ def _optional_number(
 
 
 def _finite(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    kind = type(value)
+    if kind is float:
+        if math.isfinite(value):
+            return value  # type: ignore[no-any-return]
+    elif kind is int:
+        try:
+            result = float(value)
+        except OverflowError:
+            result = math.inf
+        if math.isfinite(result):
+            return result
+    else:
         raise ProtocolError(BAD_MESSAGE, f"{name} must be a number, got {_describe(value)}")
-    try:
-        result = float(value)
-    except OverflowError:
-        result = math.inf
-    if not math.isfinite(result):
-        raise ProtocolError(BAD_MESSAGE, f"{name} must be a finite number, got {_describe(value)}")
-    return result
+    raise ProtocolError(BAD_MESSAGE, f"{name} must be a finite number, got {_describe(value)}")
 
 
 def _identifier(obj: dict[str, Any], key: str) -> str:
@@ -358,9 +363,14 @@ def _describe(value: Any) -> str:
 # -- replies --------------------------------------------------------------------------
 
 
+_ENCODER = json.JSONEncoder(
+    separators=(",", ":"), allow_nan=False
+)  # reused: saves a build per reply
+
+
 def encode(reply: dict[str, Any]) -> bytes:
     """A reply as one compact UTF-8 JSON frame; non-finite numbers are a bug (raises)."""
-    return json.dumps(reply, separators=(",", ":"), allow_nan=False).encode()
+    return _ENCODER.encode(reply).encode()
 
 
 def error_reply(code: str, message: str, seq: int | None) -> bytes:

@@ -1,0 +1,173 @@
+"""``ai-trading-bridge monitor LOGFILE``: a live terminal view of the daemon's JSON log.
+
+Reads the ``--log-file`` the daemon writes (one JSON object per line) and shows, per
+client+instrument, the latest rolling action histogram, the latency percentiles of the
+recent decisions and the most recent warnings. ``--once`` prints one snapshot and exits.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from env.config import ACTION_NAMES
+
+LATENCY_SAMPLES = 5000  # recent decisions the percentiles are computed over
+RECENT_WARNINGS = 12
+
+
+@dataclass
+class MonitorState:
+    """What the log has said so far."""
+
+    histograms: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    latencies: deque[int] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
+    warnings: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT_WARNINGS))
+    decisions: int = 0
+    rejected: int = 0
+    retries: int = 0
+    model_version: str = ""
+    unreadable_lines: int = 0
+
+    def feed(self, lines: Iterable[str]) -> None:
+        """Take in log lines (JSON objects; anything else is counted and skipped)."""
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                event = json.loads(line)
+            except ValueError:
+                self.unreadable_lines += 1
+                continue
+            if isinstance(event, dict):
+                self._event(event)
+
+    def _event(self, event: dict[str, Any]) -> None:
+        name = event.get("event")
+        if name == "decision":
+            self.decisions += 1
+            if isinstance(event.get("latency_us"), (int, float)):
+                self.latencies.append(int(event["latency_us"]))
+            self.model_version = str(event.get("model_version", self.model_version))
+        elif name == "action_histogram":
+            key = (str(event.get("client")), str(event.get("instrument")))
+            self.histograms[key] = event
+        elif name == "request_rejected":
+            self.rejected += 1
+        elif name == "retry":
+            self.retries += 1
+        elif name in ("serving", "model_reloaded"):
+            self.model_version = str(event.get("model_version", self.model_version))
+        if event.get("level") in ("warning", "error", "critical"):
+            self.warnings.append(event)
+
+    def percentiles(self) -> dict[str, int]:
+        """p50, p90, p99 and max of the recent decision latencies (microseconds)."""
+        if not self.latencies:
+            return {}
+        ordered = sorted(self.latencies)
+        pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+        return {"p50": pick(0.50), "p90": pick(0.90), "p99": pick(0.99), "max": ordered[-1]}
+
+
+def render(state: MonitorState) -> Group:
+    """The snapshot as rich renderables."""
+    header = Text.assemble(
+        ("ai-trading-bridge monitor", "bold"),
+        f"  model {state.model_version or '?'}  decisions {state.decisions}  "
+        f"rejected {state.rejected}  retries {state.retries}",
+    )
+    latency = Table(title="Decision latency (µs, receive to reply sent)", title_justify="left")
+    stats = state.percentiles()
+    for name in ("samples", "p50", "p90", "p99", "max"):
+        latency.add_column(name, justify="right")
+    if stats:
+        latency.add_row(
+            str(len(state.latencies)), *(str(stats[k]) for k in ("p50", "p90", "p99", "max"))
+        )
+    parts: list[Any] = [header, latency]
+    for (client, instrument), event in sorted(state.histograms.items()):
+        parts.append(_histogram_table(client, instrument, event))
+    warnings = Table(title="Recent warnings", title_justify="left")
+    for name in ("time", "level", "event", "where", "detail"):
+        warnings.add_column(name)
+    for event in state.warnings:
+        where = " ".join(str(event[k]) for k in ("client", "instrument") if event.get(k))
+        detail = {
+            k: v
+            for k, v in event.items()
+            if k not in ("timestamp", "level", "event", "client", "instrument")
+        }
+        warnings.add_row(
+            str(event.get("timestamp", ""))[11:19],
+            str(event.get("level")),
+            str(event.get("event")),
+            where,
+            json.dumps(detail)[:120],
+        )
+    parts.append(warnings)
+    return Group(*parts)
+
+
+def _histogram_table(client: str, instrument: str, event: dict[str, Any]) -> Table:
+    table = Table(
+        title=f"{instrument}  ({client}): last {event.get('bars', 0)} bars", title_justify="left"
+    )
+    table.add_column("action")
+    for column in ("all", "share", "flat", "flat share", "in position", "pos share"):
+        table.add_column(column, justify="right")
+    for name in ACTION_NAMES:
+        table.add_row(
+            name,
+            str(event.get("counts", {}).get(name, 0)),
+            f"{event.get('shares', {}).get(name, 0.0):.1%}",
+            str(event.get("flat_counts", {}).get(name, 0)),
+            f"{event.get('flat_shares', {}).get(name, 0.0):.1%}",
+            str(event.get("position_counts", {}).get(name, 0)),
+            f"{event.get('position_shares', {}).get(name, 0.0):.1%}",
+        )
+    return table
+
+
+def snapshot(path: Path) -> MonitorState:
+    """Read a whole log file."""
+    state = MonitorState()
+    with open(path, encoding="utf-8", errors="replace") as f:
+        state.feed(f)
+    return state
+
+
+def follow(path: Path, refresh_s: float, console: Console) -> None:
+    """Follow ``path`` (like ``tail -f``, surviving truncation) and redraw until Ctrl+C."""
+    from rich.live import Live
+
+    state = MonitorState()
+    position = 0
+    pending = ""
+    with Live(render(state), console=console, refresh_per_second=4, screen=False) as live:
+        while True:
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                size = 0
+            if size < position:  # truncated or replaced: start over
+                position, pending, state = 0, "", MonitorState()
+            if size > position:
+                with open(path, encoding="utf-8", errors="replace") as f:
+                    f.seek(position)
+                    chunk = f.read()
+                    position = f.tell()
+                lines = (pending + chunk).split("\n")
+                pending = lines.pop()
+                state.feed(lines)
+                live.update(render(state))
+            time.sleep(refresh_s)
