@@ -91,19 +91,22 @@ def events_of(events: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
 class Daemon:
     """``python -m ai_trading_bridge serve`` on a loopback port, logging to a file."""
 
-    def __init__(self, port: int, log_path: Path) -> None:
+    def __init__(self, port: int, folder: Path) -> None:
         self.endpoint = f"tcp://127.0.0.1:{port}"
-        self.log_path = log_path
+        self.folder = folder
+        self.log_path = folder / "daemon.log"
+        self.journal_dir = folder / "journal"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Daemon:
+        self.folder.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
         env.pop("AITB_BIND", None)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                daemon_command(self.endpoint),
-                cwd=REPO,
+                daemon_command(self.endpoint, self.journal_dir),
+                cwd=self.folder,  # whatever the daemon writes stays in the test's folder
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -169,10 +172,31 @@ class Daemon:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def journal(self) -> list[dict[str, Any]]:
+        """Every request the daemon processed, with ``retry`` true for cached replies."""
+        return [
+            json.loads(line)
+            for path in sorted(self.journal_dir.glob("journal-*.jsonl"))
+            for line in path.read_text().splitlines()
+            if line.strip()
+        ]
 
-def daemon_command(endpoint: str) -> list[str]:
-    """The real daemon; with no model flags it serves its bundled demo model."""
-    return [sys.executable, "-m", "ai_trading_bridge", "serve", "--bind", endpoint]
+    def journal_for(self, client: str, seq: int) -> list[dict[str, Any]]:
+        """Journal entries of one request (``retry`` true: answered from the cache)."""
+        return [
+            e
+            for e in self.journal()
+            if e.get("request", {}).get("client") == client and e["request"].get("seq") == seq
+        ]
+
+
+def daemon_command(endpoint: str, journal_dir: Path) -> list[str]:
+    """The real daemon; with no model flags it serves its bundled demo model. The control
+    socket is off (its default is a fixed port) and the journal goes to the test's folder."""
+    return [
+        sys.executable, "-m", "ai_trading_bridge", "serve", "--bind", endpoint,
+        "--control", "none", "--journal-dir", str(journal_dir),
+    ]  # fmt: skip
 
 
 class SessionControl:
@@ -263,8 +287,7 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    log_dir = tmp_path_factory.mktemp("daemon")
-    instance = Daemon(free_port(), log_dir / "daemon.log").start()
+    instance = Daemon(free_port(), tmp_path_factory.mktemp("daemon")).start()
     try:
         yield instance
     finally:
@@ -744,6 +767,9 @@ def test_frozen_daemon_answers_the_retry_without_deciding_twice(
         assert not d["warming_up"]
     (summary,) = events_of(events, "summary")
     assert summary["hello_count"] == 1
+    entries = daemon.journal_for("pytest-frozen", first["seq"])
+    assert [e["retry"] for e in entries] in ([False], [False, True]), "handled once, at most"
+    assert all(e["reply"] == json.loads(first["raw"]) for e in entries), "one and the same reply"
 
 
 def test_daemon_restart_recovers_with_same_seq_and_resent_history(
@@ -753,8 +779,8 @@ def test_daemon_restart_recovers_with_same_seq_and_resent_history(
     retried with its seq; the client sees the restart (uptime), sends hello + history,
     and the new daemon decides that bar with a full feature window (not warming up)."""
     port = free_port()
-    first = Daemon(port, tmp_path / "first.log").start()
-    second = Daemon(port, tmp_path / "second.log")
+    first = Daemon(port, tmp_path / "first").start()
+    second = Daemon(port, tmp_path / "second")
     control = SessionControl(
         harness,
         first.endpoint,
@@ -790,6 +816,12 @@ def test_daemon_restart_recovers_with_same_seq_and_resent_history(
         assert_decision_valid(d)
     (summary,) = events_of(events, "summary")
     assert summary["hello_count"] == 2
+    assert first.journal_for("pytest-restart", recovered["seq"]) == []
+    assert [e["retry"] for e in second.journal_for("pytest-restart", recovered["seq"])] == [False]
+    seen = [(e["request"].get("type"), e["request"].get("seq")) for e in second.journal()]
+    hello, history = seen.index(("hello", None)), seen.index(("history", None))
+    request_type = {"decision": "bar", "position": "position"}[recovered["event"]]
+    assert hello < history < seen.index((request_type, recovered["seq"]))
 
 
 # ----------------------------------------------------- unreachable or hostile peers

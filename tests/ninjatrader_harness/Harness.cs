@@ -302,7 +302,7 @@ public static class Harness
         AitbDecision result = session.SendPosition(broker.Position.Copy());
         Emit(Event("position").Prop("seq", result.Seq).Prop("why", why).Prop("side", (long)broker.Position.Side)
             .Prop("outcome", result.Outcome).Prop("attempts", (long)result.Attempts).Prop("resynced", result.Resynced)
-            .Prop("message", result.Message));
+            .Prop("message", result.Message).Prop("raw", result.RawReply));
     }
 
     // ---------------------------------------------------------------- probe
