@@ -237,7 +237,8 @@ def main() -> None:
     ratio = np.percentile(daemon, 50) / np.percentile(echo, 50)
     p99 = np.percentile(daemon, 99)
     print(
-        f"  daemon p50 / echo p50 = {ratio:.2f}x (target <= 2x: {'met' if ratio <= 2 else 'NOT met'})"
+        f"  daemon p50 / echo p50 = {ratio:.2f}x "
+        f"(target <= 2x: {'met' if ratio <= 2 else 'NOT met'})"
     )
     print(f"  daemon p99 = {p99:.0f} µs (target < 1000 µs: {'met' if p99 < 1000 else 'NOT met'})")
     fast, sb3 = compute_times(args.bundle)

@@ -3,9 +3,12 @@ replay and monitor. Each one loads its settings once and calls into the package.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -26,7 +29,7 @@ from env.config import WARMUP_BARS
 _PATH = click.Path(path_type=Path)
 
 
-def _model_options(command: click.Command) -> click.Command:
+def _model_options(command: Callable[..., None]) -> Callable[..., None]:
     for option in reversed(
         [
             click.option(
@@ -279,7 +282,7 @@ def replay(
     if bundle is not None:
         card = json.loads((bundle / "model.json").read_text(encoding="utf-8"))
         env_config = EnvConfig.from_dict(card.get("env", {}))
-    options = {"client": client} if client else {}
+    options: dict[str, Any] = {"client": client} if client else {}
     try:
         config = ReplayConfig(
             endpoint=endpoint,
@@ -336,10 +339,8 @@ def monitor(logfile: Path, once: bool, refresh: float) -> None:
             raise click.BadParameter(f"{logfile} does not exist", param_hint="LOGFILE")
         console.print(render(snapshot(logfile)))
         return
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         follow(logfile, refresh, console)
-    except KeyboardInterrupt:
-        pass
 
 
 COMMANDS: list[click.Command] = [serve, reload, replay, monitor]

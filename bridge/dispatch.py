@@ -18,7 +18,7 @@ import structlog
 from bridge import protocol
 from bridge.orders import price_orders
 from bridge.policy import LoadedPolicy
-from bridge.protocol import Envelope, Position, ProtocolError
+from bridge.protocol import Envelope, ProtocolError
 from bridge.session import InstrumentSession, SessionStore
 from env.config import ACTION_NAMES, ENTRY_ACTIONS, WARMUP_BARS, Action
 from env.features import build_observation, position_features
@@ -118,10 +118,11 @@ class Dispatcher:
             return self._dispatch(envelope, obj)
         except ProtocolError as exc:
             return self._error(exc.code, exc.message, obj, envelope)
-        except Exception:
+        except Exception as exc:
             seq = protocol.request_seq(obj) if obj is not None else None
             log.exception(
                 "internal_error",
+                error=repr(exc),
                 client=envelope.client if envelope else None,
                 instrument=envelope.instrument if envelope else None,
                 seq=seq,
@@ -209,7 +210,8 @@ class Dispatcher:
             last = stream.last_time
             raise ProtocolError(
                 protocol.OUT_OF_ORDER,
-                f"bar.time {bar.time} is not after the last bar ({last.isoformat() if last else ''}, "
+                f"bar.time {bar.time} is not after the last bar "
+                f"({last.isoformat() if last else ''}, "
                 f"exchange time) of {envelope.client} / {envelope.instrument}; send each bar once, "
                 "oldest first, and resend a timed-out request with its original seq",
             )

@@ -217,7 +217,10 @@ class LoadedPolicy:
         return masked_decision(self.actor(obs_normalized), mask)
 
     def reference_action(self, obs_normalized: np.ndarray, mask: np.ndarray) -> int:
-        """What SB3 itself predicts (slow; for checks and benchmarks)."""
+        """What SB3 itself predicts (slow; for checks and benchmarks).
+
+        ``mask`` must be a writable array (torch warns about read-only ones).
+        """
         if self.algorithm == "MaskablePPO":
             action, _ = self.model.predict(obs_normalized, action_masks=mask, deterministic=True)
             return int(action)
@@ -227,7 +230,7 @@ class LoadedPolicy:
             obs_tensor, _ = self.model.policy.obs_to_tensor(obs_normalized)
             distribution = self.model.policy.get_distribution(obs_tensor)
             logits = distribution.distribution.logits[0].numpy()
-        return masked_decision(logits, mask)[0]
+        return masked_decision(logits, mask.tolist())[0]
 
     def info(self) -> dict[str, Any]:
         """The ``model`` object of the hello reply."""
@@ -284,7 +287,7 @@ def smoke_test(policy: LoadedPolicy) -> LoadedPolicy:
         for i, raw in enumerate(observations.astype(np.float32)):
             mask = FLAT_MASK if i % 2 == 0 else IN_POSITION_MASK
             obs = policy.normalizer(raw)
-            action, probs = policy.decide(obs, mask)
+            action, probs = policy.decide(obs, mask.tolist())
             if not (mask[action] and all(math.isfinite(p) for p in probs)):
                 raise PolicyLoadError(
                     f"smoke prediction of {policy.source.describe()} gave action {action} "
@@ -317,7 +320,7 @@ def agrees_with_reference(
     """Whether the served action equals SB3's own, or ties with it: the two actions'
     logits are within float32 rounding (SB3 compares float32 probabilities)."""
     logits = policy.actor(obs_normalized)
-    action, _ = masked_decision(logits, mask.tolist())
+    action, _ = masked_decision(logits, mask.tolist())  # type: ignore[arg-type]
     reference = policy.reference_action(obs_normalized, mask)
     if action == reference:
         return True

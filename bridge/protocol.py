@@ -134,7 +134,9 @@ def decode(raw: bytes) -> dict[str, Any]:
 def request_seq(obj: dict[str, Any]) -> int | None:
     """The request's ``seq`` if it is a valid one, to echo in any reply; else None."""
     seq = obj.get("seq")
-    return seq if _is_int(seq) and 0 <= seq <= MAX_SEQ else None
+    if isinstance(seq, int) and not isinstance(seq, bool) and 0 <= seq <= MAX_SEQ:
+        return seq
+    return None
 
 
 def parse_envelope(obj: dict[str, Any]) -> Envelope:
@@ -157,7 +159,8 @@ def parse_envelope(obj: dict[str, Any]) -> Envelope:
     if not isinstance(kind, str):
         raise ProtocolError(
             BAD_MESSAGE,
-            f"field type must be a string, one of {', '.join(REQUEST_TYPES)}; got {_describe(kind)}",
+            f"field type must be a string, one of {', '.join(REQUEST_TYPES)}; "
+            f"got {_describe(kind)}",
         )
     if kind not in REQUEST_TYPES:
         raise ProtocolError(
@@ -273,7 +276,8 @@ def parse_time(text: Any, path: str, zone: tzinfo) -> datetime:
     if not isinstance(text, str) or not text or len(text) > MAX_TIME_LENGTH:
         raise ProtocolError(
             BAD_MESSAGE,
-            f"{path} must be an ISO-8601 time string like 2025-11-07T14:31:00, got {_describe(text)}",
+            f"{path} must be an ISO-8601 time string like 2025-11-07T14:31:00, "
+            f"got {_describe(text)}",
         )
     iso = text[:-1] + "+00:00" if text[-1] in "Zz" else text
     try:

@@ -193,7 +193,7 @@ def run_replay(
             trade = position.on_bar(i, bars.open[i], bars.high[i], bars.low[i], bars.close[i])
             if trade is not None:
                 result.trades.append(trade)
-            message = {
+            message: dict[str, Any] = {
                 "type": "bar",
                 "bar": bar_object(bars, i),
                 "position": position_message(position, bars),

@@ -1,8 +1,9 @@
 """Shared pieces of the bridge tests: tiny real models, a daemon on a random loopback
 port in a thread, and a REQ client with a timeout.
 
-Import the fixtures into a test module with ``from bridge_helpers import ...`` (pytest
-finds fixtures imported into a module's namespace).
+Test modules declare ``pytest_plugins = ["bridge_helpers"]`` to get the fixtures and
+import the helpers by name. PYTEST_DONT_REWRITE: imported before pytest registers it as a
+plugin, and its asserts are plain enough without rewriting.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 import pytest
 import zmq
 
-from bridge.config import MonitorConfig, ModelSource, ServeConfig
+from bridge.config import ModelSource, MonitorConfig, ServeConfig
 from bridge.policy import load_policy
 from bridge.server import BridgeServer, build_server
 from env.bars import Bars
@@ -97,7 +98,7 @@ def tiny_policy(tiny_bundle: Path):
     return load_policy(ModelSource(bundle=tiny_bundle))
 
 
-def test_config(bundle: Path, tmp_path: Path, **overrides: Any) -> ServeConfig:
+def serve_config(bundle: Path, tmp_path: Path, **overrides: Any) -> ServeConfig:
     """A ServeConfig on a random loopback port, journal under ``tmp_path``."""
     values: dict[str, Any] = {
         "bind": "tcp://127.0.0.1:*",
@@ -210,6 +211,42 @@ def history_message(
     return message
 
 
+class StubActor:
+    """An actor with fixed logits: makes the policy choose a given action."""
+
+    def __init__(self, logits: list[float]) -> None:
+        self.logits = np.array(logits, dtype=np.float32)
+        self.calls = 0
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        return self.logits.copy()
+
+
+class CountingActor:
+    """Wraps an actor and counts the forward passes (is the model run again?)."""
+
+    def __init__(self, actor) -> None:
+        self.actor = actor
+        self.calls = 0
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        return self.actor(obs)
+
+
+class FailingActor:
+    """An actor that raises, as a broken model would."""
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        raise RuntimeError("simulated model failure")
+
+
+def with_actor(policy, actor):
+    """The same policy serving through ``actor``."""
+    return replace(policy, actor=actor)
+
+
 def random_observations(n: int, seed: int = 0) -> np.ndarray:
     """Observations spread like normalised ones and well beyond (float32)."""
     rng = np.random.default_rng(seed)
@@ -219,16 +256,19 @@ def random_observations(n: int, seed: int = 0) -> np.ndarray:
 
 __all__ = [
     "Client",
+    "CountingActor",
+    "FailingActor",
+    "StubActor",
     "bar_message",
     "bar_object",
     "history_message",
     "model_card",
     "random_observations",
-    "replace",
     "running_server",
-    "test_config",
+    "serve_config",
     "tiny_bars",
     "tiny_bundle",
     "tiny_policy",
     "train_bundle",
+    "with_actor",
 ]
