@@ -1,0 +1,498 @@
+"""The daemon's life: signals, reload, monitoring, the journal, the replay client and
+the command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import structlog
+import zmq
+from bridge_helpers import (
+    Client,
+    bar_message,
+    history_message,
+    running_server,
+    serve_config,
+    tiny_bars,
+)
+from click.testing import CliRunner
+from structlog.testing import capture_logs
+
+from ai_trading_bridge import cli
+from bridge.config import ModelSource, MonitorConfig, ServeConfig
+from bridge.dispatch import Decision, Dispatcher, Outcome
+from bridge.journal import read_journal
+from bridge.monitoring import Monitor
+from bridge.replay import ReplayConfig, run_replay
+from bridge.server import BridgeServer, ServeError, control_request
+from env.config import WARMUP_BARS
+
+pytest_plugins = ["bridge_helpers"]
+
+ROOT = Path(__file__).resolve().parent.parent
+BARS = tiny_bars()
+EXIT_DEADLINE_S = 2.0
+
+
+@pytest.fixture
+def restore_logging():
+    """CLI commands configure logging for the whole process; put it back afterwards."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    structlog.reset_defaults()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+# -- signals (a real daemon process) ---------------------------------------------------
+
+
+def start_daemon(bundle: Path, tmp_path: Path) -> tuple[subprocess.Popen, str, Path]:
+    log_file = tmp_path / "daemon.log"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ai_trading_bridge",
+            "serve",
+            "--bind",
+            "tcp://127.0.0.1:*",
+            "--bundle",
+            str(bundle),
+            "--control",
+            "none",
+            "--journal-dir",
+            str(tmp_path / "journal"),
+            "--log-file",
+            str(log_file),
+            "--histogram-every",
+            "10",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if log_file.exists():
+            for line in log_file.read_text().splitlines():
+                event = json.loads(line)
+                if event["event"] == "serving":
+                    return process, event["endpoint"], log_file
+        if process.poll() is not None:
+            raise AssertionError(f"the daemon exited with {process.returncode}")
+        time.sleep(0.1)
+    process.kill()
+    raise AssertionError("the daemon did not start within 90 s")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_the_daemon_with_exit_0_within_2_s(
+    tiny_bundle, tmp_path, signum, restore_logging
+) -> None:
+    process, endpoint, log_file = start_daemon(tiny_bundle, tmp_path)
+    try:
+        result = run_replay(
+            BARS, ReplayConfig(endpoint=endpoint, history=WARMUP_BARS, max_bars=100)
+        )
+        assert result.missed == result.errors == 0
+        if hasattr(signal, "SIGHUP"):
+            process.send_signal(signal.SIGHUP)  # reload the same files while serving
+            client = Client(endpoint)
+            assert client.ask({"v": 1, "type": "ping"})["ok"]
+            client.close()
+        started = time.monotonic()
+        process.send_signal(signum)
+        assert process.wait(timeout=10) == 0
+        assert time.monotonic() - started < EXIT_DEADLINE_S
+    finally:
+        if process.poll() is None:
+            process.kill()
+    events = [json.loads(line) for line in log_file.read_text().splitlines()]
+    names = [e["event"] for e in events]
+    assert names.count("decision") == 100 and names[-1] == "stopped"
+    assert names.count("action_histogram") == 100 // 10
+    if hasattr(signal, "SIGHUP"):
+        assert "model_reloaded" in names
+    journal = read_journal(next((tmp_path / "journal").glob("journal-*.jsonl")))
+    assert len(journal) == 1 + 1 + 100 + (
+        1 if hasattr(signal, "SIGHUP") else 0
+    )  # hello, history, bars, ping
+    runner = CliRunner()
+    shown = runner.invoke(cli, ["monitor", "--once", str(log_file)])
+    assert shown.exit_code == 0, shown.output
+    assert "p50" in shown.output and "MOVE_TO_BE" in shown.output and "NQ 12-25" in shown.output
+
+
+# -- reload ----------------------------------------------------------------------------
+
+
+def copy_bundle(bundle: Path, folder: Path, version: str) -> Path:
+    shutil.copytree(bundle, folder)
+    card = json.loads((folder / "model.json").read_text())
+    card["version"] = version
+    (folder / "model.json").write_text(json.dumps(card))
+    return folder
+
+
+def test_bad_reload_keeps_serving_and_a_good_one_swaps(tiny_bundle, tiny_policy, tmp_path) -> None:
+    broken = copy_bundle(tiny_bundle, tmp_path / "broken", "broken")
+    (broken / "model.zip").write_bytes(b"not a zip")
+    newer = copy_bundle(tiny_bundle, tmp_path / "newer", "tiny-newer")
+    with (
+        capture_logs() as logs,
+        running_server(serve_config(tiny_bundle, tmp_path), tiny_policy) as server,
+    ):
+        client = Client(server.endpoint)
+        client.ask(history_message(BARS, 0, WARMUP_BARS))
+        bad = control_request(server.control_endpoint, {"type": "reload", "bundle": str(broken)})
+        assert bad["ok"] is False and "not a stable-baselines3 model zip" in bad["error"]
+        assert bad["model"]["version"] == tiny_policy.version
+        reply = client.ask(bar_message(BARS, WARMUP_BARS, seq=1))
+        assert reply["ok"] and reply["model_version"] == tiny_policy.version
+        good = control_request(server.control_endpoint, {"type": "reload", "bundle": str(newer)})
+        assert good["ok"] is True and good["model"]["version"] == "tiny-newer"
+        assert good["previous"]["version"] == tiny_policy.version
+        reply = client.ask(bar_message(BARS, WARMUP_BARS + 1, seq=2))
+        assert reply["model_version"] == "tiny-newer" and reply["warming_up"] is False
+        hello = client.ask({"v": 1, "type": "hello", "client": "c", "instrument": "NQ 12-25"})
+        assert hello["model"]["version"] == "tiny-newer"
+        status = control_request(server.control_endpoint, {"type": "status"})
+        assert status["ok"] and status["source"]["bundle"] == str(newer)
+        client.close()
+    failed = [e for e in logs if e["event"] == "reload_failed"]
+    assert failed and failed[0]["serving"] == tiny_policy.version
+    assert any(e["event"] == "model_reloaded" for e in logs)
+
+
+def test_reload_command_reports_success_and_failure(tiny_bundle, tiny_policy, tmp_path) -> None:
+    runner = CliRunner()
+    with running_server(serve_config(tiny_bundle, tmp_path), tiny_policy) as server:
+        ok = runner.invoke(cli, ["reload", "--control", server.control_endpoint])
+        assert ok.exit_code == 0 and f"serving {tiny_policy.version}" in ok.output
+        bad = runner.invoke(
+            cli,
+            ["reload", "--control", server.control_endpoint, "--bundle", str(tmp_path / "none")],
+        )
+        assert (
+            bad.exit_code == 1 and "reload failed" in bad.output and "still serving" in bad.output
+        )
+        status = runner.invoke(cli, ["reload", "--control", server.control_endpoint, "--status"])
+        assert (
+            status.exit_code == 0
+            and json.loads(status.output)["model"]["version"] == tiny_policy.version
+        )
+
+
+def test_reload_command_without_a_daemon_fails_fast() -> None:
+    with zmq.Context() as context, context.socket(zmq.REP) as probe:
+        port = probe.bind_to_random_port("tcp://127.0.0.1")
+    result = CliRunner().invoke(
+        cli, ["reload", "--control", f"tcp://127.0.0.1:{port}", "--timeout", "0.3"]
+    )
+    assert result.exit_code == 1 and "no reply" in result.output
+
+
+def test_taken_default_control_port_is_a_warning_and_an_explicit_one_an_error(
+    tiny_bundle, tiny_policy, tmp_path
+) -> None:
+    with zmq.Context() as context, context.socket(zmq.REP) as squatter:
+        port = squatter.bind_to_random_port("tcp://127.0.0.1")
+        endpoint = f"tcp://127.0.0.1:{port}"
+        config = serve_config(tiny_bundle, tmp_path, control=endpoint, control_required=False)
+        with capture_logs() as logs, running_server(config, tiny_policy) as server:
+            assert server.control is None
+            assert Client(server.endpoint).ask({"v": 1, "type": "ping"})["ok"]
+        assert any(e["event"] == "control_socket_disabled" for e in logs)
+        strict = serve_config(tiny_bundle, tmp_path, control=endpoint, control_required=True)
+        with pytest.raises(ServeError, match="control"):
+            running_server(strict, tiny_policy).__enter__()
+
+
+def test_control_endpoint_must_be_loopback(tiny_bundle) -> None:
+    with pytest.raises(ValueError, match="loopback"):
+        ServeConfig(control="tcp://0.0.0.0:5556", model=ModelSource(bundle=tiny_bundle))
+
+
+# -- monitoring ------------------------------------------------------------------------
+
+
+def test_histogram_is_logged_as_structured_fields_every_n_bars(
+    tiny_bundle, tiny_policy, tmp_path
+) -> None:
+    for every in (1, 7):
+        config = serve_config(tiny_bundle, tmp_path, monitor=MonitorConfig(every=every))
+        with capture_logs() as logs, running_server(config, tiny_policy) as server:
+            run_replay(
+                BARS, ReplayConfig(endpoint=server.endpoint, history=WARMUP_BARS, max_bars=120)
+            )
+        decisions = [e for e in logs if e["event"] == "decision"]
+        histograms = [e for e in logs if e["event"] == "action_histogram"]
+        assert len(decisions) == 120 and len(histograms) == 120 // every
+        last = histograms[-1]
+        assert last["bars"] == 100 and sum(last["counts"].values()) == 100
+        assert last["flat_bars"] + last["position_bars"] == 100
+        assert sum(last["flat_counts"].values()) == last["flat_bars"]
+        assert last["shares"]["HOLD"] == pytest.approx(last["counts"]["HOLD"] / 100)
+        assert set(decisions[0]) >= {
+            "client",
+            "instrument",
+            "seq",
+            "time",
+            "action",
+            "mask",
+            "probs",
+            "latency_us",
+            "model_version",
+        }
+
+
+def outcome(action: int, side: int, seq: int) -> Outcome:
+    mask = (1, 1, 1, 0, 0, 0) if side == 0 else (1,) * 6
+    decision = Decision(
+        "2025-01-06T10:00:00", action, action, side, mask, (1.0,) + (0.0,) * 5, False, False
+    )
+    return Outcome(
+        b"{}",
+        ok=True,
+        type="bar",
+        client="c",
+        instrument="NQ",
+        seq=seq,
+        decision=decision,
+        model_version="m",
+    )
+
+
+def feed(monitor: Monitor, pattern: list[tuple[int, int]], times: int) -> list[dict]:
+    with capture_logs() as logs:
+        for k in range(times):
+            action, side = pattern[k % len(pattern)]
+            monitor.observe(outcome(action, side, k), 100)
+    return [e for e in logs if e["log_level"] == "warning"]
+
+
+def test_healthy_distribution_raises_no_warning() -> None:
+    # 25 bars: HOLD 17 of 20 flat bars (85%), position management on 2 of 5 in position
+    healthy = [(0, 0)] * 17 + [(1, 0), (2, 0), (1, 0)] + [(3, 1), (0, 1), (0, 1), (4, 1), (0, 1)]
+    assert feed(Monitor(MonitorConfig()), healthy, 300) == []
+
+
+def test_hold_share_leaving_the_band_is_warned_once_per_window() -> None:
+    collapsed = [(1, 0), (2, 0), (0, 0)]  # HOLD a third of flat bars
+    warnings = feed(Monitor(MonitorConfig()), collapsed, 300)
+    bands = [w for w in warnings if w["event"] == "hold_share_out_of_band"]
+    assert len(bands) == 3 and bands[0]["hold_share"] == pytest.approx(1 / 3, abs=0.01)
+
+
+def test_one_action_taking_over_is_warned() -> None:
+    warnings = feed(Monitor(MonitorConfig(max_action_share=0.5)), [(3, 1)] * 3 + [(0, 0)], 200)
+    high = [w for w in warnings if w["event"] == "action_share_high"]
+    assert high and high[0]["action"] == "MOVE_TO_BE" and high[0]["share"] == 0.75
+
+
+def test_position_management_while_flat_is_warned() -> None:
+    warnings = feed(Monitor(MonitorConfig()), [(4, 0)], 1)
+    assert [w["event"] for w in warnings] == ["pm_action_while_flat"]
+
+
+# -- journal ---------------------------------------------------------------------------
+
+
+def test_journal_holds_every_request_and_reply_and_reconstructs_decisions(
+    tiny_bundle, tiny_policy, tmp_path
+) -> None:
+    payloads = [
+        json.dumps(
+            {"v": 1, "type": "hello", "client": "j", "instrument": "NQ 12-25", "seq": 0}
+        ).encode(),
+        json.dumps(history_message(BARS, 0, WARMUP_BARS, client="j", seq=1)).encode(),
+        b"\xff not utf-8",
+        b"{broken",
+        json.dumps(bar_message(BARS, WARMUP_BARS, seq=2, client="j"))
+        .replace('"close": ', '"close": NaN, "c": ')
+        .encode(),
+        json.dumps(
+            bar_message(BARS, WARMUP_BARS, seq=2, client="j"), indent=2
+        ).encode(),  # newlines
+        *(
+            json.dumps(bar_message(BARS, i, seq=i, client="j")).encode()
+            for i in range(WARMUP_BARS + 1, WARMUP_BARS + 30)
+        ),
+    ]
+    with running_server(serve_config(tiny_bundle, tmp_path), tiny_policy) as server:
+        client = Client(server.endpoint)
+        replies = [client.raw(p) for p in payloads]
+        client.close()
+    entries = read_journal(next((tmp_path / "journal").glob("journal-*.jsonl")))
+    assert len(entries) == len(payloads)
+    assert [json.dumps(e["reply"], separators=(",", ":")).encode() for e in entries] == replies
+    assert entries[2]["request_hex"].startswith("ff") and entries[3]["request_text"] == "{broken"
+    assert all(isinstance(e["latency_us"], int) and e["model_version"] for e in entries)
+    # any decision can be reconstructed: the journal's requests, replayed into a fresh
+    # daemon with the same model, give the same replies byte for byte
+    fresh = Dispatcher(
+        tiny_policy,
+        exchange_tz=__import__("zoneinfo").ZoneInfo("America/Chicago"),
+        max_message_bytes=1 << 20,
+        max_sessions=16,
+    )
+    for entry, reply in zip(entries, replies):
+        if "request" in entry:
+            assert fresh.handle(json.dumps(entry["request"]).encode()).reply == reply
+
+
+def test_journal_write_failure_is_logged_and_every_request_still_answered(
+    tiny_bundle, tiny_policy, tmp_path
+) -> None:
+    blocked = tmp_path / "journal-is-a-file"
+    blocked.write_text("")
+    config = serve_config(tiny_bundle, tmp_path, journal_dir=blocked)
+    with capture_logs() as logs, running_server(config, tiny_policy) as server:
+        client = Client(server.endpoint)
+        for k in range(3):
+            assert client.ask({"v": 1, "type": "ping", "seq": k})["seq"] == k
+        client.close()
+    failures = [e for e in logs if e["event"] == "journal_write_failed"]
+    assert len(failures) == 3 and failures[0]["log_level"] == "error"
+
+
+# -- replay client ---------------------------------------------------------------------
+
+
+class FlakyDaemon:
+    """A ROUTER that answers bar requests with HOLD, but ignores the first ``drop`` tries
+    of the request with seq ``victim`` (a daemon that is away for a moment)."""
+
+    def __init__(self, victim: int, drop: int) -> None:
+        self.context = zmq.Context()
+        self.router = self.context.socket(zmq.ROUTER)
+        self.port = self.router.bind_to_random_port("tcp://127.0.0.1")
+        self.victim, self.drop, self.seen = victim, drop, 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            if not self.router.poll(20):
+                continue
+            identity, empty, raw = self.router.recv_multipart()
+            request = json.loads(raw)
+            if request["seq"] == self.victim:
+                self.seen += 1
+                if self.seen <= self.drop:
+                    continue
+            reply = {"v": 1, "type": request["type"], "ok": True, "seq": request["seq"]}
+            if request["type"] == "hello":
+                reply["model"] = {"version": "flaky"}
+            if request["type"] == "bar":
+                reply.update(
+                    action=0, name="HOLD", mask=[1, 1, 1, 0, 0, 0], warming_up=False, orders={}
+                )
+            self.router.send_multipart([identity, empty, json.dumps(reply).encode()])
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        self.router.close(linger=0)
+        self.context.term()
+
+
+@pytest.mark.parametrize(("drop", "missed"), [(1, 0), (2, 0), (5, 1)])
+def test_replay_client_retries_lazily_and_acts_as_hold_after_the_last_try(drop, missed) -> None:
+    daemon = FlakyDaemon(victim=5, drop=drop)
+    try:
+        config = ReplayConfig(
+            endpoint=f"tcp://127.0.0.1:{daemon.port}",
+            history=10,
+            max_bars=10,
+            timeout_s=0.2,
+            retries=3,
+        )
+        result = run_replay(BARS, config)
+    finally:
+        daemon.close()
+    assert len(result.actions) == 10  # the bars kept flowing
+    assert result.missed == missed and result.timeouts == min(drop, 3)
+    assert result.actions.count(-1) == missed
+
+
+def test_replay_without_a_daemon_gives_up_on_hello() -> None:
+    with zmq.Context() as context, context.socket(zmq.REP) as probe:
+        port = probe.bind_to_random_port("tcp://127.0.0.1")
+    config = ReplayConfig(endpoint=f"tcp://127.0.0.1:{port}", timeout_s=0.1, retries=2)
+    with pytest.raises(ConnectionError, match="hello"):
+        run_replay(BARS, config)
+
+
+def test_replay_command_prints_trades_pnl_and_histogram(
+    tiny_bundle, tiny_policy, tmp_path, restore_logging
+) -> None:
+    data = tmp_path / "bars.csv"
+    from env.bars import save_bars_csv
+
+    save_bars_csv(BARS[:400], data)
+    with running_server(serve_config(tiny_bundle, tmp_path), tiny_policy) as server:
+        result = CliRunner().invoke(
+            cli, ["replay", str(data), "--endpoint", server.endpoint, "--bundle", str(tiny_bundle)]
+        )
+    assert result.exit_code == 0, result.output
+    assert f"model {tiny_policy.version}: {400 - WARMUP_BARS} bars" in result.output
+    assert (
+        "trades" in result.output
+        and "net PnL" in result.output
+        and "DISABLE_TRAIL" in result.output
+    )
+
+
+# -- command line ----------------------------------------------------------------------
+
+
+def test_serve_without_a_usable_model_exits_1_with_the_reason(tmp_path, restore_logging) -> None:
+    result = CliRunner().invoke(
+        cli,
+        [
+            "serve",
+            "--bind",
+            "tcp://127.0.0.1:*",
+            "--control",
+            "none",
+            "--no-journal",
+            "--bundle",
+            str(tmp_path / "missing"),
+        ],
+    )
+    assert result.exit_code == 1 and "does not exist" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--control", "tcp://10.0.0.1:5556"], "loopback"),
+        (["--bind", "localhost:5555"], "not a ZeroMQ endpoint"),
+        (["--model", "NQ_o1_fixed.zip"], "--vecnorm"),
+        (["--histogram-every", "0"], "--histogram-every"),
+        (["--exchange-tz", "Mars/Olympus"], "time zone"),
+    ],
+)
+def test_serve_refuses_bad_options_before_loading_anything(args, message) -> None:
+    result = CliRunner().invoke(cli, ["serve", *args])
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_server_binds_random_ports_and_reports_them(tiny_bundle, tiny_policy, tmp_path) -> None:
+    with running_server(serve_config(tiny_bundle, tmp_path), tiny_policy) as server:
+        assert isinstance(server, BridgeServer)
+        assert server.endpoint.startswith("tcp://127.0.0.1:") and not server.endpoint.endswith(":*")
+        assert server.control_endpoint != server.endpoint
