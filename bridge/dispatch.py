@@ -149,7 +149,10 @@ class Dispatcher:
             return self._ok(envelope, reply)
         assert envelope.client is not None
         client = self.sessions.client(envelope.client)
-        if envelope.seq is not None and envelope.seq == client.last_seq:
+        # A retry resends the same request: same seq, and so the same type. (A restarted
+        # client whose new hello happens to reuse the last seq is not served a stale bar.)
+        seq = envelope.seq
+        if seq is not None and seq == client.last_seq and envelope.type == client.last_type:
             return Outcome(
                 client.last_reply,
                 ok=True,
@@ -163,6 +166,7 @@ class Dispatcher:
         outcome = self._handlers[envelope.type](envelope, obj)
         if envelope.seq is not None and outcome.ok:
             client.last_seq = envelope.seq
+            client.last_type = envelope.type
             client.last_reply = outcome.reply
         return outcome
 

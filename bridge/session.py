@@ -62,9 +62,11 @@ class InstrumentSession:
 
 @dataclass
 class ClientSession:
-    """A client's last successful request with a seq, and the exact reply sent."""
+    """A client's last successful request with a seq: its seq and type, and the exact
+    reply sent."""
 
     last_seq: int | None = None
+    last_type: str = ""
     last_reply: bytes = b""
 
 

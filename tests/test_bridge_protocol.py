@@ -194,6 +194,14 @@ def test_retry_with_same_seq_gets_byte_identical_reply_without_running_the_model
         client.close()
 
 
+def test_request_of_another_type_with_the_last_seq_is_not_a_retry(client) -> None:
+    warm_up(client)
+    assert client.ask(bar_message(BARS, WARMUP_BARS, seq=1))["type"] == "bar"
+    hello = {"v": 1, "type": "hello", "client": "test-client", "instrument": "NQ 12-25", "seq": 1}
+    reply = client.ask(hello)  # e.g. a restarted strategy whose seq starts again at 1
+    assert reply["type"] == "hello" and reply["bars_known"] == WARMUP_BARS + 1
+
+
 @pytest.mark.parametrize("offset", [0, -1, -10])
 def test_bar_not_after_the_last_bar_is_out_of_order(client, offset) -> None:
     warm_up(client, bars=WARMUP_BARS + 10)
