@@ -1682,6 +1682,11 @@ namespace NinjaTrader.NinjaScript.Strategies
                 ExitOnSessionCloseSeconds = 30;
                 StartBehavior = StartBehavior.WaitUntilFlat;
                 RealtimeErrorHandling = RealtimeErrorHandling.StopCancelClose;
+                // Not the default Recalculate: this strategy never trades on historical bars,
+                // so a recalculation after a connection loss would rebuild a flat position
+                // and lose track of a real one. KeepRunning leaves the position and its
+                // working stop and target as they are and carries on when data returns.
+                ConnectionLossHandling = ConnectionLossHandling.KeepRunning;
                 StopTargetHandling = StopTargetHandling.PerEntryExecution;
                 BarsRequiredToTrade = 0;
                 TraceOrders = false;
@@ -1873,6 +1878,11 @@ namespace NinjaTrader.NinjaScript.Strategies
                     MoveStop(AitbGuard.SafeStop(side, stopPrice, d.StopPrice, Close[0]));
                     return Describe(d);
                 case AitbProtocol.EnableTrail:
+                    // As in training (env/execution.py enable_trailing): a second ENABLE_TRAIL
+                    // while trailing changes nothing. Restarting the best price at this close
+                    // would hold the stop further back than the model was trained with.
+                    if (trailing)
+                        return string.Format(CultureInfo.InvariantCulture, "trail already on ({0} points); unchanged", trailPoints);
                     trailing = true;
                     trailPoints = d.TrailPoints;
                     bestPrice = Close[0];
@@ -1887,17 +1897,24 @@ namespace NinjaTrader.NinjaScript.Strategies
             string signal = isLong ? LongSignal : ShortSignal;
             double stop = Instrument.MasterInstrument.RoundToTickSize(d.StopPrice);
             double target = Instrument.MasterInstrument.RoundToTickSize(d.TargetPrice);
-            // Set* before Enter*: NinjaTrader submits this OCO bracket on the entry's fill.
-            SetStopLoss(signal, CalculationMode.Price, stop, false);
-            SetProfitTarget(signal, CalculationMode.Price, target);
-            if (isLong) EnterLong(Quantity, signal); else EnterShort(Quantity, signal);
+            // Our own state first: the fill's OnExecutionUpdate/OnPositionUpdate must find it
+            // in place (and must not have its entry time wiped afterwards) even if a
+            // connection delivers them before Enter* returns.
             activeSignal = signal;
             stopPrice = stop;
             targetPrice = target;
             trailing = false;
             entryTime = null;
+            entryTimeProvisional = false;
             entryPending = true;
             entryPendingBar = CurrentBar;
+            // Set* before Enter*: NinjaTrader submits this OCO bracket on the entry's fill.
+            // Every entry goes through here, so a stop moved to breakeven or trailed in an
+            // earlier trade (NinjaTrader keeps the last Set* value per signal) is always
+            // replaced before the next entry can fill.
+            SetStopLoss(signal, CalculationMode.Price, stop, false);
+            SetProfitTarget(signal, CalculationMode.Price, target);
+            if (isLong) EnterLong(Quantity, signal); else EnterShort(Quantity, signal);
             return Describe(d);
         }
 

@@ -223,6 +223,7 @@ public static class Harness
                     Position.StopPrice = AitbGuard.SafeStop(Position.Side, Position.StopPrice, d.StopPrice, bar.Close);
                     return "breakeven";
                 case AitbProtocol.EnableTrail:
+                    if (Trailing) return "trail already on";
                     Trailing = true;
                     TrailPoints = d.TrailPoints;
                     Best = bar.Close;

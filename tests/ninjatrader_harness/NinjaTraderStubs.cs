@@ -153,6 +153,8 @@ namespace NinjaTrader.NinjaScript
 
     public enum StopTargetHandling { ByStrategyPosition, PerEntryExecution }
 
+    public enum ConnectionLossHandling { KeepRunning, Recalculate, StopStrategy }
+
     [AttributeUsage(AttributeTargets.Property, AllowMultiple = false)]
     public sealed class NinjaScriptPropertyAttribute : Attribute { }
 
@@ -221,6 +223,7 @@ namespace NinjaTrader.NinjaScript
         public StartBehavior StartBehavior { get; set; }
         public RealtimeErrorHandling RealtimeErrorHandling { get; set; }
         public StopTargetHandling StopTargetHandling { get; set; }
+        public ConnectionLossHandling ConnectionLossHandling { get; set; }
         public TimeInForce TimeInForce { get; set; }
         public bool TraceOrders { get; set; }
         public Position Position { get { throw new NotImplementedException(); } }
