@@ -1,18 +1,21 @@
 """Bridge latency: bar request to reply, over tcp loopback, client in its own process.
 
-Measures in one run, on the same bars and with the same client loop:
+Measures in one run, with the same requests byte for byte:
 
 1. the daemon (``python -m ai_trading_bridge serve`` in a subprocess, journal and JSON log
    file on, as a trader runs it), and
 2. a bare pyzmq REQ/REP echo server (another subprocess) that parses each request with
    ``json.loads`` and answers ``json.dumps`` of it,
 
-interleaved in blocks so drift affects both alike, and prints p50/p90/p99/max of each and
-the ratio of the p50s. The client replays synthetic NQ bars like NinjaTrader: hello,
-history, then each bar with its position, executing the replies
-(:func:`bridge.replay.execute`). Between a reply and the next request it waits ``--gap-us``
-(busy-waiting, so the client itself wakes instantly): live bars arrive a minute apart, and
-the daemon journals and logs after replying, in that gap.
+and prints p50/p90/p99/max of each and the ratio of the p50s, in two modes: servers that
+sleep in ``poll`` between requests (the daemon's default; the two servers run side by side
+and alternate in blocks so outside load hits both alike) and servers that spin
+(``serve --busy-poll``; run one after the other, since two spinning servers and a
+spinning client would be three busy processes on two cores). The client replays synthetic
+NQ bars like NinjaTrader: history, then each bar with its position, executing the replies
+(:func:`bridge.replay.execute`). Between a reply and the next request it waits
+``--gap-us`` (busy-waiting, so the client itself wakes instantly): live bars arrive a
+minute apart, and the daemon journals and logs after replying, in that gap.
 
 Then, in this process, the per-decision compute time of the daemon's fast path
 (normalise + numpy actor + masked argmax) against SB3's ``VecNormalize.normalize_obs`` +
@@ -21,13 +24,13 @@ Then, in this process, the per-decision compute time of the daemon's fast path
 Targets (SPEC.md): daemon p50 within 2x of the echo's; daemon p99 under 1 ms.
 
     python benchmarks/bridge_latency.py [--bundle DIR] [--bars 3000] [--gap-us 1000]
+        [--mode sleeping|busy-poll|both] [-- extra serve options]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import pickle
 import socket
 import subprocess
@@ -62,12 +65,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def echo_server(endpoint: str) -> None:
-    """The baseline: REP socket, json.loads, json.dumps, send."""
+def echo_server(endpoint: str, busy: bool) -> None:
+    """The baseline: REP socket, json.loads, json.dumps, send (spinning if ``busy``)."""
     context = zmq.Context()
     rep = context.socket(zmq.REP)
     rep.bind(endpoint)
     while True:
+        if busy:
+            while not rep.poll(0):
+                pass
         message = rep.recv()
         if message == b"stop":
             rep.send(b"stopped")
@@ -77,118 +83,164 @@ def echo_server(endpoint: str) -> None:
     context.term()
 
 
-def wait_for_daemon(req: zmq.Socket, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    req.send(json.dumps({"v": 1, "type": "ping"}).encode())
-    while time.monotonic() < deadline:
-        if req.poll(200, zmq.POLLIN):
-            req.recv()
-            return
-    raise SystemExit("the daemon did not answer within 60 s")
-
-
 def spin(microseconds: int) -> None:
     deadline = time.perf_counter_ns() + microseconds * 1000
     while time.perf_counter_ns() < deadline:
         pass
 
 
-def measure(bundle: Path, n_bars: int, gap_us: int, workdir: Path) -> tuple[np.ndarray, np.ndarray]:
-    daemon_endpoint = f"tcp://127.0.0.1:{free_port()}"
-    echo_endpoint = f"tcp://127.0.0.1:{free_port()}"
-    daemon = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ai_trading_bridge",
-            "serve",
-            "--bind",
-            daemon_endpoint,
-            "--bundle",
-            str(bundle),
-            "--control",
-            "none",
+class Daemon:
+    """``ai-trading-bridge serve`` in a subprocess, journal and JSON log file on."""
+
+    def __init__(self, bundle: Path, workdir: Path, busy: bool, extra: list[str]) -> None:
+        self.endpoint = f"tcp://127.0.0.1:{free_port()}"
+        args = ["--bind", self.endpoint, "--bundle", str(bundle), "--control", "none"]
+        args += [
             "--journal-dir",
             str(workdir / "journal"),
             "--log-file",
             str(workdir / "daemon.log"),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=open(workdir / "stderr.log", "w"),  # noqa: SIM115
-    )
-    echo = Process(target=echo_server, args=(echo_endpoint,), daemon=True)
-    echo.start()
-    context = zmq.Context()
-    to_daemon = context.socket(zmq.REQ)
-    to_daemon.connect(daemon_endpoint)
-    to_echo = context.socket(zmq.REQ)
-    to_echo.connect(echo_endpoint)
-    try:
-        wait_for_daemon(to_daemon)
-        card = (
-            json.loads((bundle / "model.json").read_text())
-            if (bundle / "model.json").exists()
-            else {}
+        ]
+        args += ["--busy-poll"] if busy else []
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ai_trading_bridge", "serve", *args, *extra],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=open(workdir / "stderr.log", "a"),  # noqa: SIM115
         )
+
+    def wait_ready(self, socket: zmq.Socket) -> None:
+        socket.send(json.dumps({"v": 1, "type": "ping"}).encode())
+        if not socket.poll(60_000, zmq.POLLIN):
+            raise SystemExit("the daemon did not answer within 60 s")
+        socket.recv()
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+class Echo:
+    """The bare pyzmq echo server in another process."""
+
+    def __init__(self, busy: bool) -> None:
+        self.endpoint = f"tcp://127.0.0.1:{free_port()}"
+        self.process = Process(target=echo_server, args=(self.endpoint, busy), daemon=True)
+        self.process.start()
+
+    def stop(self, socket: zmq.Socket) -> None:
+        socket.send(b"stop")
+        socket.recv()
+        self.process.join(5)
+
+
+class Replayer:
+    """NinjaTrader's side: bar requests with the position, executing the replies."""
+
+    def __init__(self, bundle: Path) -> None:
+        card_path = bundle / "model.json"
+        card = json.loads(card_path.read_text()) if card_path.exists() else {}
         env = EnvConfig.from_dict(card["env"]) if card.get("env") else EnvConfig()
-        bars = default_bars()
-        _, atr = compute_market_features(
-            bars.open, bars.high, bars.low, bars.close, bars.volume, bars.minute_of_day
+        self.bars = default_bars()
+        _, self.atr = compute_market_features(
+            self.bars.open,
+            self.bars.high,
+            self.bars.low,
+            self.bars.close,
+            self.bars.volume,
+            self.bars.minute_of_day,
         )
-        head = {"v": 1, "client": "bench", "instrument": "NQ 12-25"}
-        history = {
-            **head,
-            "type": "history",
-            "seq": 1,
-            "bars": [bar_object(bars, i) for i in range(WARMUP_BARS)],
-        }
-        to_daemon.send(json.dumps(history).encode())
+        self.position = SimulatedPosition(env.instrument, env.execution)
+        self.head = {"v": 1, "client": "bench", "instrument": "NQ 12-25"}
+
+    def history(self) -> bytes:
+        bars = [bar_object(self.bars, i) for i in range(WARMUP_BARS)]
+        return json.dumps({**self.head, "type": "history", "seq": 1, "bars": bars}).encode()
+
+    def run(self, socket: zmq.Socket, indices: range, gap_us: int) -> tuple[list[int], list[bytes]]:
+        """Send bars ``indices``; returns the latencies (ns) and the payloads sent."""
+        bars, position = self.bars, self.position
+        latencies, payloads = [], []
+        for i in indices:
+            position.on_bar(i, bars.open[i], bars.high[i], bars.low[i], bars.close[i])
+            message = {
+                **self.head,
+                "type": "bar",
+                "seq": i,
+                "bar": bar_object(bars, i),
+                "position": position_message(position, bars),
+            }
+            payload = json.dumps(message).encode()
+            started = time.perf_counter_ns()
+            socket.send(payload)
+            reply = socket.recv()
+            latencies.append(time.perf_counter_ns() - started)
+            payloads.append(payload)
+            execute(json.loads(reply), position, float(bars.close[i]), float(self.atr[i]))
+            spin(gap_us)
+        return latencies, payloads
+
+
+def send_all(socket: zmq.Socket, payloads: list[bytes], gap_us: int) -> list[int]:
+    """The same payloads to the echo; returns the latencies (ns)."""
+    latencies = []
+    for payload in payloads:
+        started = time.perf_counter_ns()
+        socket.send(payload)
+        socket.recv()
+        latencies.append(time.perf_counter_ns() - started)
+        spin(gap_us)
+    return latencies
+
+
+def measure(
+    bundle: Path, n_bars: int, gap_us: int, workdir: Path, busy: bool, extra: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Daemon and echo latencies (µs) on identical requests.
+
+    Sleeping servers (the default) run side by side and alternate in blocks, so load from
+    elsewhere hits both alike. Spinning servers run one after the other: two spinners and
+    a spinning client would be three busy processes on a two-core machine.
+    """
+    context = zmq.Context()
+    replayer = Replayer(bundle)
+    daemon = Daemon(bundle, workdir, busy, extra)
+    echo = None if busy else Echo(busy=False)
+    to_daemon = context.socket(zmq.REQ)
+    to_daemon.connect(daemon.endpoint)
+    daemon_ns: list[int] = []
+    echo_ns: list[int] = []
+    payloads: list[bytes] = []
+    try:
+        daemon.wait_ready(to_daemon)
+        to_daemon.send(replayer.history())
         to_daemon.recv()
-        position = SimulatedPosition(env.instrument, env.execution)
-        daemon_ns: list[int] = []
-        echo_ns: list[int] = []
-        for block_start in range(WARMUP_BARS, WARMUP_BARS + n_bars, BLOCK):
-            block = range(block_start, min(block_start + BLOCK, WARMUP_BARS + n_bars))
-            for i in block:  # the daemon, executing its replies
-                position.on_bar(i, bars.open[i], bars.high[i], bars.low[i], bars.close[i])
-                message = {
-                    **head,
-                    "type": "bar",
-                    "seq": i,
-                    "bar": bar_object(bars, i),
-                    "position": position_message(position, bars),
-                }
-                payload = json.dumps(message).encode()
-                started = time.perf_counter_ns()
-                to_daemon.send(payload)
-                reply = to_daemon.recv()
-                daemon_ns.append(time.perf_counter_ns() - started)
-                execute(json.loads(reply), position, float(bars.close[i]), float(atr[i]))
-                spin(gap_us)
-            for i in block:  # the echo, same bars and position shape
-                message = {
-                    **head,
-                    "type": "bar",
-                    "seq": i,
-                    "bar": bar_object(bars, i),
-                    "position": position_message(position, bars),
-                }
-                payload = json.dumps(message).encode()
-                started = time.perf_counter_ns()
-                to_echo.send(payload)
-                to_echo.recv()
-                echo_ns.append(time.perf_counter_ns() - started)
-                spin(gap_us)
-        to_echo.send(b"stop")
-        to_echo.recv()
+        to_echo = None
+        if echo is not None:
+            to_echo = context.socket(zmq.REQ)
+            to_echo.connect(echo.endpoint)
+        for start in range(WARMUP_BARS, WARMUP_BARS + n_bars, BLOCK):
+            block = range(start, min(start + BLOCK, WARMUP_BARS + n_bars))
+            latencies, sent = replayer.run(to_daemon, block, gap_us)
+            daemon_ns += latencies
+            if to_echo is not None:
+                echo_ns += send_all(to_echo, sent, gap_us)
+            else:
+                payloads += sent
+        if echo is not None and to_echo is not None:
+            echo.stop(to_echo)
+            to_echo.close(linger=0)
     finally:
         to_daemon.close(linger=0)
+        daemon.stop()
+    if busy:
+        echo = Echo(busy=True)
+        to_echo = context.socket(zmq.REQ)
+        to_echo.connect(echo.endpoint)
+        echo_ns = send_all(to_echo, payloads, gap_us)
+        echo.stop(to_echo)
         to_echo.close(linger=0)
-        context.term()
-        daemon.terminate()
-        daemon.wait(10)
-        echo.join(5)
+    context.term()
     return np.array(daemon_ns) / 1000.0, np.array(echo_ns) / 1000.0
 
 
@@ -220,27 +272,37 @@ def stats(values: np.ndarray) -> str:
     return f"p50 {p50:7.1f}  p90 {p90:7.1f}  p99 {p99:7.1f}  max {values.max():8.1f}"
 
 
+def report(mode: str, daemon: np.ndarray, echo: np.ndarray, gap_us: int) -> None:
+    print(f"{mode}: bar -> reply over tcp loopback, {len(daemon)} requests each, gap {gap_us} µs")
+    print(f"  daemon     {stats(daemon)}")
+    print(f"  bare echo  {stats(echo)}")
+    ratio = np.percentile(daemon, 50) / np.percentile(echo, 50)
+    p99 = np.percentile(daemon, 99)
+    verdict = "met" if ratio <= 2 else "NOT met"
+    print(f"  daemon p50 / echo p50 = {ratio:.2f}x (target <= 2x: {verdict})")
+    print(f"  daemon p99 = {p99:.0f} µs (target < 1000 µs: {'met' if p99 < 1000 else 'NOT met'})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE)
     parser.add_argument("--bars", type=int, default=3000)
     parser.add_argument("--gap-us", type=int, default=1000)
+    parser.add_argument("--mode", choices=["sleeping", "busy-poll", "both"], default="both")
+    parser.add_argument("daemon_args", nargs="*", help="extra `serve` options, after --")
     args = parser.parse_args()
-    os.environ.setdefault("PYTHONHASHSEED", "0")
-    with tempfile.TemporaryDirectory() as tmp:
-        daemon, echo = measure(args.bundle, args.bars, args.gap_us, Path(tmp))
-    print(
-        f"bar -> reply over tcp loopback, {len(daemon)} requests each, gap {args.gap_us} µs (µs):"
-    )
-    print(f"  daemon     {stats(daemon)}")
-    print(f"  bare echo  {stats(echo)}")
-    ratio = np.percentile(daemon, 50) / np.percentile(echo, 50)
-    p99 = np.percentile(daemon, 99)
-    print(
-        f"  daemon p50 / echo p50 = {ratio:.2f}x "
-        f"(target <= 2x: {'met' if ratio <= 2 else 'NOT met'})"
-    )
-    print(f"  daemon p99 = {p99:.0f} µs (target < 1000 µs: {'met' if p99 < 1000 else 'NOT met'})")
+    modes = ["sleeping", "busy-poll"] if args.mode == "both" else [args.mode]
+    for mode in modes:
+        with tempfile.TemporaryDirectory() as tmp:
+            daemon, echo = measure(
+                args.bundle,
+                args.bars,
+                args.gap_us,
+                Path(tmp),
+                mode == "busy-poll",
+                args.daemon_args,
+            )
+        report(f"{mode} servers", daemon, echo, args.gap_us)
     fast, sb3 = compute_times(args.bundle)
     print(f"per-decision compute, {len(fast)} observations (µs):")
     print(f"  fast path (normalise + numpy actor + masked argmax)  {stats(fast)}")

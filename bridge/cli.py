@@ -118,6 +118,11 @@ def _model_options(command: Callable[..., None]) -> Callable[..., None]:
     help="Warn when one action takes more than this share of a window.",
 )
 @click.option(
+    "--busy-poll",
+    is_flag=True,
+    help="Spin instead of sleeping between requests: lower latency, one core at 100%.",
+)
+@click.option(
     "--max-sessions",
     type=int,
     default=DEFAULT_MAX_SESSIONS,
@@ -140,6 +145,7 @@ def serve(
     histogram_every: int,
     histogram_window: int,
     max_action_share: float,
+    busy_poll: bool,
     max_sessions: int,
 ) -> None:
     """Serve a policy to NinjaTrader over ZeroMQ (the bundled demo model by default)."""
@@ -158,6 +164,7 @@ def serve(
             journal_dir=None if no_journal else journal_dir,
             exchange_tz=exchange_tz,
             max_sessions=max_sessions,
+            busy_poll=busy_poll,
             monitor=MonitorConfig(
                 window=histogram_window, every=histogram_every, max_action_share=max_action_share
             ),

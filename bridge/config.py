@@ -153,6 +153,8 @@ class ServeConfig:
         max_sessions: Client+instrument states kept before the least recently used is dropped.
         monitor: Histogram and warnings.
         poll_ms: Poll timeout of the loop, i.e. how fast a stop or reload is noticed.
+        busy_poll: Spin on the sockets instead of sleeping in poll: keeps a CPU core (and its
+            caches) hot for the next bar at the cost of that core running at 100%.
     """
 
     bind: str = DEFAULT_BIND
@@ -165,6 +167,7 @@ class ServeConfig:
     max_sessions: int = DEFAULT_MAX_SESSIONS
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     poll_ms: int = DEFAULT_POLL_MS
+    busy_poll: bool = False
 
     def __post_init__(self) -> None:
         check_endpoint(self.bind, "--bind")

@@ -2,9 +2,10 @@
 ``replay`` and ``reload`` use. The only module of the project that imports zmq.
 
 The loop polls with a timeout (``poll_ms``) so a stop or reload request is noticed within
-that time. Every message received gets exactly one reply, sent before the journal and the
-log are written; a failure in either is logged and never costs a reply. Sockets are closed
-with linger 0 in ``finally``.
+that time (``busy_poll`` spins instead, trading a CPU core for a hot cache). Every message
+received gets exactly one reply, sent before the journal and the log are written; a
+failure in either is logged and never costs a reply. Sockets are closed with linger 0 in
+``finally``.
 
 Reload: SIGHUP (POSIX) reloads the files being served; ``ai-trading-bridge reload`` sends
 ``{"type": "reload", ...}`` to the control socket (loopback only, works on Windows). The
@@ -150,9 +151,10 @@ class BridgeServer:
             source=policy.source.describe(),
             journal=None if self.journal is None else str(self.journal.folder),
         )
+        timeout = 0 if self.config.busy_poll else self.config.poll_ms
         try:
             while not self._stop.is_set():
-                events = dict(poller.poll(self.config.poll_ms))
+                events = dict(poller.poll(timeout))
                 if self.socket in events:
                     self._serve_one(self.socket)
                 if self.control is not None and self.control in events:
