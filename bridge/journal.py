@@ -16,6 +16,7 @@ never stops the daemon from replying (the server journals after sending).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TextIO
@@ -33,8 +34,11 @@ _NEWLINES = str.maketrans({"\n": " ", "\r": " "})
 class Journal:
     """Appends request/reply pairs to a daily JSONL file."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(
+        self, folder: Path, clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+    ) -> None:
         self.folder = folder
+        self.clock = clock
         self._day = ""
         self._file: TextIO | None = None
         self.failures = 0
@@ -45,7 +49,7 @@ class Journal:
 
     def record(self, raw: bytes, outcome: Outcome, latency_us: int) -> None:
         """Append one request and its reply; never raises."""
-        now = datetime.now(timezone.utc)
+        now = self.clock()
         try:
             line = self._line(now, raw, outcome, latency_us)
             self._file_for(now.strftime("%Y-%m-%d")).write(line)

@@ -102,17 +102,17 @@ def render(state: MonitorState) -> Group:
         warnings.add_column(name)
     for event in state.warnings:
         where = " ".join(str(event[k]) for k in ("client", "instrument") if event.get(k))
-        detail = {
-            k: v
+        detail = ", ".join(
+            f"{k}={v}"
             for k, v in event.items()
-            if k not in ("timestamp", "level", "event", "client", "instrument")
-        }
+            if k not in ("timestamp", "level", "event", "client", "instrument", "detail")
+        )
         warnings.add_row(
             str(event.get("timestamp", ""))[11:19],
             str(event.get("level")),
             str(event.get("event")),
             where,
-            json.dumps(detail)[:120],
+            detail[:100],
         )
     parts.append(warnings)
     return Group(*parts)

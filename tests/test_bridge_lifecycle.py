@@ -352,6 +352,28 @@ def test_journal_holds_every_request_and_reply_and_reconstructs_decisions(
             assert fresh.handle(json.dumps(entry["request"]).encode()).reply == reply
 
 
+def test_journal_rotates_by_utc_day(tmp_path) -> None:
+    from datetime import datetime, timezone
+
+    from bridge.journal import Journal
+
+    days = iter(
+        [
+            datetime(2025, 11, 7, 23, 59, 59, tzinfo=timezone.utc),
+            datetime(2025, 11, 8, 0, 0, 1, tzinfo=timezone.utc),
+        ]
+    )
+    journal = Journal(tmp_path / "journal", clock=lambda: next(days))
+    done = Outcome(b'{"v":1,"type":"ping","ok":true,"seq":null}', ok=True, type="ping")
+    journal.record(b'{"v": 1, "type": "ping"}', done, 12)
+    journal.record(b'{"v": 1, "type": "ping"}', done, 13)
+    journal.close()
+    first = read_journal(tmp_path / "journal" / "journal-2025-11-07.jsonl")
+    second = read_journal(tmp_path / "journal" / "journal-2025-11-08.jsonl")
+    assert [e["latency_us"] for e in first + second] == [12, 13]
+    assert first[0]["request"] == {"v": 1, "type": "ping"} and first[0]["reply"]["ok"] is True
+
+
 def test_journal_write_failure_is_logged_and_every_request_still_answered(
     tiny_bundle, tiny_policy, tmp_path
 ) -> None:
