@@ -156,3 +156,34 @@ def test_train_cli_smoke_writes_a_bundle_plain_sb3_can_load(tmp_path: Path) -> N
     result = CliRunner().invoke(cli, args2)
     assert result.exit_code == 0, result.output
     assert json.loads((resumed / "model.json").read_text())["timesteps"] == 1536
+
+
+def test_train_subproc_vec_env_gets_masks_from_the_env_itself(tmp_path: Path) -> None:
+    """SubprocVecEnv cannot use ActionMasker; MaskablePPO must reach env.action_masks()."""
+    out = tmp_path / "sub"
+    args = [
+        "train",
+        "--out",
+        str(out),
+        "--vec",
+        "subproc",
+        "--n-envs",
+        "2",
+        "--timesteps",
+        "512",
+        "--n-steps",
+        "256",
+        "--episode-bars",
+        "100",
+        "--eval-every",
+        "0",
+        "--checkpoint-every",
+        "0",
+        "--validate-episodes",
+        "0",
+        "--no-progress",
+    ]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / "model.json").read_text())
+    assert card["train_config"]["vec"] == "subproc" and card["timesteps"] == 512
