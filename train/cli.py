@@ -34,6 +34,7 @@ _OVERRIDES = (
     "eval_episodes",
     "torch_threads",
     "name",
+    "synthetic_days",
 )
 
 
@@ -109,6 +110,9 @@ def command_line(ctx: click.Context) -> str:
 @click.option("--eval-episodes", type=int, help="Episodes per held-out evaluation [50].")
 @click.option("--torch-threads", type=int, help="torch threads, 0 = torch's default [1].")
 @click.option("--name", help="Model name, first part of the version string [NQ].")
+@click.option(
+    "--synthetic-days", type=int, help="Sessions of synthetic bars when no --data is given [60]."
+)
 @click.option(
     "--validate-episodes",
     type=int,

@@ -49,6 +49,8 @@ class TrainConfig:
         eval_episodes: Held-out episodes per evaluation.
         torch_threads: Threads for torch; 0 leaves torch's default.
         name: Model name, the first part of the bundle's version string.
+        synthetic_days: Sessions of synthetic bars when no data file is given (the
+            embedded default series is 60 days; more days, less memorisation).
     """
 
     timesteps: int = 5_000_000
@@ -73,9 +75,18 @@ class TrainConfig:
     eval_episodes: int = 50
     torch_threads: int = 1
     name: str = "NQ"
+    synthetic_days: int = 60
 
     def __post_init__(self) -> None:
-        positive = ("timesteps", "n_steps", "batch_size", "n_epochs", "n_envs", "episode_bars")
+        positive = (
+            "timesteps",
+            "n_steps",
+            "batch_size",
+            "n_epochs",
+            "n_envs",
+            "episode_bars",
+            "synthetic_days",
+        )
         for key in positive:
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)!r}")

@@ -24,7 +24,7 @@ import structlog
 from env.bars import Bars, load_bars
 from env.config import ACTION_NAMES, WARMUP_BARS
 from env.instruments import get_instrument
-from env.synthetic import default_bars
+from env.synthetic import DEFAULT_DAYS, default_bars
 from env.trading_env import EnvConfig, TradingEnv
 from train import bundle as bundle_io
 from train.config import TrainConfig
@@ -67,11 +67,12 @@ def split_bars(bars: Bars, holdout_fraction: float, episode_bars: int) -> DataSp
     return DataSplit(bars, split)
 
 
-def load_data(path: str | Path | None) -> tuple[Bars, str]:
-    """Bars from ``path`` (NinjaTrader export or CSV), or the synthetic default series;
-    and the sha256 of the file's bytes or of the generated arrays."""
+def load_data(path: str | Path | None, synthetic_days: int = DEFAULT_DAYS) -> tuple[Bars, str]:
+    """Bars from ``path`` (NinjaTrader export or CSV), or the synthetic series
+    (``synthetic_days`` sessions; the embedded default is 60); and the sha256 of the
+    file's bytes or of the generated arrays."""
     if path is None:
-        bars = default_bars()
+        bars = default_bars(n_days=synthetic_days)
         digest = hashlib.sha256()
         for array in (
             bars.time.astype(np.int64),
@@ -210,7 +211,7 @@ def train(
     configure_torch(config.torch_threads)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    bars, sha256 = load_data(data_path)
+    bars, sha256 = load_data(data_path, config.synthetic_days)
     data = split_bars(bars, config.holdout_fraction, config.episode_bars)
     env_config = env_config_for(config)
     venv = make_vec_env(config, data.train, env_config)

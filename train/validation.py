@@ -10,6 +10,7 @@ batched over many envs, reading the position from the env's state. Prints the gu
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from env.bars import Bars
-from env.config import ACTION_NAMES
+from env.config import ACTION_NAMES, WARMUP_BARS
 from env.trading_env import EnvConfig, TradingEnv
 from train import bundle as bundle_io
 from train.criteria import action_shares, evaluate_criteria, guide_rule, trading_summary
@@ -56,14 +57,18 @@ def holdout_for_card(card: dict[str, Any] | None, bars: Bars | None) -> Bars:
     """The held-out bars: ``bars`` if given, else the card's data (synthetic default or
     its file) from the card's holdout start."""
     from env.config import WARMUP_BARS
+    from env.synthetic import DEFAULT_DAYS
     from train.training import load_data
 
     if bars is not None:
         return bars
     data = (card or {}).get("data") or {}
     source = str(data.get("source", ""))
-    path = None if not source or source.startswith("synthetic:") else source
-    full, _ = load_data(path)
+    if not source or source.startswith("synthetic:"):
+        days = re.search(r"days=(\d+)", source)
+        full, _ = load_data(None, int(days.group(1)) if days else DEFAULT_DAYS)
+    else:
+        full, _ = load_data(source)
     split = data.get("holdout_start_index")
     if split is None:
         split = round(len(full) * 0.8)
@@ -291,7 +296,9 @@ def validate(
         "episode_bars": env_config.episode_bars,
         "seed": seed,
         "deterministic": deterministic,
-        "holdout_start": str(holdout.time[0]) if len(holdout) else None,
+        "holdout_start": str(holdout.time[WARMUP_BARS - 1])
+        if len(holdout) >= WARMUP_BARS
+        else None,
         "holdout_source": holdout.source,
         "validated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
