@@ -14,8 +14,9 @@ and alternate in blocks so outside load hits both alike) and servers that spin
 spinning client would be three busy processes on two cores). The client replays synthetic
 NQ bars like NinjaTrader: history, then each bar with its position, executing the replies
 (:func:`bridge.replay.execute`). Between a reply and the next request it waits
-``--gap-us`` (busy-waiting, so the client itself wakes instantly): live bars arrive a
-minute apart, and the daemon journals and logs after replying, in that gap.
+``--gap-us`` (default 5 ms; busy-waiting, so the client itself wakes instantly): live bars
+arrive a minute apart, and the daemon journals and logs in that gap, once its socket has
+been idle for 1 ms.
 
 Then, in this process, the per-decision compute time of the daemon's fast path
 (normalise + numpy actor + masked argmax) against SB3's ``VecNormalize.normalize_obs`` +
@@ -23,7 +24,7 @@ Then, in this process, the per-decision compute time of the daemon's fast path
 
 Targets (SPEC.md): daemon p50 within 2x of the echo's; daemon p99 under 1 ms.
 
-    python benchmarks/bridge_latency.py [--bundle DIR] [--bars 3000] [--gap-us 1000]
+    python benchmarks/bridge_latency.py [--bundle DIR] [--bars 3000] [--gap-us 5000]
         [--mode sleeping|busy-poll|both] [-- extra serve options]
 """
 
@@ -287,7 +288,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE)
     parser.add_argument("--bars", type=int, default=3000)
-    parser.add_argument("--gap-us", type=int, default=1000)
+    parser.add_argument("--gap-us", type=int, default=5000)
     parser.add_argument("--mode", choices=["sleeping", "busy-poll", "both"], default="both")
     parser.add_argument("daemon_args", nargs="*", help="extra `serve` options, after --")
     args = parser.parse_args()
