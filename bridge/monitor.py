@@ -146,28 +146,44 @@ def snapshot(path: Path) -> MonitorState:
     return state
 
 
+class LogFollower:
+    """Reads what was appended to a log file since the last look (like ``tail -f``);
+    starts over when the file is truncated or replaced by a shorter one."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.state = MonitorState()
+        self._position = 0
+        self._pending = ""
+
+    def poll(self) -> bool:
+        """Take in new complete lines; returns whether anything was read."""
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            size = 0
+        if size < self._position:  # truncated or rotated
+            self._position, self._pending, self.state = 0, "", MonitorState()
+        if size == self._position:
+            return False
+        with open(self.path, encoding="utf-8", errors="replace") as f:
+            f.seek(self._position)
+            chunk = f.read()
+            self._position = f.tell()
+        lines = (self._pending + chunk).split("\n")
+        self._pending = lines.pop()  # an incomplete last line waits for the rest
+        self.state.feed(lines)
+        return True
+
+
 def follow(path: Path, refresh_s: float, console: Console) -> None:
-    """Follow ``path`` (like ``tail -f``, surviving truncation) and redraw until Ctrl+C."""
+    """Follow ``path`` and redraw until Ctrl+C."""
     from rich.live import Live
 
-    state = MonitorState()
-    position = 0
-    pending = ""
-    with Live(render(state), console=console, refresh_per_second=4, screen=False) as live:
+    follower = LogFollower(path)
+    follower.poll()
+    with Live(render(follower.state), console=console, refresh_per_second=4) as live:
         while True:
-            try:
-                size = path.stat().st_size
-            except FileNotFoundError:
-                size = 0
-            if size < position:  # truncated or replaced: start over
-                position, pending, state = 0, "", MonitorState()
-            if size > position:
-                with open(path, encoding="utf-8", errors="replace") as f:
-                    f.seek(position)
-                    chunk = f.read()
-                    position = f.tell()
-                lines = (pending + chunk).split("\n")
-                pending = lines.pop()
-                state.feed(lines)
-                live.update(render(state))
+            if follower.poll():
+                live.update(render(follower.state))
             time.sleep(refresh_s)

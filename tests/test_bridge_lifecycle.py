@@ -306,6 +306,28 @@ def test_position_management_while_flat_is_warned() -> None:
     assert [w["event"] for w in warnings] == ["pm_action_while_flat"]
 
 
+def test_log_follower_reads_appended_lines_and_survives_truncation(tmp_path) -> None:
+    from bridge.monitor import LogFollower
+
+    log_file = tmp_path / "bridge.jsonl"
+    follower = LogFollower(log_file)
+    assert follower.poll() is False  # no file yet
+    decision = json.dumps({"event": "decision", "latency_us": 80, "model_version": "m1"})
+    warning = json.dumps({"event": "hold_share_out_of_band", "level": "warning", "client": "c"})
+    log_file.write_text(decision + "\n" + warning[:10])  # the second line half written
+    assert follower.poll() and follower.state.decisions == 1 and not follower.state.warnings
+    with open(log_file, "a") as f:
+        f.write(warning[10:] + "\n")
+    assert follower.poll() and [w["event"] for w in follower.state.warnings] == [
+        "hold_share_out_of_band"
+    ]
+    assert follower.state.percentiles()["p50"] == 80
+    log_file.write_text(decision.replace("m1", "m2") + "\n")  # rotated: shorter file
+    assert (
+        follower.poll() and follower.state.decisions == 1 and follower.state.model_version == "m2"
+    )
+
+
 # -- journal ---------------------------------------------------------------------------
 
 
