@@ -3,12 +3,36 @@
 ``seed`` is the retraining guide's ``calculate_reward``, literally. It pays +0.5 for every
 MOVE_TO_BE or ENABLE_TRAIL and +0.2 for every DISABLE_TRAIL in a position, whether or not
 the action does anything, so repeating them forever is optimal: the very collapse the guide
-sets out to fix (SPEC.md, contradiction 4).
+sets out to fix (SPEC.md, contradiction 4). Measured: it also makes every entry worth more
+than a round trip costs, so a policy trained on it trades on most flat bars.
 
-``default`` keeps the guide's amounts but pays a position-management bonus only when the
-action changes the protection state (the stop really moves to breakeven; trailing really
-switches on or off), and each kind of bonus at most once per trade, so neither repeating an
-action nor toggling trailing on and off earns anything.
+``default`` keeps the guide's structure (-10 for invalid actions, +0.01 patience for HOLD,
+bonuses for position management) and fixes its economics, so that a trade without an edge
+loses reward and the trade's net PnL in R decides when to trade:
+
+- HOLD pays the guide's +0.01 patience in a position too (the guide pays 0 there). Staying
+  in a trade then forgoes nothing, and staying flat is not a hidden bonus against every
+  entry; only the trade's own PnL and management count.
+- No entry bonus. The guide's +0.1 "small immediate reward" stands in for the trade's
+  outcome, which the env pays at the exit; on top of it, it cancels the round-trip cost
+  (NQ: $5 commission + 2 ticks slippage = $15, ~0.09 R at an ATR of ~9 points) and
+  teaches that trading is free.
+- Management pays only when it *adds protection for the first time in a trade*: the stop
+  really moves to breakeven (MOVE_TO_BE) or trailing really switches on (ENABLE_TRAIL),
+  each +0.045, so that the two bonuses a trade can earn (0.09 R) never exceed its
+  round-trip cost (~0.09 R): a trade opened only to collect them loses. DISABLE_TRAIL
+  that really switches trailing off removes protection and earns 0 (the guide's +0.2
+  paid for undoing its own +0.5).
+- Any management action that changes nothing, or repeats a change already paid in this
+  trade, costs -0.05: an order modification sent for nothing is fidgeting, and without a
+  cost the argmax between such no-ops and HOLD is arbitrary (the guide's table made
+  policies send PM actions on 95% of in-position bars).
+
+Why this bound (measured, docs/reward_comparison.md): with +0.15 per protection, policies
+learned to churn, entering, moving the stop to breakeven at the first profitable close
+and getting stopped out at the entry, ~90 trades per episode that lost ~13 R of PnL but
+earned ~27 R of bonus. With the guide's amounts, random entries on every flat bar scored
++56 per episode against +3.9 for staying flat.
 """
 
 from __future__ import annotations
@@ -18,6 +42,14 @@ from typing import Protocol
 from env.config import Action
 
 INVALID_ACTION_PENALTY = -10.0
+HOLD_FLAT_REWARD = 0.01  # the guide's patience reward (default: flat or not)
+PROTECTION_BONUS = 0.045  # default preset: MOVE_TO_BE / ENABLE_TRAIL, first real change
+SEED_MANAGEMENT_REWARD = {
+    Action.MOVE_TO_BE: 0.5,
+    Action.ENABLE_TRAIL: 0.5,
+    Action.DISABLE_TRAIL: 0.2,
+}
+NO_OP_MANAGEMENT_COST = -0.05
 
 
 class RewardFn(Protocol):
@@ -50,13 +82,18 @@ def seed_reward(
 def default_reward(
     action: int, side_before: int, side_after: int, changed: bool, first_in_trade: bool
 ) -> float:
-    """The guide's amounts; position management paid only for a first real change."""
-    if action in (Action.MOVE_TO_BE, Action.ENABLE_TRAIL, Action.DISABLE_TRAIL):
-        if side_before == 0:
-            return INVALID_ACTION_PENALTY
-        if not (changed and first_in_trade):
-            return 0.0
-    return seed_reward(action, side_before, side_after, changed, first_in_trade)
+    """Shaping that leaves the trading decision to net PnL (see the module docstring)."""
+    if action == Action.HOLD:
+        return HOLD_FLAT_REWARD
+    if action in (Action.BUY, Action.SELL):
+        return 0.0 if side_before == 0 else INVALID_ACTION_PENALTY
+    if side_before == 0:
+        return INVALID_ACTION_PENALTY
+    if action == Action.DISABLE_TRAIL and changed:
+        return 0.0
+    if changed and first_in_trade:
+        return PROTECTION_BONUS
+    return NO_OP_MANAGEMENT_COST
 
 
 REWARD_PRESETS: dict[str, RewardFn] = {"seed": seed_reward, "default": default_reward}
