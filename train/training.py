@@ -309,14 +309,14 @@ def train(
     )
     result = bundle_io.load_bundle(out)
     if validate_episodes:
-        from train.validation import validate_bundle
+        from train.validation import DEFAULT_SEED, validate_bundle
 
         report = validate_bundle(
             result.path,
             episodes=validate_episodes,
             write_card=True,
             report_dir=out / "validation",
-            seed=config.seed + 1,
+            seed=DEFAULT_SEED,
         )
         result = bundle_io.load_bundle(out)
         log.info("validation", passed=report["passed"])
