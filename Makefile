@@ -25,3 +25,5 @@ check: lint typecheck test
 
 bench:
 	$(PYTHON) benchmarks/env_steps.py
+	$(PYTHON) benchmarks/bridge_latency.py
+	$(PYTHON) benchmarks/train_throughput.py

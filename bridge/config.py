@@ -11,10 +11,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from env.bars import EXCHANGE_TZ
+
 DEFAULT_BIND = "tcp://127.0.0.1:5555"
 DEFAULT_CONTROL = "tcp://127.0.0.1:5556"
 DEFAULT_MAX_MESSAGE_BYTES = 1 << 20  # 1 MiB
-DEFAULT_EXCHANGE_TZ = "America/Chicago"  # CME Globex: the training data's wall clock
+DEFAULT_EXCHANGE_TZ = EXCHANGE_TZ  # CME Globex: the training data's wall clock
 DEFAULT_JOURNAL_DIR = Path("journal")
 DEFAULT_BUNDLE = Path(__file__).resolve().parent / "default_model"
 DEFAULT_MAX_SESSIONS = 256  # client+instrument states kept; the least recently used go first

@@ -6,8 +6,13 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
+
+# Exchange-local wall clock of the training data (CME Globex). Naive times are taken as
+# exchange-local; times with ``Z`` or an offset are converted to this zone.
+EXCHANGE_TZ = "America/Chicago"
 
 
 class BarsFileError(ValueError):
@@ -88,7 +93,7 @@ def _parse_number(text: str, name: str) -> float:
         raise ValueError(f"{name} {text.strip()!r} is not a number") from None
 
 
-def _parse_time(text: str, ninjatrader: bool) -> datetime:
+def _parse_time(text: str, ninjatrader: bool, zone: ZoneInfo) -> datetime:
     text = text.strip()
     if ninjatrader:
         fmt = _NT_TIME_FORMATS.get(len(text))
@@ -102,23 +107,28 @@ def _parse_time(text: str, ninjatrader: bool) -> datetime:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise ValueError(f"time {text!r} is not an ISO-8601 time") from None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(zone)
     return parsed.replace(tzinfo=None)
 
 
-def load_bars(path: str | Path) -> Bars:
+def load_bars(path: str | Path, exchange_tz: str = EXCHANGE_TZ) -> Bars:
     """Load bars from a NinjaTrader 8 text export or a CSV file.
 
     Formats (detected from the first line):
 
     - NinjaTrader 8 minute export: ``yyyyMMdd HHmmss;open;high;low;close;volume``
     - NinjaTrader 8 daily export: ``yyyyMMdd;open;high;low;close;volume``
-    - CSV with the header ``time,open,high,low,close,volume`` and ISO-8601 times.
+    - CSV with the header ``time,open,high,low,close,volume`` and ISO-8601 times; a time
+      with ``Z`` or an offset is converted to ``exchange_tz`` (naive times are taken as
+      exchange-local, as NinjaTrader exports are).
 
     Raises:
         BarsFileError: naming the file, the line number and the problem. Nothing is
             returned from a file with any bad line.
     """
     path = Path(path)
+    zone = ZoneInfo(exchange_tz)
     try:
         lines = path.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
@@ -145,7 +155,7 @@ def load_bars(path: str | Path) -> Bars:
         if not line.strip():
             continue
         try:
-            time, row = _parse_line(line, separator, ninjatrader)
+            time, row = _parse_line(line, separator, ninjatrader, zone)
         except ValueError as exc:
             raise BarsFileError(f"{path}:{number}: {exc}") from None
         if times and time <= times[-1]:
@@ -171,14 +181,14 @@ def load_bars(path: str | Path) -> Bars:
 
 
 def _parse_line(
-    line: str, separator: str, ninjatrader: bool
+    line: str, separator: str, ninjatrader: bool, zone: ZoneInfo
 ) -> tuple[datetime, tuple[float, float, float, float, float]]:
     fields = line.split(separator)
     if len(fields) != 6:
         raise ValueError(
             f"expected 6 fields (time, open, high, low, close, volume), got {len(fields)}"
         )
-    time = _parse_time(fields[0], ninjatrader)
+    time = _parse_time(fields[0], ninjatrader, zone)
     names = ("open", "high", "low", "close", "volume")
     o, h, lo, c, v = (_parse_number(text, name) for text, name in zip(fields[1:], names))
     problem = check_bar(o, h, lo, c, v)

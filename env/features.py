@@ -22,12 +22,14 @@ ATR is Wilder's ATR(14) (a plain mean of the true ranges until 14 bars are known
 at ``1e-6 x close`` so a run of zero-range bars cannot divide by zero. RSI14 uses Wilder
 smoothing the same way. EMA20 starts at the first close.
 
-The recursive indicators are updated by :class:`IndicatorState`, bar by bar, in float64.
-The batch path (:func:`compute_market_features`, used by the environment over a whole
-series) runs that same state over the series and then calls :func:`features_from_indicators`
-once on arrays; the streaming path (:class:`StreamingFeatures`, used by the daemon) calls
-the same function on one-bar arrays. Both therefore produce identical float32 values,
-which ``tests/test_features.py`` checks over generated bar series.
+Both paths run the same code, bar by bar: :class:`IndicatorState` updates the recursive
+indicators and :func:`bar_features` turns one bar and its indicators into the 11 values,
+in float64 with the ``math`` module, cast to float32 once. The batch path
+(:func:`compute_market_features`, used by the environment over a whole series) collects
+those rows; the streaming path (:class:`StreamingFeatures`, used by the daemon) keeps the
+last 20. Identical code means identical float32 values, which ``tests/test_features.py``
+checks over generated bar series; it also keeps the daemon's per-bar cost to a few
+microseconds (no numpy call on one-element arrays).
 """
 
 from __future__ import annotations
@@ -55,8 +57,8 @@ MINUTES_PER_DAY = 1440
 
 # Time-of-day encodings as lookup tables, so both paths read the very same float.
 _ANGLE = 2.0 * np.pi * np.arange(MINUTES_PER_DAY, dtype=np.float64) / MINUTES_PER_DAY
-TIME_SIN = np.sin(_ANGLE)
-TIME_COS = np.cos(_ANGLE)
+TIME_SIN: list[float] = np.sin(_ANGLE).tolist()
+TIME_COS: list[float] = np.cos(_ANGLE).tolist()
 
 
 class IndicatorState:
@@ -123,53 +125,38 @@ def _wilder(previous: float, value: float, count: int, period: int) -> float:
     return previous + (value - previous) / period
 
 
-def features_from_indicators(
-    open_: np.ndarray,
-    high: np.ndarray,
-    low: np.ndarray,
-    close: np.ndarray,
-    volume: np.ndarray,
-    indicators: np.ndarray,
-    minute_of_day: np.ndarray,
-) -> np.ndarray:
-    """Compute the 11 features for bars whose indicators are known.
+def bar_features(
+    open_: float,
+    high: float,
+    low: float,
+    close: float,
+    volume: float,
+    indicators: tuple[float, float, float, float, float, float],
+    minute_of_day: int,
+) -> tuple[float, ...]:
+    """The 11 features of one bar (float64) from its indicators.
 
     Args:
-        open_, high, low, close, volume: float64 arrays of length n.
-        indicators: float64 array (n, 6) of :meth:`IndicatorState.update` outputs.
-        minute_of_day: int array of length n, 0..1439, of each bar's close time.
-
-    Returns:
-        float32 array (n, 11).
+        open_, high, low, close, volume: The bar.
+        indicators: :meth:`IndicatorState.update`'s output for this bar.
+        minute_of_day: 0..1439, of the bar's close time.
     """
-    prev_close, atr, ema, ema_lag, rsi, volume_sma = indicators.T
-    body_top = np.maximum(open_, close)
-    body_bottom = np.minimum(open_, close)
-    out = np.empty((len(close), MARKET_FEATURE_COUNT), dtype=np.float64)
-    out[:, 0] = np.log(close / prev_close)
-    out[:, 1] = (high - low) / atr
-    out[:, 2] = (close - open_) / atr
-    out[:, 3] = (high - body_top) / atr
-    out[:, 4] = (body_bottom - low) / atr
-    out[:, 5] = (close - ema) / atr
-    out[:, 6] = (ema - ema_lag) / atr
-    out[:, 7] = (rsi - 50.0) / 50.0
-    out[:, 8] = np.log((volume + 1.0) / (volume_sma + 1.0))
-    out[:, 9] = TIME_SIN[minute_of_day]
-    out[:, 10] = TIME_COS[minute_of_day]
-    return out.astype(np.float32)
-
-
-def compute_indicators(
-    high: np.ndarray, low: np.ndarray, close: np.ndarray, volume: np.ndarray
-) -> np.ndarray:
-    """Run :class:`IndicatorState` over a whole series; float64 array (n, 6)."""
-    state = IndicatorState()
-    rows = [
-        state.update(h, lo, c, v)
-        for h, lo, c, v in zip(high.tolist(), low.tolist(), close.tolist(), volume.tolist())
-    ]
-    return np.array(rows, dtype=np.float64).reshape(len(rows), 6)
+    prev_close, atr, ema, ema_lag, rsi, volume_sma = indicators
+    body_top = open_ if open_ > close else close
+    body_bottom = close if open_ > close else open_
+    return (
+        math.log(close / prev_close),
+        (high - low) / atr,
+        (close - open_) / atr,
+        (high - body_top) / atr,
+        (body_bottom - low) / atr,
+        (close - ema) / atr,
+        (ema - ema_lag) / atr,
+        (rsi - 50.0) / 50.0,
+        math.log((volume + 1.0) / (volume_sma + 1.0)),
+        TIME_SIN[minute_of_day],
+        TIME_COS[minute_of_day],
+    )
 
 
 def compute_market_features(
@@ -185,9 +172,22 @@ def compute_market_features(
     Returns:
         ``(features, atr)``: float32 (n, 11) and the float64 ATR (floored) of each bar.
     """
-    indicators = compute_indicators(high, low, close, volume)
-    features = features_from_indicators(open_, high, low, close, volume, indicators, minute_of_day)
-    return features, indicators[:, 1].copy()
+    state = IndicatorState()
+    rows = []
+    atr = []
+    for o, h, lo, c, v, m in zip(
+        open_.tolist(),
+        high.tolist(),
+        low.tolist(),
+        close.tolist(),
+        volume.tolist(),
+        minute_of_day.tolist(),
+    ):
+        indicators = state.update(h, lo, c, v)
+        rows.append(bar_features(o, h, lo, c, v, indicators, m))
+        atr.append(indicators[1])
+    features = np.array(rows, dtype=np.float64).reshape(len(rows), MARKET_FEATURE_COUNT)
+    return features.astype(np.float32), np.array(atr, dtype=np.float64)
 
 
 class StreamingFeatures:
@@ -210,22 +210,13 @@ class StreamingFeatures:
         volume: float,
     ) -> np.ndarray:
         """Add one closed bar; return its 11 features (float32)."""
-        values = self.indicators.update(high, low, close, volume)
-        row = features_from_indicators(
-            np.array([open_]),
-            np.array([high]),
-            np.array([low]),
-            np.array([close]),
-            np.array([volume]),
-            np.array([values], dtype=np.float64),
-            np.array([minute_of_day]),
-        )[0]
+        indicators = self.indicators.update(high, low, close, volume)
         self._rows[:-1] = self._rows[1:]
-        self._rows[-1] = row
+        self._rows[-1] = bar_features(open_, high, low, close, volume, indicators, minute_of_day)
         self.n_bars += 1
         self.close = close
-        self.atr = values[1]
-        return row
+        self.atr = indicators[1]
+        return self._rows[-1].copy()
 
     def window(self) -> np.ndarray:
         """The last 20 bars' features, oldest first, flattened bar-major (220 float32)."""

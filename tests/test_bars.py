@@ -47,10 +47,19 @@ def test_csv_roundtrip(tmp_path: Path) -> None:
         assert np.array_equal(getattr(bars, name), getattr(loaded, name))
 
 
-def test_csv_accepts_utc_suffix(tmp_path: Path) -> None:
+def test_csv_times_with_utc_or_offset_become_exchange_local(tmp_path: Path) -> None:
     path = tmp_path / "z.csv"
-    path.write_text("time,open,high,low,close,volume\n2025-11-07T14:31:00Z,1,2,0.5,1.5,3\n")
-    assert str(load_bars(path).time[0]) == "2025-11-07T14:31:00"
+    path.write_text(
+        "time,open,high,low,close,volume\n"
+        "2025-11-07T14:31:00Z,1,2,0.5,1.5,3\n"
+        "2025-11-07T09:32:00-05:00,1,2,0.5,1.5,3\n"
+        "2025-11-07T08:33:00,1,2,0.5,1.5,3\n"
+    )
+    times = [str(t) for t in load_bars(path).time]
+    assert times == ["2025-11-07T08:31:00", "2025-11-07T08:32:00", "2025-11-07T08:33:00"]
+    utc = tmp_path / "utc.csv"
+    utc.write_text("time,open,high,low,close,volume\n2025-11-07T14:31:00Z,1,2,0.5,1.5,3\n")
+    assert str(load_bars(utc, exchange_tz="UTC").time[0]) == "2025-11-07T14:31:00"
 
 
 GOOD = "20251107 143100;21000;21003;20998.5;21001.75;523"
