@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from ai_trading_bridge import cli
 from env.config import Action
+from tests.train_helpers import make_rule_bundle
 from train import bundle as bundle_io
 from train.criteria import evaluate_criteria
 from train.evaluation import RunResult
@@ -40,10 +41,11 @@ def _collapsed_bundle(tmp_path: Path, action: int) -> Path:
     return folder
 
 
-def test_validate_demo_model_passes_with_full_report(tmp_path: Path) -> None:
+def test_validate_policy_inside_every_band_passes_with_full_report(tmp_path: Path) -> None:
+    bundle = make_rule_bundle(DEMO, tmp_path / "rule")
     report_dir = tmp_path / "report"
     result = CliRunner().invoke(
-        cli, ["validate", str(DEMO), "--episodes", EPISODES, "--report-dir", str(report_dir)]
+        cli, ["validate", str(bundle), "--episodes", EPISODES, "--report-dir", str(report_dir)]
     )
     assert result.exit_code == 0, result.output
     out = result.output
@@ -65,6 +67,24 @@ def test_validate_demo_model_passes_with_full_report(tmp_path: Path) -> None:
     assert report["trading"]["always_flat"]["trades"] == 0
     for plot in ("action_shares.png", "equity.png"):
         assert (report_dir / plot).read_bytes()[:8] == PNG_MAGIC
+
+
+def test_validate_bundled_demo_model_agrees_with_its_card(tmp_path: Path) -> None:
+    """The demo's card records a 1000-episode validation; a 50-episode run on the same
+    held-out bars reaches the same verdict on every criterion the card records as
+    clearly passed or failed (more than 5 points from a band edge)."""
+    card = bundle_io.load_bundle(DEMO).card
+    assert card["validation"]["episodes"] == 1000
+    result = CliRunner().invoke(
+        cli, ["validate", str(DEMO), "--episodes", EPISODES, "--report-dir", str(tmp_path)]
+    )
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert result.exit_code == (0 if report["passed"] else 1)
+    for recorded in card["validation"]["criteria"]:
+        now = next(c for c in report["criteria"] if c["name"] == recorded["name"])
+        bands = [float(x) for x in recorded["target"].strip("<=%").split("-")]
+        if min(abs(recorded["value_pct"] - b) for b in bands) > 5:
+            assert now["passed"] == recorded["passed"], (recorded, now)
 
 
 @pytest.mark.parametrize(
