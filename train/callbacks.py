@@ -23,7 +23,7 @@ class ActionDistributionCallback(BaseCallback):
         return True
 
     def _on_rollout_end(self) -> None:
-        buffer = self.model.rollout_buffer
+        buffer = self.model.rollout_buffer  # type: ignore[attr-defined]
         actions = buffer.actions.reshape(-1).astype(np.int64)
         flat = buffer.action_masks.reshape(-1, N_ACTIONS)[:, Action.MOVE_TO_BE] == 0
         for label, selected in (("flat", flat), ("in_position", ~flat)):

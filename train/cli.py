@@ -53,7 +53,7 @@ def command_line(ctx: click.Context) -> str:
         flag = max(param.opts, key=len) if isinstance(param, click.Option) else None
         if isinstance(param, click.Option) and param.is_flag:
             secondary = max(param.secondary_opts, key=len) if param.secondary_opts else None
-            words.append(flag if value else (secondary or ""))
+            words.append((flag if value else secondary) or "")
         elif flag is None:
             words.append(str(value))
         else:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from env.bars import Bars
-from env.config import MARKET_FEATURE_COUNT, N_ACTIONS, WINDOW_SIZE, Action
+from env.config import MARKET_FEATURE_COUNT, N_ACTIONS, TOTAL_OBSERVATION_SIZE, WINDOW_SIZE, Action
 from env.execution import SimulatedPosition
 from env.trading_env import EnvConfig, TradingEnv
 
@@ -93,7 +93,7 @@ def run_episodes(
         episode_r=np.zeros(n_episodes),
         episode_trades=np.zeros(n_episodes, np.int64),
     )
-    obs = np.zeros((len(envs), template.observation_space.shape[0]), np.float32)
+    obs = np.zeros((len(envs), TOTAL_OBSERVATION_SIZE), np.float32)
     episode_of = np.full(len(envs), -1)
     next_episode = 0
     for slot, env in enumerate(envs):

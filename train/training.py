@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -127,7 +128,9 @@ def make_vec_env(config: TrainConfig, bars: Bars, env_config: EnvConfig) -> Any:
     """``n_envs`` TradingEnvs in a Dummy/SubprocVecEnv behind VecNormalize (guide's settings)."""
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize
 
-    factories = [EnvFactory(bars, env_config, config.seed + i) for i in range(config.n_envs)]
+    factories: list[Callable[[], Any]] = [
+        EnvFactory(bars, env_config, config.seed + i) for i in range(config.n_envs)
+    ]
     venv = SubprocVecEnv(factories) if config.vec == "subproc" else DummyVecEnv(factories)
     venv.seed(config.seed)
     return VecNormalize(venv, norm_obs=True, norm_reward=False, clip_obs=10.0, clip_reward=10.0)
@@ -175,7 +178,7 @@ def _cuda() -> bool:
 
 def tensorboard_available() -> bool:
     try:
-        import tensorboard  # noqa: F401
+        import tensorboard  # type: ignore[import-untyped]  # noqa: F401
     except ImportError:
         return False
     return True
@@ -203,7 +206,7 @@ def train(
     """Train, save the bundle in ``out`` and, with ``validate_episodes``, validate it on
     the held-out bars and record the summary in its card."""
     from sb3_contrib import MaskablePPO
-    from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
+    from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
     from stable_baselines3.common.vec_env import VecNormalize
 
     from train.callbacks import ActionDistributionCallback, HoldoutEvalCallback
@@ -234,7 +237,7 @@ def train(
     remaining = config.timesteps - (model.num_timesteps if resume is not None else 0)
 
     holdout_template = TradingEnv(data.holdout, env_config)
-    callbacks = [ActionDistributionCallback()]
+    callbacks: list[BaseCallback] = [ActionDistributionCallback()]
     per_env = max(config.n_envs, 1)
     if config.checkpoint_every:
         callbacks.append(

@@ -24,6 +24,7 @@ from train import bundle as bundle_io
 from train.criteria import action_shares, evaluate_criteria, guide_rule, trading_summary
 from train.evaluation import (
     ModelPolicy,
+    PolicyFn,
     RandomValidPolicy,
     RunResult,
     always_flat_policy,
@@ -85,7 +86,7 @@ def run_all(
     deterministic: bool = True,
 ) -> dict[str, RunResult]:
     bars, cfg = template.bars, template.config
-    policies = {
+    policies: dict[str, PolicyFn] = {
         "model": ModelPolicy(model, vecnorm, deterministic=deterministic, seed=seed),
         "always_flat": always_flat_policy,
         "random_valid": RandomValidPolicy(seed),
