@@ -76,6 +76,26 @@ class ModelSource:
             vecnorm=Path(vecnorm) if vecnorm is not None else None,
         )
 
+    def resolved(self) -> ModelSource:
+        """The source with a deploy target (a folder with ``current.json``, written by
+        ``ai-trading-bridge deploy``) replaced by the bundle it points to now. Resolved
+        once per load, so a deploy switching the pointer mid-load cannot mix two models."""
+        if self.bundle is None:
+            return self
+        from train.deploy import POINTER_FILE, read_pointer
+
+        if not (self.bundle / POINTER_FILE).is_file():
+            return self
+        try:
+            pointer = read_pointer(self.bundle)
+            target = self.bundle / str(pointer["path"])  # type: ignore[index]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(
+                f"{self.bundle / POINTER_FILE} is not a readable deploy pointer ({exc}); "
+                "run `ai-trading-bridge rollback` or deploy again"
+            ) from None
+        return ModelSource(bundle=target)
+
     @property
     def model_path(self) -> Path:
         """The SB3 zip."""

@@ -37,7 +37,7 @@ from typing import Any, Protocol
 import numpy as np
 import structlog
 
-from bridge.config import DEFAULT_BUNDLE, ModelSource
+from bridge.config import DEFAULT_BUNDLE, ConfigError, ModelSource
 from env.config import (
     ACTION_NAMES,
     FEATURE_VERSION,
@@ -250,14 +250,18 @@ def load_policy(source: ModelSource) -> LoadedPolicy:
             values, the actions are not Discrete(6), the card's feature version differs,
             or the smoke prediction fails; the message says what to do.
     """
-    _require_files(source)
-    card = read_card(source.card_path) if source.card_path is not None else {}
-    env_config = _env_config(card, source)
-    normalizer = load_normalizer(source.vecnorm_path)
-    model, algorithm = load_model(source.model_path)
-    check_spaces(model, normalizer, source)
-    sha256 = file_sha256(source.model_path)
-    version = str(card.get("version") or f"{source.model_path.name}@{sha256[:12]}")
+    try:
+        files = source.resolved()
+    except ConfigError as exc:
+        raise PolicyLoadError(str(exc)) from None
+    _require_files(files)
+    card = read_card(files.card_path) if files.card_path is not None else {}
+    env_config = _env_config(card, files)
+    normalizer = load_normalizer(files.vecnorm_path)
+    model, algorithm = load_model(files.model_path)
+    check_spaces(model, normalizer, files)
+    sha256 = file_sha256(files.model_path)
+    version = str(card.get("version") or f"{files.model_path.name}@{sha256[:12]}")
     actor = NumpyActor.from_policy(model.policy)
     policy = LoadedPolicy(
         version=version,

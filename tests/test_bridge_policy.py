@@ -450,3 +450,22 @@ def test_bundled_demo_model_loads_when_present() -> None:
         pytest.skip("the training engineer has not landed bridge/default_model yet")
     policy = load_policy(ModelSource.from_options())
     assert policy.info()["obs_size"] == 228
+
+
+def test_serving_a_deploy_target_loads_the_bundle_its_pointer_names(tmp_path: Path) -> None:
+    from bridge.config import DEFAULT_BUNDLE, ModelSource
+    from bridge.policy import PolicyLoadError, load_policy
+    from train.deploy import POINTER_FILE, deploy, read_pointer
+
+    target = tmp_path / "live"
+    deploy(DEFAULT_BUNDLE, target, force=True)  # the demo has no passing validation
+    policy = load_policy(ModelSource(bundle=target))
+    card = json.loads((DEFAULT_BUNDLE / "model.json").read_text())
+    assert policy.version == card["version"]
+    assert policy.source.bundle == target  # a reload re-reads the pointer
+    pointer = read_pointer(target)
+    assert pointer is not None and (target / pointer["path"] / "model.zip").is_file()
+
+    (target / POINTER_FILE).write_text("{not json")
+    with pytest.raises(PolicyLoadError, match="not a readable deploy pointer"):
+        load_policy(ModelSource(bundle=target))
