@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
@@ -168,6 +169,19 @@ class TradingEnv(gym.Env):
         self._end = self.t + self.config.episode_bars
         self._pm_paid = 0
         self._invalid_streak = 0
+
+    def clone(self) -> TradingEnv:
+        """A new env on the same bars sharing this one's read-only feature arrays, with
+        its own position and random generator: a hundred envs cost one feature pass."""
+        twin = copy.copy(self)
+        twin.book = SimulatedPosition(self.config.instrument, self.config.execution)
+        twin._np_random = None
+        twin._np_random_seed = None
+        twin.t = self._first_decision
+        twin._end = twin.t + self.config.episode_bars
+        twin._pm_paid = 0
+        twin._invalid_streak = 0
+        return twin
 
     # -- the guide's API -------------------------------------------------------------
 

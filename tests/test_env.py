@@ -198,3 +198,17 @@ def test_config_roundtrip_and_unknown_keys() -> None:
     with pytest.raises(ValueError, match="unknown reward preset"):
         EnvConfig(reward="greedy")
     assert set(REWARD_PRESETS) == {"default", "seed"}
+
+
+def test_clone_shares_features_but_not_position_or_rng(bars) -> None:
+    env = TradingEnv(bars)
+    env.reset(seed=4)
+    env.position = 1
+    twin = env.clone()
+    assert twin.market_features is env.market_features
+    assert twin.position == 0 and env.position == 1
+    twin.reset(seed=4)
+    env.reset(seed=4)
+    assert twin.t == env.t
+    twin.step(Action.BUY)
+    assert env.position == 0 and env.t != twin.t

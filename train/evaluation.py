@@ -9,7 +9,6 @@ each env's state (``env.position``), never from the observation (the guide's
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -17,7 +16,6 @@ import numpy as np
 
 from env.bars import Bars
 from env.config import MARKET_FEATURE_COUNT, N_ACTIONS, TOTAL_OBSERVATION_SIZE, WINDOW_SIZE, Action
-from env.execution import SimulatedPosition
 from env.trading_env import EnvConfig, TradingEnv
 
 # A policy maps raw observations (n, 228) and masks (n, 6) to actions (n,).
@@ -67,14 +65,6 @@ def episode_starts(
     return np.random.default_rng(seed).integers(first, last + 1, size=n_episodes)
 
 
-def clone_env(template: TradingEnv) -> TradingEnv:
-    """A TradingEnv sharing ``template``'s (read-only) feature arrays with its own book,
-    so a hundred envs on one series cost one feature computation."""
-    env = copy.copy(template)
-    env.book = SimulatedPosition(template.config.instrument, template.config.execution)
-    return env
-
-
 def run_episodes(
     policy: PolicyFn,
     bars: Bars,
@@ -87,7 +77,7 @@ def run_episodes(
     """Run ``n_episodes`` episodes of ``policy`` on ``bars``, ``n_parallel`` at a time."""
     template = template or TradingEnv(bars, env_config)
     starts = episode_starts(len(template.bars), env_config, n_episodes, seed)
-    envs = [clone_env(template) for _ in range(min(n_parallel, n_episodes))]
+    envs = [template.clone() for _ in range(min(n_parallel, n_episodes))]
     result = RunResult(
         episode_pnl=np.zeros(n_episodes),
         episode_r=np.zeros(n_episodes),
