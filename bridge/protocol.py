@@ -287,7 +287,13 @@ def parse_time(text: Any, path: str, zone: tzinfo) -> datetime:
             BAD_MESSAGE, f"{path} {text!r} is not an ISO-8601 time like 2025-11-07T14:31:00"
         ) from None
     if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(zone).replace(tzinfo=None)
+        try:
+            parsed = parsed.astimezone(zone).replace(tzinfo=None)
+        except (OverflowError, ValueError):  # e.g. 0001-01-01T00:00:00+01:00 is before year 1
+            raise ProtocolError(
+                BAD_MESSAGE,
+                f"{path} {text!r} is outside the range of dates once converted to exchange time",
+            ) from None
     return parsed
 
 

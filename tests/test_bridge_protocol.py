@@ -287,6 +287,9 @@ def test_unparseable_or_non_object_requests_are_bad_json(client, payload) -> Non
         (mutate("bar", [1, 2]), "bar"),
         (mutate("bar.time", "yesterday"), "bar.time"),
         (mutate("bar.time", 20251107), "bar.time"),
+        # an offset that converts to a date outside Python's range: no internal error
+        (mutate("bar.time", "0001-01-01T00:00:00+01:00"), "bar.time"),
+        (mutate("bar.time", "9999-12-31T23:59:00-01:00"), "bar.time"),
         (mutate("bar.open", KeyError), "bar.open"),
         (mutate("bar.close", "21000"), "bar.close"),
         (mutate("bar.close", True), "bar.close"),
@@ -300,6 +303,7 @@ def test_unparseable_or_non_object_requests_are_bad_json(client, payload) -> Non
         (mutate("position.side", True), "position.side"),
         (mutate("position.side", 1), "position.entry_price"),
         (mutate("position.trailing", "no"), "position.trailing"),
+        (mutate("position.entry_time", "0001-01-01T00:00:00+05:00"), "position.entry_time"),
         (mutate("position.quantity", -1), "position.quantity"),
         (mutate("debug", "yes"), "debug"),
         (VALID_BAR.replace('"close": ', '"close": NaN, "x": ').encode(), "bar.close"),
@@ -308,6 +312,11 @@ def test_unparseable_or_non_object_requests_are_bad_json(client, payload) -> Non
         (b'{"v": 1, "type": "history", "client": "c", "instrument": "i", "bars": {}}', "bars"),
         (
             b'{"v": 1, "type": "history", "client": "c", "instrument": "i", "bars": [{"time": 1}]}',
+            "bars[0].time",
+        ),
+        (
+            b'{"v": 1, "type": "history", "client": "c", "instrument": "i", '
+            b'"bars": [{"time": "0001-01-01T00:00:00+01:00"}]}',
             "bars[0].time",
         ),
     ],
