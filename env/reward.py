@@ -21,8 +21,11 @@ loses reward and the trade's net PnL in R decides when to trade:
   really moves to breakeven (MOVE_TO_BE) or trailing really switches on (ENABLE_TRAIL),
   each +0.045, so that the two bonuses a trade can earn (0.09 R) never exceed its
   round-trip cost (~0.09 R): a trade opened only to collect them loses. DISABLE_TRAIL
-  that really switches trailing off removes protection and earns 0 (the guide's +0.2
-  paid for undoing its own +0.5).
+  that really switches trailing off removes the protection ENABLE_TRAIL was paid for and
+  gives that bonus back (-0.045): the bonus is for protection held, as potential-based
+  shaping would pay it, so switching trailing on and off nets nothing (the guide paid
+  +0.2 for undoing its own +0.5; at 0 the policies still enabled and disabled trailing in
+  most trades).
 - Any management action that changes nothing, or repeats a change already paid in this
   trade, costs -0.05: an order modification sent for nothing is fidgeting, and without a
   cost the argmax between such no-ops and HOLD is arbitrary (the guide's table made
@@ -93,7 +96,7 @@ def default_reward(
     if side_before == 0:
         return INVALID_ACTION_PENALTY
     if action == Action.DISABLE_TRAIL and changed:
-        return 0.0
+        return -PROTECTION_BONUS  # gives back the ENABLE_TRAIL bonus: protection removed
     if changed and first_in_trade:
         return PROTECTION_BONUS
     return NO_OP_MANAGEMENT_COST
