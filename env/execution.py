@@ -24,11 +24,17 @@ _TICK_EPSILON = 1e-9
 
 @dataclass(frozen=True)
 class ExecutionConfig:
-    """Bracket and trailing distances in ATR multiples, and slippage in ticks."""
+    """Bracket and trailing distances in ATR multiples, and slippage in ticks.
+
+    The trail (2 ATR) is wider than the initial stop (1 ATR), so ENABLE_TRAIL only
+    ratchets the stop once a trade is more than 1 ATR in profit: it protects a winner
+    instead of cutting it. With a 1-ATR trail, trailing from the first bar lost money on
+    every policy measured (docs/reward_comparison.md, sections 4-5).
+    """
 
     stop_atr: float = 1.0
     target_atr: float = 2.0
-    trail_atr: float = 1.0
+    trail_atr: float = 2.0
     slippage_ticks: int = 1
 
     def __post_init__(self) -> None:

@@ -87,6 +87,18 @@ def test_validate_bundled_demo_model_agrees_with_its_card(tmp_path: Path) -> Non
             assert now["passed"] == recorded["passed"], (recorded, now)
 
 
+def test_validate_passes_the_bundled_demo_model_on_1000_held_out_episodes(tmp_path: Path) -> None:
+    """The guide's full post-training validation (1000 episodes, the default) on bars the
+    demo never trained on: exit 0, every criterion inside its band."""
+    result = CliRunner().invoke(cli, ["validate", str(DEMO), "--report-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "✅ MODEL VALIDATION PASSED" in result.output
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["episodes"] == 1000 and report["passed"] is True
+    assert all(c["passed"] for c in report["criteria"])
+    assert report["decisions"]["invalid"] == 0
+
+
 @pytest.mark.parametrize(
     ("action", "failing"),
     [
