@@ -22,6 +22,7 @@ import zmq
 
 from bridge.config import ModelSource, MonitorConfig, ServeConfig
 from bridge.policy import load_policy
+from bridge.replay import bar_object
 from bridge.server import BridgeServer, build_server
 from env.bars import Bars
 from env.config import FEATURE_VERSION, TOTAL_OBSERVATION_SIZE
@@ -180,18 +181,6 @@ def bar_message(
             "trailing": False,
         },
         **extra,
-    }
-
-
-def bar_object(bars: Bars, i: int) -> dict[str, Any]:
-    """Bar ``i`` as a protocol BAR object."""
-    return {
-        "time": str(bars.time[i]),
-        "open": float(bars.open[i]),
-        "high": float(bars.high[i]),
-        "low": float(bars.low[i]),
-        "close": float(bars.close[i]),
-        "volume": float(bars.volume[i]),
     }
 
 
