@@ -35,7 +35,7 @@ class UnknownCalendarError(ValueError):
 
 def calendar_names() -> list[str]:
     """Every calendar name pandas-market-calendars offers."""
-    import pandas_market_calendars as mcal
+    import pandas_market_calendars as mcal  # type: ignore[import-untyped]
 
     return sorted(mcal.get_calendar_names())
 
@@ -157,7 +157,7 @@ def _day(value: str | datetime) -> str:
 
 @functools.lru_cache(maxsize=16)
 def _build(name: str, start: str, end: str) -> SessionCalendar:
-    import pandas_market_calendars as mcal
+    import pandas_market_calendars as mcal  # type: ignore[import-untyped]
 
     try:
         calendar = mcal.get_calendar(name)
@@ -184,7 +184,7 @@ def _build(name: str, start: str, end: str) -> SessionCalendar:
 
 def _utc_seconds(column: object) -> np.ndarray:
     """int64 UTC seconds of a pandas datetime column; NaT (no break that day) -> min."""
-    import pandas as pd
+    import pandas as pd  # type: ignore[import-untyped]
 
     series = pd.to_datetime(column, utc=True)  # type: ignore[call-overload]
     values = series.to_numpy(dtype="datetime64[s]")
