@@ -23,6 +23,7 @@ A contract that is not in the table is supplied by the user as a spec: ``resolve
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -141,6 +142,7 @@ def _check_zone(zone: str) -> None:
         ) from None
 
 
+@functools.lru_cache(maxsize=256)
 def tick_decimals(tick_size: float) -> int:
     """Decimal places needed to write ``tick_size`` exactly as its shortest repr."""
     exponent = Decimal(repr(float(tick_size))).normalize().as_tuple().exponent
