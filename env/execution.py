@@ -159,7 +159,7 @@ class Trade:
     entry_price: float
     exit_bar: int
     exit_price: float
-    exit_reason: str  # "stop", "target" or "flatten"
+    exit_reason: str  # "stop", "target", "flatten" or "session_close"
     entry_atr: float
     pnl_points: float
     commission: float
@@ -303,12 +303,13 @@ class SimulatedPosition:
             )
         return None
 
-    def flatten(self, bar: int, close: float) -> Trade | None:
-        """Close at market at a bar's close (episode or session end)."""
+    def flatten(self, bar: int, close: float, reason: str = "flatten") -> Trade | None:
+        """Close at market at a bar's close (``"flatten"``: episode end;
+        ``"session_close"``: NinjaTrader's Exit on session close)."""
         self.pending_side = 0
         if self.side == 0:
             return None
-        return self._close(bar, close - self.side * self.slippage, "flatten")
+        return self._close(bar, close - self.side * self.slippage, reason)
 
     def _fill_entry(self, bar: int, open_: float) -> None:
         self.side = self.pending_side

@@ -65,9 +65,10 @@ class BarPeriod:
 
     @property
     def is_intraday(self) -> bool:
-        """Whether a bar is shorter than a day (time-of-day then means something)."""
+        """Whether a bar is shorter than a day, so time of day means something (tick,
+        volume and range bars are intraday)."""
         seconds = self.seconds
-        return seconds is not None and seconds < SECONDS_PER_DAY
+        return seconds is None or seconds < SECONDS_PER_DAY
 
     def to_json(self) -> dict[str, Any]:
         """``{"type": "minute", "value": 1}`` (PROTOCOL.md v1.1 shape)."""
@@ -97,6 +98,19 @@ class BarPeriod:
 
 
 MINUTE_1 = BarPeriod("minute", 1)
+
+# Episode length: one regular trading day (6.5 h) of bars, between 60 and 390 decisions:
+# 390 one-minute bars, 78 five-minute bars, 60 hourly or daily bars (a quarter).
+_EPISODE_SECONDS = 390 * 60
+MIN_EPISODE_BARS, MAX_EPISODE_BARS = 60, 390
+
+
+def default_episode_bars(period: BarPeriod) -> int:
+    """Decisions per episode for bars of ``period`` (see the table above)."""
+    seconds = period.seconds
+    if seconds is None:
+        return MAX_EPISODE_BARS
+    return max(MIN_EPISODE_BARS, min(MAX_EPISODE_BARS, _EPISODE_SECONDS // seconds))
 
 
 def detect_bar_period(times: np.ndarray) -> BarPeriod:

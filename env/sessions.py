@@ -133,10 +133,12 @@ class SessionCalendar:
         return (self._closes[i] - s) / 60.0
 
     def minutes_to_close_array(self, t_utc: np.ndarray) -> np.ndarray:
-        """Vectorised :meth:`minutes_to_close` over int64 UTC seconds (float64, inf when
-        closed). Bar close times equal to a session close are 0 minutes to it."""
+        """Minutes from each bar's close time (int64 UTC seconds) to its session's close
+        (float64; inf when the bar closes outside every session). A bar closing at a
+        session's close is 0 minutes from it; one closing at a session's open covers the
+        minute before the open, so it is outside."""
         s = np.asarray(t_utc, dtype=np.int64)
-        i = np.searchsorted(self.opens, s, side="right") - 1
+        i = np.searchsorted(self.opens, s, side="left") - 1
         safe = np.clip(i, 0, max(len(self.closes) - 1, 0))
         inside = (i >= 0) & (s <= self.closes[safe])
         return np.where(inside, (self.closes[safe] - s) / 60.0, np.inf)
