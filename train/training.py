@@ -24,7 +24,6 @@ import structlog
 
 from env.bars import Bars, load_bars
 from env.config import ACTION_NAMES, WARMUP_BARS
-from env.instruments import get_instrument
 from env.synthetic import DEFAULT_DAYS, default_bars
 from env.trading_env import EnvConfig, TradingEnv
 from train import bundle as bundle_io
@@ -68,7 +67,9 @@ def split_bars(bars: Bars, holdout_fraction: float, episode_bars: int) -> DataSp
     return DataSplit(bars, split)
 
 
-def load_data(path: str | Path | None, synthetic_days: int = DEFAULT_DAYS) -> tuple[Bars, str]:
+def load_data(
+    path: str | Path | None, synthetic_days: int = DEFAULT_DAYS, **load_options: Any
+) -> tuple[Bars, str]:
     """Bars from ``path`` (NinjaTrader export or CSV), or the synthetic series
     (``synthetic_days`` sessions; the embedded default is 60); and the sha256 of the
     file's bytes or of the generated arrays."""
@@ -85,7 +86,7 @@ def load_data(path: str | Path | None, synthetic_days: int = DEFAULT_DAYS) -> tu
         ):
             digest.update(np.ascontiguousarray(array).tobytes())
         return bars, digest.hexdigest()
-    return load_bars(path), bundle_io.sha256_file(path)
+    return load_bars(path, **load_options), bundle_io.sha256_file(path)
 
 
 def data_card(data: DataSplit, sha256: str) -> dict[str, Any]:
@@ -99,12 +100,14 @@ def data_card(data: DataSplit, sha256: str) -> dict[str, Any]:
         "train_bars": data.split,
         "holdout_start": str(b.time[data.split]),
         "holdout_start_index": data.split,
+        "data_timezone": b.data_timezone,
+        "bar_period": b.bar_period.to_json(),
     }
 
 
 def env_config_for(config: TrainConfig) -> EnvConfig:
     return EnvConfig(
-        instrument=get_instrument(config.instrument),
+        instrument=config.contract_spec(),
         reward=config.reward,
         episode_bars=config.episode_bars,
     )
@@ -214,7 +217,8 @@ def train(
     configure_torch(config.torch_threads)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    bars, sha256 = load_data(data_path, config.synthetic_days)
+    bars, sha256 = load_data(data_path, config.synthetic_days, **config.bars_options())
+    config = config.for_bars(bars)
     data = split_bars(bars, config.holdout_fraction, config.episode_bars)
     env_config = env_config_for(config)
     venv = make_vec_env(config, data.train, env_config)
