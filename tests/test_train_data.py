@@ -41,6 +41,17 @@ def test_train_euro_fx_file_end_to_end_records_contract_period_and_zone(tmp_path
     env_config = EnvConfig.from_dict(card["env"])
     assert env_config.instrument.tick_size == 0.00005
 
+    report_dir = tmp_path / "report"
+    args = ["validate", str(out), "--data", str(EURO_FX), "--episodes", "4"]
+    result = CliRunner().invoke(cli, [*args, "--report-dir", str(report_dir)])
+    assert (
+        result.exit_code in (0, 1)
+        and result.exception is None
+        or isinstance(result.exception, SystemExit)
+    ), result.output
+    report = json.loads((report_dir / "report.json").read_text())
+    assert report["episodes"] == 4
+
 
 def _write(path: Path, text: str, encoding: str = "utf-8") -> Path:
     path.write_bytes(text.encode(encoding))

@@ -50,6 +50,15 @@ def _echo_warning(message: Warning | str, category: type[Warning], *_: Any, **__
     click.echo(f"warning: {message}", err=True)
 
 
+def _bars_options(card: dict[str, Any] | None, data_timezone: str | None) -> dict[str, Any]:
+    """``load_bars`` options for a model's held-out data: the card's contract (its zone
+    and calendar) and the given data zone."""
+    from env.trading_env import EnvConfig
+
+    contract = EnvConfig.from_dict(card["env"]).instrument if card and card.get("env") else None
+    return {"contract": contract, "data_timezone": data_timezone}
+
+
 def command_line(ctx: click.Context) -> str:
     """The command line that reproduces this invocation: the program, the subcommand and
     every option given explicitly (from the command line, a config file's values are not
@@ -216,6 +225,10 @@ def train(
     type=click.Path(exists=True, dir_okay=False),
     help="Held-out bars file (default: the card's holdout, or the synthetic series' last 20%).",
 )
+@click.option(
+    "--data-timezone",
+    help="IANA zone of --data's times without an offset [UTC for a NinjaTrader export].",
+)
 @click.option("--episodes", type=int, default=1000, show_default=True)
 @click.option("--episode-bars", type=int, help="Bars per episode (default: the card's env).")
 @click.option("--seed", type=int, default=12345, show_default=True, help="Episode starts.")
@@ -231,6 +244,7 @@ def validate(
     model_file: str | None,
     vecnorm: str | None,
     data: str | None,
+    data_timezone: str | None,
     episodes: int,
     episode_bars: int | None,
     seed: int,
@@ -260,7 +274,9 @@ def validate(
                 raise click.UsageError("--write-card needs a BUNDLE folder")
             model_path, vecnorm_path, card = Path(model_file), Path(vecnorm), None  # type: ignore[arg-type]
             default_dir = Path("validation")
-        bars = load_bars(data) if data else None
+        with warnings.catch_warnings():
+            warnings.showwarning = _echo_warning
+            bars = load_bars(data, **_bars_options(card, data_timezone)) if data else None
         report, text = run_validation(
             model_path,
             vecnorm_path,
