@@ -144,7 +144,7 @@ class EnvConfig:
 
 
 class TradingEnv(gym.Env):
-    """Trade one futures contract on 1-minute bars, one decision per bar close.
+    """Trade one futures contract on its bars (any period), one decision per bar close.
 
     ## Action space: ``Discrete(6)``
 
@@ -157,7 +157,9 @@ class TradingEnv(gym.Env):
     | 4  | ENABLE_TRAIL  | invalid: -10, not executed    | trail ``trail_atr`` x ATR behind    |
     | 5  | DISABLE_TRAIL | invalid: -10, not executed    | stop trailing; the stop stays       |
 
-    ``action_masks()`` is ``[1,1,1,0,0,0]`` flat and ``[1,1,1,1,1,1]`` in a position. An
+    ``action_masks()`` is ``[1,1,1,0,0,0]`` flat (``[1,0,0,0,0,0]`` on a bar closing less than
+    ``no_entry_minutes_before_close`` before its session's close) and ``[1,1,1,1,1,1]``
+    in a position. An
     invalid action is not executed: the same observation comes back, time does not advance,
     the reward is -10.0 and ``info`` holds ``invalid_action``, ``action``, ``position`` and
     ``reason``. Entries get a tick-rounded bracket: stop ``stop_atr`` x ATR and target
@@ -181,18 +183,27 @@ class TradingEnv(gym.Env):
     ## Reward
 
     The preset's shaping reward (``env.reward``: ``default`` or the guide's ``seed``) plus,
-    on the step a trade closes, its net PnL in R (dollars over the entry ATR's dollar value).
+    on the step a trade closes, its net PnL in R (dollars over the entry ATR's dollar value),
+    clipped to ``[-20, 20]`` per step (``env.reward.MAX_STEP_REWARD``).
 
     ## Episodes
 
     ``reset`` starts at a random bar (from ``self.np_random``) with at least
     ``WARMUP_BARS`` bars of history, flat. After ``episode_bars`` decisions the episode
-    terminates and any position is flattened at that bar's close. ``info["trade"]`` holds
-    the :class:`~env.execution.Trade` closed during a step, if any.
+    terminates and any position is flattened at that bar's close. On intraday bars a
+    position is also flattened at the session's close (NinjaTrader's Exit on session
+    close; ``exit_reason`` ``"session_close"``), see :class:`EnvConfig`. ``info["trade"]``
+    holds the :class:`~env.execution.Trade` closed during a step, if any.
+
+    ``bars`` is a :class:`~env.bars.Bars` series or the path of a NinjaTrader export or
+    CSV (loaded with the config's contract); without a config the episode length
+    follows the bars' period.
 
     ## Version history
 
     - v1: 228-value observation (guide's 8 position features), masks, -10 penalty.
+    - v2: any contract and bar period; session-close flatten and no-entry window; ATR
+      floored at one tick; step reward bounded; features ``scalefree-v2``.
     """
 
     metadata = {"render_modes": []}
