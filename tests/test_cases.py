@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from bridge.protocol import parse_bar
+from bridge.session import InstrumentSession
 from env import EnvConfig, TradingEnv
 from env.bars import BarsTimezoneWarning, load_bars
 from env.config import MARKET_FEATURE_COUNT, TOTAL_MARKET_FEATURES, WINDOW_SIZE, Action
@@ -145,18 +146,23 @@ def test_export_and_live_bars_in_utc_or_chicago_give_bit_identical_observations(
         datetime.fromisoformat(t.replace("Z", "+00:00")).astimezone(CHICAGO).isoformat()
         for t in utc_times
     ]
-    streams = {name: StreamingFeatures(tick_size=spec.tick_size) for name in ("z", "cst", "ofs")}
+    # The daemon's path: its time parsing (bridge.protocol) and its per-stream state
+    # (bridge.session.InstrumentSession, which runs env.features.StreamingFeatures).
+    streams = {name: InstrumentSession() for name in ("z", "cst", "ofs")}
     for i in range(len(bars)):
         for name, texts in (("z", utc_times), ("cst", chicago_times), ("ofs", offset_times)):
-            bar = parse_bar(_live_bar(bars, i, texts[i]), "bar", CHICAGO)
-            streams[name].update(
-                bar.minute_of_day, bar.open, bar.high, bar.low, bar.close, bar.volume
-            )
+            streams[name].add_bar(parse_bar(_live_bar(bars, i, texts[i]), "bar", CHICAGO))
         if i >= WINDOW_SIZE - 1:
             start = (i + 1) * MARKET_FEATURE_COUNT - TOTAL_MARKET_FEATURES
             expected = env._features_flat[start : start + TOTAL_MARKET_FEATURES]
             for stream in streams.values():
-                assert stream.window().tobytes() == expected.tobytes()
+                assert stream.features.window().tobytes() == expected.tobytes()
+    # and with the contract's tick as the ATR floor, as the daemon should run it
+    tick_stream = StreamingFeatures(tick_size=spec.tick_size)
+    for i in range(len(bars)):
+        bar = parse_bar(_live_bar(bars, i, utc_times[i]), "bar", CHICAGO)
+        tick_stream.update(bar.minute_of_day, bar.open, bar.high, bar.low, bar.close, bar.volume)
+    assert tick_stream.window().tobytes() == env._features_flat[-TOTAL_MARKET_FEATURES:].tobytes()
 
 
 def test_daily_bars_time_features_are_zero_and_episodes_short(tmp_path: Path) -> None:
