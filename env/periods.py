@@ -145,3 +145,33 @@ def detect_bar_period(times: np.ndarray) -> BarPeriod:
     if step % 60 == 0:
         return BarPeriod("minute", step // 60)
     return BarPeriod("second", step)
+
+
+def bar_spacing_problem(period: BarPeriod, spacings: list[float]) -> str | None:
+    """What is wrong when live bars' spacing does not fit a model's period, or None.
+
+    Args:
+        period: The model's bar period.
+        spacings: Seconds between consecutive recent bars of one session (gaps across a
+            halt or weekend left out), oldest first; a handful is enough.
+
+    Returns:
+        A message the trader can act on when any spacing is shorter than the period (a
+        faster chart) or every one is a longer multiple of it (a slower chart, e.g.
+        5-minute bars on a 1-minute model); None when they fit or cannot be judged.
+    """
+    seconds = period.seconds
+    if seconds is None or not period.is_intraday or not spacings:
+        return None
+    shortest = min(spacings)
+    if shortest < seconds:
+        return (
+            f"bars arrive {shortest:.0f} s apart but the model was trained on {period} bars; "
+            f"put the strategy on a {period} chart"
+        )
+    if len(spacings) >= 3 and shortest > seconds:
+        return (
+            f"bars arrive at least {shortest:.0f} s apart but the model was trained on "
+            f"{period} bars; put the strategy on a {period} chart"
+        )
+    return None

@@ -138,3 +138,13 @@ def test_bar_period_json_round_trip_and_errors() -> None:
         BarPeriod.from_json({"type": "fortnight", "value": 1})
     with pytest.raises(ValueError, match="integer >= 1"):
         BarPeriod("minute", 0)
+
+
+def test_bar_spacing_problem_flags_a_five_minute_chart_on_a_one_minute_model() -> None:
+    from env.periods import MINUTE_1, bar_spacing_problem
+
+    assert bar_spacing_problem(MINUTE_1, [60.0, 60.0, 120.0]) is None  # a missing bar
+    message = bar_spacing_problem(MINUTE_1, [300.0, 300.0, 300.0])
+    assert message is not None and "1 minute chart" in message
+    assert "apart" in (bar_spacing_problem(BarPeriod("minute", 5), [60.0]) or "")
+    assert bar_spacing_problem(BarPeriod("day", 1), [86_400.0 * 3]) is None
