@@ -148,3 +148,16 @@ def test_config_file_contract_section_supplies_an_unknown_contract(tmp_path: Pat
     )
     result = CliRunner().invoke(cli, ["train", "--instrument", "FDAX", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "--tick-size and --point-value" in result.output
+
+
+def test_csv_naive_times_use_the_given_zone_else_the_exchange_zone(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path / "bars.csv",
+        "time,open,high,low,close,volume\n2025-07-07T14:31:00,1,2,0.5,1.5,3\n",
+    )
+    assert str(load_bars(path, check_sessions=False).time[0]) == "2025-07-07T14:31:00"
+    in_utc = load_bars(path, data_timezone="UTC", check_sessions=False)
+    assert str(in_utc.time[0]) == "2025-07-07T09:31:00"  # CDT is UTC-5 in July
+    assert in_utc.data_timezone == "UTC" and in_utc.timezone == "America/Chicago"
+    with pytest.raises(BarsFileError, match="unknown time zone"):
+        load_bars(path, data_timezone="Chicago")
