@@ -149,9 +149,11 @@ def serve(
     max_sessions: int,
 ) -> None:
     """Serve a policy to NinjaTrader over ZeroMQ (the bundled demo model by default)."""
-    from ai_trading_bridge import configure_logging
+    from bridge.console import configure_queued_logging, ensure_std_streams
     from bridge.policy import PolicyLoadError
     from bridge.server import ServeError, build_server, install_signal_handlers
+
+    ensure_std_streams()
 
     control_source = ctx.get_parameter_source("control")
     try:
@@ -171,7 +173,7 @@ def serve(
         )
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
-    configure_logging(log_file, (ctx.obj or {}).get("log_level", "info"))
+    configure_queued_logging(log_file, (ctx.obj or {}).get("log_level", "info"))
     try:
         server = build_server(config)
         server.bind()

@@ -3,10 +3,12 @@
 
 The loop polls with a timeout (``poll_ms``) so a stop or reload request is noticed within
 that time (``busy_poll`` spins instead, trading a CPU core for a hot cache). Every message
-received gets exactly one reply. The journal and the log are written after the reply has
-gone, once the socket has been idle for a millisecond (or after a burst of 64 requests, or
-at shutdown); a failure in either is logged and never costs a reply. Sockets are closed
-with linger 0 in ``finally``.
+received gets exactly one reply. The journal line is handed to the operating system before
+the reply is sent (so every replied request survives a kill); the log lines are queued
+after the reply has gone, once the socket has been idle for a millisecond (or after a
+burst of 64 requests, or at shutdown), and written by other threads
+(:mod:`bridge.console`). A failure in either is logged and never costs a reply. Sockets
+are closed with linger 0 in ``finally``.
 
 Reload: SIGHUP (POSIX) reloads the files being served; ``ai-trading-bridge reload`` sends
 ``{"type": "reload", ...}`` to the control socket (loopback only, works on Windows). The
@@ -28,6 +30,7 @@ import zmq
 
 from bridge import protocol
 from bridge.config import ConfigError, ModelSource, ServeConfig, exchange_zone
+from bridge.console import dropped_lines
 from bridge.dispatch import Dispatcher, Outcome
 from bridge.journal import Journal
 from bridge.monitoring import Monitor
@@ -181,7 +184,7 @@ class BridgeServer:
         finally:
             self._record(done)
             self.close()
-            log.info("stopped", requests=self.requests)
+            log.info("stopped", requests=self.requests, log_lines_dropped=dropped_lines())
 
     def close(self) -> None:
         """Close the sockets (linger 0), the journal and the context."""
@@ -216,16 +219,18 @@ class BridgeServer:
         except BaseException:  # handle() never raises; this keeps the lockstep if it does
             log.exception("dispatch_failed")
             reply = _FALLBACK_REPLY
+        if outcome is not None and self.journal is not None:
+            # Written to the OS before the reply: a request the client saw answered is in
+            # the journal even if the daemon is killed right after sending.
+            self.journal.record(raw, outcome, (time.perf_counter_ns() - started) // 1000)
         socket.send(reply)
         latency_us = (time.perf_counter_ns() - started) // 1000
         return None if outcome is None else (raw, outcome, latency_us)
 
     def _record(self, done: list[_Done]) -> None:
-        """Journal and log replied requests; a failure here never costs a reply."""
-        for raw, outcome, latency_us in done:
+        """Log replied requests; a failure here never costs a reply."""
+        for _raw, outcome, latency_us in done:
             try:
-                if self.journal is not None:
-                    self.journal.record(raw, outcome, latency_us)
                 self.monitor.observe(outcome, latency_us)
             except Exception:
                 log.exception("after_reply_failed", detail="the reply was sent")
@@ -261,6 +266,7 @@ class BridgeServer:
             "sessions": len(self.dispatcher.sessions),
             "requests": self.requests,
             "journal_failures": 0 if self.journal is None else self.journal.failures,
+            "log_lines_dropped": dropped_lines(),
         }
 
     def reload(self, source: ModelSource | None = None) -> dict[str, Any]:
@@ -308,6 +314,8 @@ def build_server(
         max_sessions=config.max_sessions,
     )
     journal = Journal(config.journal_dir) if config.journal_dir is not None else None
+    if journal is not None:
+        journal.open()
     return BridgeServer(config, dispatcher, journal, Monitor(config.monitor), loader)
 
 
