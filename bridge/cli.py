@@ -17,6 +17,7 @@ from bridge.config import (
     DEFAULT_CONTROL,
     DEFAULT_EXCHANGE_TZ,
     DEFAULT_JOURNAL_DIR,
+    DEFAULT_MAX_CLOCK_SKEW_S,
     DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_MAX_SESSIONS,
     ConfigError,
@@ -129,6 +130,18 @@ def _model_options(command: Callable[..., None]) -> Callable[..., None]:
     show_default=True,
     help="Client+instrument states kept (least recently used dropped).",
 )
+@click.option(
+    "--max-clock-skew",
+    type=float,
+    default=DEFAULT_MAX_CLOCK_SKEW_S / 60,
+    show_default=True,
+    help="Minutes a bar's time may be ahead of this computer's clock before it is refused.",
+)
+@click.option(
+    "--allow-other-price-scale",
+    is_flag=True,
+    help="Serve instruments whose tick size is 10x or more from the model's contract.",
+)
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -147,6 +160,8 @@ def serve(
     max_action_share: float,
     busy_poll: bool,
     max_sessions: int,
+    max_clock_skew: float,
+    allow_other_price_scale: bool,
 ) -> None:
     """Serve a policy to NinjaTrader over ZeroMQ (the bundled demo model by default)."""
     from bridge.console import configure_queued_logging, ensure_std_streams
@@ -167,6 +182,8 @@ def serve(
             exchange_tz=exchange_tz,
             max_sessions=max_sessions,
             busy_poll=busy_poll,
+            max_clock_skew_s=max_clock_skew * 60,
+            allow_other_scale=allow_other_price_scale,
             monitor=MonitorConfig(
                 window=histogram_window, every=histogram_every, max_action_share=max_action_share
             ),
@@ -289,8 +306,17 @@ def replay(
         raise click.BadParameter(str(exc), param_hint="DATA") from None
     env_config = EnvConfig()
     if bundle is not None:
-        card = json.loads((bundle / "model.json").read_text(encoding="utf-8"))
-        env_config = EnvConfig.from_dict(card.get("env", {}))
+        try:  # a deploy target (current.json) names the bundle it serves now
+            card_path = ModelSource(bundle=bundle).resolved().card_path
+            assert card_path is not None
+            card = json.loads(card_path.read_text(encoding="utf-8"))
+            env_config = EnvConfig.from_dict(card.get("env", {}))
+        except (ConfigError, OSError, ValueError, TypeError) as exc:
+            raise click.BadParameter(
+                f"{bundle} is not a model bundle or deploy target ({exc}); pass the folder "
+                "holding model.json, or the folder `deploy` writes current.json in",
+                param_hint="--bundle",
+            ) from None
     options: dict[str, Any] = {"client": client} if client else {}
     try:
         config = ReplayConfig(

@@ -20,6 +20,7 @@ DEFAULT_EXCHANGE_TZ = EXCHANGE_TZ  # CME Globex: the training data's wall clock
 DEFAULT_JOURNAL_DIR = Path("journal")
 DEFAULT_BUNDLE = Path(__file__).resolve().parent / "default_model"
 DEFAULT_MAX_SESSIONS = 256  # client+instrument states kept; the least recently used go first
+DEFAULT_MAX_CLOCK_SKEW_S = 300.0  # bars more than 5 minutes in the future are refused
 DEFAULT_POLL_MS = 100  # how often the loop looks at the stop and reload flags
 
 BUNDLE_MODEL = "model.zip"
@@ -177,6 +178,10 @@ class ServeConfig:
         poll_ms: Poll timeout of the loop, i.e. how fast a stop or reload is noticed.
         busy_poll: Spin on the sockets instead of sleeping in poll: keeps a CPU core (and its
             caches) hot for the next bar at the cost of that core running at 100%.
+        max_clock_skew_s: A bar whose time is further ahead of the daemon's clock is
+            refused (a client clock or time-zone mistake).
+        allow_other_scale: Serve instruments whose tick size is an order of magnitude
+            from the model's contract (another price scale); refused by default.
     """
 
     bind: str = DEFAULT_BIND
@@ -190,6 +195,8 @@ class ServeConfig:
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     poll_ms: int = DEFAULT_POLL_MS
     busy_poll: bool = False
+    max_clock_skew_s: float = DEFAULT_MAX_CLOCK_SKEW_S
+    allow_other_scale: bool = False
 
     def __post_init__(self) -> None:
         check_endpoint(self.bind, "--bind")
@@ -208,6 +215,10 @@ class ServeConfig:
             raise ConfigError(f"max_sessions must be >= 1, got {self.max_sessions}")
         if self.poll_ms < 1:
             raise ConfigError(f"poll_ms must be >= 1, got {self.poll_ms}")
+        if not (math.isfinite(self.max_clock_skew_s) and self.max_clock_skew_s >= 0):
+            raise ConfigError(
+                f"--max-clock-skew must be a number of minutes >= 0, got {self.max_clock_skew_s}"
+            )
         exchange_zone(self.exchange_tz)
 
 

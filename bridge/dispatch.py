@@ -6,28 +6,34 @@ code; anything unexpected becomes an ``internal`` error reply and a logged trace
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import tzinfo
+from datetime import datetime, timezone, tzinfo
 from typing import Any
 
 import numpy as np
 import structlog
 
 from bridge import protocol
+from bridge.config import DEFAULT_MAX_CLOCK_SKEW_S
 from bridge.orders import price_orders
 from bridge.policy import LoadedPolicy
 from bridge.protocol import Envelope, ProtocolError
 from bridge.session import InstrumentSession, SessionStore
 from env.config import ACTION_NAMES, ENTRY_ACTIONS, WARMUP_BARS, Action
 from env.features import build_observation, position_features
-from env.instruments import get_instrument
+from env.instruments import Instrument, get_instrument
 from env.mask import action_mask
+from env.trading_env import EnvConfig
 
 log = structlog.get_logger()
 
 ACTIONS = list(ACTION_NAMES)
+MAX_SCALE_RATIO = 10.0  # tick sizes an order of magnitude apart: another price scale
+ODD_GAP_RUN = 3  # equal gaps longer than the period in a row: the chart's period differs
+SESSION_GAP_S = 3600.0  # longer gaps are session breaks, not a bar period
 WARMUP_PROBS = (1.0, 0.0, 0.0, 0.0, 0.0, 0.0)  # the model is not asked: HOLD for certain
 PROB_DIGITS = 6
 
@@ -73,6 +79,10 @@ class Dispatcher:
         max_message_bytes: Larger requests get ``too_large``.
         max_sessions: Client+instrument states kept (least recently used dropped).
         clock: Monotonic seconds, for ``uptime_s``.
+        wall_clock: The current time (aware), for the clock-skew check.
+        max_clock_skew_s: A bar this far ahead of ``wall_clock`` is refused.
+        allow_other_scale: Serve instruments whose tick size is an order of magnitude
+            from the model's contract (refused by default).
     """
 
     def __init__(
@@ -83,8 +93,14 @@ class Dispatcher:
         max_message_bytes: int,
         max_sessions: int,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        max_clock_skew_s: float = DEFAULT_MAX_CLOCK_SKEW_S,
+        allow_other_scale: bool = False,
     ) -> None:
         self.policy = policy
+        self.wall_clock = wall_clock
+        self.max_clock_skew_s = max_clock_skew_s
+        self.allow_other_scale = allow_other_scale
         self.zone = exchange_tz
         self.max_message_bytes = max_message_bytes
         self.sessions = SessionStore(max_sessions)
@@ -148,31 +164,64 @@ class Dispatcher:
             )
             return self._ok(envelope, reply)
         assert envelope.client is not None
-        client = self.sessions.client(envelope.client)
-        # A retry resends the same request: same seq, and so the same type. (A restarted
-        # client whose new hello happens to reuse the last seq is not served a stale bar.)
+        stream = self._stream(envelope)
+        # A retry repeats the last processed request of this client+instrument: same type,
+        # seq and body; it gets the byte-identical reply and the model is not run again.
+        # The same seq with another body is refused: it never gets another bar's decision.
+        # (A hello that reuses the last seq is a restarted client, not a retry.)
         seq = envelope.seq
-        if seq is not None and seq == client.last_seq and envelope.type == client.last_type:
-            return Outcome(
-                client.last_reply,
-                ok=True,
-                type=envelope.type,
-                client=envelope.client,
-                instrument=envelope.instrument,
-                seq=envelope.seq,
-                retry=True,
-                model_version=self.policy.version,
-            )
+        if seq is not None and seq == stream.last_seq:
+            if envelope.type == stream.last_type and obj == stream.last_request:
+                return Outcome(
+                    stream.last_reply,
+                    ok=True,
+                    type=envelope.type,
+                    client=envelope.client,
+                    instrument=envelope.instrument,
+                    seq=envelope.seq,
+                    retry=True,
+                    model_version=self.policy.version,
+                )
+            if envelope.type != "hello":
+                raise ProtocolError(
+                    protocol.OUT_OF_ORDER,
+                    f"seq {seq} was already used for a different request of "
+                    f"{envelope.client} / {envelope.instrument}; give each new request the "
+                    "next seq, and resend a timed-out request unchanged",
+                )
         outcome = self._handlers[envelope.type](envelope, obj)
-        if envelope.seq is not None and outcome.ok:
-            client.last_seq = envelope.seq
-            client.last_type = envelope.type
-            client.last_reply = outcome.reply
+        if seq is not None and outcome.ok:
+            stream.last_seq = seq
+            stream.last_type = envelope.type
+            stream.last_request = obj
+            stream.last_reply = outcome.reply
         return outcome
 
     def _hello(self, envelope: Envelope, obj: dict[str, Any]) -> Outcome:
+        spec = protocol.parse_instrument_spec(obj.get("instrument_spec"))
+        period = protocol.parse_bar_period(obj.get("bar_period"))
         stream = self._stream(envelope)
-        self._check_instrument(envelope)
+        if period is not None:
+            trained = self.policy.bar_period
+            if protocol.period_seconds(period) != protocol.period_seconds(trained) or (
+                protocol.period_seconds(period) == 0 and period != trained
+            ):
+                raise ProtocolError(
+                    protocol.BAD_MESSAGE,
+                    f"this chart's bars are {protocol.describe_period(period)} but model "
+                    f"{self.policy.version} was trained on {protocol.describe_period(trained)} "
+                    "bars; set the chart's period to match or serve a model trained on "
+                    "this period",
+                )
+        previous = stream.instrument_spec
+        stream.instrument_spec = spec
+        try:
+            self._terms(envelope, stream, refresh=True)
+        except ProtocolError:
+            stream.instrument_spec = previous
+            stream.terms = None
+            raise
+        stream.declared_period = period
         last = stream.last_time
         reply = protocol.ok_reply(
             "hello",
@@ -189,11 +238,21 @@ class Dispatcher:
     def _history(self, envelope: Envelope, obj: dict[str, Any]) -> Outcome:
         bars = protocol.parse_bars(obj.get("bars"), self.zone)
         stream = self._stream(envelope)
+        now = self._now_local()
+        for i, bar in enumerate(bars):
+            self._check_clock(bar, now, f"bars[{i}]")
+        new = [bar for bar in bars if stream.is_new(bar)]
+        saved = (stream.seen_time, stream.odd_gap_s, stream.odd_gap_run)
+        try:
+            for bar in new:
+                self._check_spacing(envelope, stream, bar, f"history bar {bar.time}")
+        except ProtocolError:
+            stream.seen_time, stream.odd_gap_s, stream.odd_gap_run = saved
+            raise
         accepted = 0
-        for bar in bars:
-            if stream.is_new(bar):
-                stream.add_bar(bar)
-                accepted += 1
+        for bar in new:
+            stream.add_bar(bar)
+            accepted += 1
         reply = protocol.ok_reply("history", envelope.seq, accepted=accepted, ready=stream.ready)
         return self._ok(envelope, reply)
 
@@ -210,6 +269,7 @@ class Dispatcher:
         )
         debug = protocol.parse_debug(obj)
         stream = self._stream(envelope)
+        self._check_clock(bar, self._now_local(), "bar")
         if not stream.is_new(bar):
             last = stream.last_time
             raise ProtocolError(
@@ -219,17 +279,24 @@ class Dispatcher:
                 f"exchange time) of {envelope.client} / {envelope.instrument}; send each bar once, "
                 "oldest first, and resend a timed-out request with its original seq",
             )
+        terms = self._terms(envelope, stream)
+        self._check_spacing(envelope, stream, bar, "bar")
         if position is not None:
             stream.position = position
         stream.add_bar(bar)
         if not stream.ready:
             return self._warming_up(envelope, bar.time, stream, debug)
-        return self._decide(envelope, bar.time, stream, debug)
+        return self._decide(envelope, bar.time, stream, debug, terms)
 
     # -- decisions -----------------------------------------------------------------
 
     def _decide(
-        self, envelope: Envelope, bar_time: str, stream: InstrumentSession, debug: bool
+        self,
+        envelope: Envelope,
+        bar_time: str,
+        stream: InstrumentSession,
+        debug: bool,
+        terms: EnvConfig,
     ) -> Outcome:
         policy = self.policy
         position = stream.position
@@ -247,7 +314,7 @@ class Dispatcher:
         model_action, probs = policy.decide(obs_normalized, mask_list)
         guarded = side != 0 and model_action in ENTRY_ACTIONS
         action = Action.HOLD if guarded else model_action
-        orders = price_orders(action, position, features.close, features.atr, policy.env_config)
+        orders = price_orders(action, position, features.close, features.atr, terms)
         prob_list = [round(p, PROB_DIGITS) for p in probs]
         reply = protocol.ok_reply(
             "bar",
@@ -331,20 +398,106 @@ class Dispatcher:
         assert envelope.client is not None and envelope.instrument is not None
         return self.sessions.stream(envelope.client, envelope.instrument)
 
-    def _check_instrument(self, envelope: Envelope) -> None:
-        expected = self.policy.env_config.instrument.symbol
-        try:
-            symbol = get_instrument(envelope.instrument or "").symbol
-        except KeyError:
-            symbol = (envelope.instrument or "").split(" ")[0]
-        if symbol != expected:
+    def _now_local(self) -> datetime:
+        return self.wall_clock().astimezone(self.zone).replace(tzinfo=None)
+
+    def _check_clock(self, bar: protocol.Bar, now_local: datetime, path: str) -> None:
+        """A bar from the future (a client clock or time-zone mistake) is refused before it
+        can move the stream's last bar time."""
+        ahead = (bar.local_time - now_local).total_seconds()
+        if ahead > self.max_clock_skew_s:
+            raise ProtocolError(
+                protocol.BAD_MESSAGE,
+                f"{path}.time {bar.time} is {_duration(ahead)} ahead of the daemon's clock "
+                f"({now_local.isoformat(timespec='seconds')} exchange time; the limit is "
+                f"{_duration(self.max_clock_skew_s)}); check the computer's clock and the "
+                "time zone of the bar times (send UTC with Z)",
+            )
+
+    def _check_spacing(
+        self, envelope: Envelope, stream: InstrumentSession, bar: protocol.Bar, what: str
+    ) -> None:
+        """Refuse bars closer together than the model's period, and a run of equal gaps
+        longer than it (a 5-minute chart on a 1-minute model); longer gaps are sessions."""
+        period = protocol.period_seconds(self.policy.bar_period)
+        previous, stream.seen_time = stream.seen_time, bar.local_time
+        if previous is None or period == 0 or period >= 86400:
+            return
+        gap = (bar.local_time - previous).total_seconds()
+        trained = protocol.describe_period(self.policy.bar_period)
+        advice = (
+            f"model {self.policy.version} was trained on {trained} bars: set the chart of "
+            f"{envelope.client} / {envelope.instrument} to {trained} bars or serve a model "
+            "trained on this period"
+        )
+        if 0 < gap < period:
+            raise ProtocolError(
+                protocol.BAD_MESSAGE,
+                f"{what} comes {_duration(gap)} after the previous one; {advice}",
+            )
+        if gap == period or gap >= SESSION_GAP_S:
+            stream.odd_gap_run = 0
+            return
+        if gap == stream.odd_gap_s:
+            stream.odd_gap_run += 1
+        else:
+            stream.odd_gap_s, stream.odd_gap_run = gap, 1
+        if stream.odd_gap_run >= ODD_GAP_RUN:
+            raise ProtocolError(
+                protocol.BAD_MESSAGE,
+                f"the last {stream.odd_gap_run} bars came {_duration(gap)} apart; {advice}",
+            )
+
+    def _terms(
+        self, envelope: Envelope, stream: InstrumentSession, refresh: bool = False
+    ) -> EnvConfig:
+        """The execution settings orders of this stream are priced with: the model's,
+        on the traded contract (hello's instrument_spec, else the contract table)."""
+        policy = self.policy
+        if not refresh and stream.terms is not None and stream.terms_policy is policy:
+            return stream.terms  # type: ignore[no-any-return]
+        name = envelope.instrument or ""
+        trained = policy.env_config.instrument
+        spec = stream.instrument_spec
+        known = _lookup_instrument(name)
+        if spec is not None:
+            instrument = Instrument(
+                symbol=known.symbol if known else name.split(" ")[0].upper(),
+                tick_size=spec["tick_size"],
+                point_value=spec["point_value"],
+                commission_per_side=known.commission_per_side if known else 0.0,
+            )
+        elif known is not None:
+            instrument = known
+        else:
+            raise ProtocolError(
+                protocol.BAD_MESSAGE,
+                f"instrument {name!r} is not in the daemon's contract table, so its tick size "
+                "is unknown; send instrument_spec (tick_size, point_value) in hello",
+            )
+        ratio = max(instrument.tick_size, trained.tick_size) / min(
+            instrument.tick_size, trained.tick_size
+        )
+        if ratio > MAX_SCALE_RATIO and not self.allow_other_scale:
+            raise ProtocolError(
+                protocol.BAD_MESSAGE,
+                f"model {policy.version} was trained on {trained.symbol} (tick "
+                f"{trained.tick_size:g}); {name} trades at tick {instrument.tick_size:g}, "
+                "another price scale; serve a model trained on this contract (or start the "
+                "daemon with --allow-other-price-scale if you are sure)",
+            )
+        if instrument.symbol != trained.symbol:
             log.warning(
                 "instrument_mismatch",
                 client=envelope.client,
                 instrument=envelope.instrument,
-                model_instrument=expected,
-                detail="orders are priced with the model's contract terms",
+                model_instrument=trained.symbol,
+                tick_size=instrument.tick_size,
+                detail=f"orders are priced on {instrument.symbol}'s tick",
             )
+        stream.terms = dataclasses.replace(policy.env_config, instrument=instrument)
+        stream.terms_policy = policy
+        return stream.terms  # type: ignore[no-any-return]
 
     def _ok(
         self, envelope: Envelope, reply: dict[str, Any], decision: Decision | None = None
@@ -376,3 +529,22 @@ class Dispatcher:
             model_version=self.policy.version,
             parsed=obj is not None,
         )
+
+
+def _lookup_instrument(name: str) -> Instrument | None:
+    """The contract table's terms for a root or NinjaTrader name, or None."""
+    try:
+        return get_instrument(name)
+    except KeyError:
+        return None
+
+
+def _duration(seconds: float) -> str:
+    seconds = abs(seconds)
+    if seconds < 120:
+        return f"{seconds:g} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.4g} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.4g} h"
+    return f"{seconds / 86400:.4g} days"

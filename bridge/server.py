@@ -312,6 +312,8 @@ def build_server(
         exchange_tz=exchange_zone(config.exchange_tz),
         max_message_bytes=config.max_message_bytes,
         max_sessions=config.max_sessions,
+        max_clock_skew_s=config.max_clock_skew_s,
+        allow_other_scale=config.allow_other_scale,
     )
     journal = Journal(config.journal_dir) if config.journal_dir is not None else None
     if journal is not None:

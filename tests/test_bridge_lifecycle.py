@@ -501,6 +501,26 @@ def test_replay_command_prints_trades_pnl_and_histogram(
     )
 
 
+def test_replay_accepts_a_deploy_target_as_bundle(
+    tiny_bundle, tiny_policy, tmp_path, restore_logging
+) -> None:
+    from env.bars import save_bars_csv
+
+    data = tmp_path / "bars.csv"
+    save_bars_csv(BARS[:200], data)
+    target = tmp_path / "deployed"
+    shutil.copytree(tiny_bundle, target / "bundles" / "v1")
+    (target / "current.json").write_text(json.dumps({"path": "bundles/v1"}), encoding="utf-8")
+    with running_server(serve_config(tiny_bundle, tmp_path), tiny_policy) as server:
+        args = ["replay", str(data), "--endpoint", server.endpoint, "--bundle", str(target)]
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, result.output
+        assert f"model {tiny_policy.version}: {200 - WARMUP_BARS} bars" in result.output
+        result = CliRunner().invoke(cli, [*args[:-1], str(tmp_path / "nothing-here")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "is not a model bundle or deploy target" in result.output
+
+
 # -- command line ----------------------------------------------------------------------
 
 
