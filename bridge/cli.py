@@ -25,9 +25,19 @@ from bridge.config import (
     MonitorConfig,
     ServeConfig,
 )
+from bridge.killswitch import KillSwitch, default_state_dir
 from env.config import WARMUP_BARS
 
 _PATH = click.Path(path_type=Path)
+
+
+def _state_dir_option(command: Callable[..., None]) -> Callable[..., None]:
+    return click.option(
+        "--state-dir",
+        type=_PATH,
+        envvar="AITB_STATE_DIR",
+        help="Folder of the persistent kill switch (default: the per-user data folder).",
+    )(command)
 
 
 def _model_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -100,9 +110,9 @@ def _model_options(command: Callable[..., None]) -> Callable[..., None]:
 @click.option(
     "--histogram-every",
     type=int,
-    default=1,
+    default=100,
     show_default=True,
-    help="Log the rolling action histogram every N bars.",
+    help="Log the rolling action histogram every N bars (and with every warning).",
 )
 @click.option(
     "--histogram-window",
@@ -138,6 +148,13 @@ def _model_options(command: Callable[..., None]) -> Callable[..., None]:
     help="Minutes a bar's time may be ahead of this computer's clock before it is refused.",
 )
 @click.option(
+    "--risk-config",
+    type=_PATH,
+    envvar="AITB_RISK_CONFIG",
+    help="TOML file of risk-rail limits (docs/daemon.md); the defaults are on without one.",
+)
+@_state_dir_option
+@click.option(
     "--allow-other-price-scale",
     is_flag=True,
     help="Serve instruments whose tick size is 10x or more from the model's contract.",
@@ -161,6 +178,8 @@ def serve(
     busy_poll: bool,
     max_sessions: int,
     max_clock_skew: float,
+    risk_config: Path | None,
+    state_dir: Path | None,
     allow_other_price_scale: bool,
 ) -> None:
     """Serve a policy to NinjaTrader over ZeroMQ (the bundled demo model by default)."""
@@ -170,7 +189,13 @@ def serve(
 
     ensure_std_streams()
 
+    from env.risk import RiskConfig, RiskConfigError
+
     control_source = ctx.get_parameter_source("control")
+    try:
+        risk = RiskConfig.load(risk_config) if risk_config is not None else RiskConfig()
+    except RiskConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--risk-config") from None
     try:
         config = ServeConfig(
             bind=bind,
@@ -184,6 +209,8 @@ def serve(
             busy_poll=busy_poll,
             max_clock_skew_s=max_clock_skew * 60,
             allow_other_scale=allow_other_price_scale,
+            risk=risk,
+            state_dir=state_dir or default_state_dir(),
             monitor=MonitorConfig(
                 window=histogram_window, every=histogram_every, max_action_share=max_action_share
             ),
@@ -378,4 +405,32 @@ def monitor(logfile: Path, once: bool, refresh: float) -> None:
         follow(logfile, refresh, console)
 
 
-COMMANDS: list[click.Command] = [serve, reload, replay, monitor]
+@click.command()
+@click.option("--reason", default="halted by the operator", show_default=True)
+@_state_dir_option
+def halt(reason: str, state_dir: Path | None) -> None:
+    """Kill switch: stop new entries now and after restarts (managing and closing open
+    positions continues) until `resume`."""
+    switch = KillSwitch(state_dir or default_state_dir())
+    try:
+        switch.halt(reason)
+    except OSError as exc:
+        click.secho(f"error: cannot write {switch.path}: {exc}", fg="red", err=True)
+        sys.exit(1)
+    click.echo(f"halted: no new entries until `ai-trading-bridge resume` ({switch.path})")
+
+
+@click.command()
+@_state_dir_option
+def resume(state_dir: Path | None) -> None:
+    """Release the kill switch: entries are allowed again from the next bar."""
+    switch = KillSwitch(state_dir or default_state_dir())
+    try:
+        released = switch.resume()
+    except OSError as exc:
+        click.secho(f"error: cannot remove {switch.path}: {exc}", fg="red", err=True)
+        sys.exit(1)
+    click.echo("resumed: entries allowed" if released else "was not halted")
+
+
+COMMANDS: list[click.Command] = [serve, reload, replay, monitor, halt, resume]

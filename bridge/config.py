@@ -11,7 +11,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from bridge.killswitch import default_state_dir
 from env.bars import EXCHANGE_TZ
+from env.risk import RiskConfig
 
 DEFAULT_BIND = "tcp://127.0.0.1:5555"
 DEFAULT_CONTROL = "tcp://127.0.0.1:5556"
@@ -135,14 +137,15 @@ class MonitorConfig:
 
     Attributes:
         window: Decisions in the rolling histogram of each client+instrument.
-        every: Log the histogram every this many decisions (1: every bar).
+        every: Log the histogram every this many decisions (1: every bar), and always
+            with a warning.
         hold_band: Expected share of HOLD among flat bars (the guide's 80-90%); a full
             window outside it is warned about.
         max_action_share: Warn when one action takes more than this share of a window.
     """
 
     window: int = 100
-    every: int = 1
+    every: int = 100
     hold_band: tuple[float, float] = (0.80, 0.90)
     max_action_share: float = 0.95
 
@@ -182,6 +185,8 @@ class ServeConfig:
             refused (a client clock or time-zone mistake).
         allow_other_scale: Serve instruments whose tick size is an order of magnitude
             from the model's contract (another price scale); refused by default.
+        risk: Limits of the risk rails (``--risk-config``).
+        state_dir: Folder of the persistent kill switch (``halt.json``).
     """
 
     bind: str = DEFAULT_BIND
@@ -197,6 +202,8 @@ class ServeConfig:
     busy_poll: bool = False
     max_clock_skew_s: float = DEFAULT_MAX_CLOCK_SKEW_S
     allow_other_scale: bool = False
+    risk: RiskConfig = field(default_factory=RiskConfig)
+    state_dir: Path = field(default_factory=default_state_dir)
 
     def __post_init__(self) -> None:
         check_endpoint(self.bind, "--bind")

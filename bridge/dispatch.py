@@ -17,7 +17,9 @@ import numpy as np
 import structlog
 
 from bridge import protocol
+from bridge.calendar import session_functions
 from bridge.config import DEFAULT_MAX_CLOCK_SKEW_S
+from bridge.killswitch import KillSwitch
 from bridge.orders import price_orders
 from bridge.policy import LoadedPolicy
 from bridge.protocol import Envelope, ProtocolError
@@ -26,6 +28,7 @@ from env.config import ACTION_NAMES, ENTRY_ACTIONS, WARMUP_BARS, Action
 from env.features import build_observation, position_features
 from env.instruments import Instrument, get_instrument
 from env.mask import action_mask
+from env.risk import RailState, RiskConfig, is_stale
 from env.trading_env import EnvConfig
 
 log = structlog.get_logger()
@@ -50,6 +53,8 @@ class Decision:
     probs: tuple[float, ...]
     warming_up: bool
     guarded: bool
+    risk_rule: str | None = None
+    risk_detail: str | None = None
 
 
 @dataclass(slots=True)
@@ -83,6 +88,8 @@ class Dispatcher:
         max_clock_skew_s: A bar this far ahead of ``wall_clock`` is refused.
         allow_other_scale: Serve instruments whose tick size is an order of magnitude
             from the model's contract (refused by default).
+        risk: Limits of the risk rails.
+        kill_switch: The persistent halt, or None (tests).
     """
 
     def __init__(
@@ -96,8 +103,13 @@ class Dispatcher:
         wall_clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
         max_clock_skew_s: float = DEFAULT_MAX_CLOCK_SKEW_S,
         allow_other_scale: bool = False,
+        risk: RiskConfig | None = None,
+        kill_switch: KillSwitch | None = None,
     ) -> None:
         self.policy = policy
+        self.risk = risk if risk is not None else RiskConfig()
+        self.kill_switch = kill_switch
+        self._halted = False
         self.wall_clock = wall_clock
         self.max_clock_skew_s = max_clock_skew_s
         self.allow_other_scale = allow_other_scale
@@ -232,6 +244,7 @@ class Dispatcher:
             warmup_bars=WARMUP_BARS,
             bars_known=stream.bars_known,
             last_bar_time=None if last is None else last.isoformat(),
+            risk=self.risk_summary(stream),
         )
         return self._ok(envelope, reply)
 
@@ -258,7 +271,10 @@ class Dispatcher:
 
     def _position(self, envelope: Envelope, obj: dict[str, Any]) -> Outcome:
         position = protocol.parse_position(obj.get("position"), self.zone)
-        self._stream(envelope).position = position
+        pnl = protocol.parse_realized_pnl(obj, position)
+        stream = self._stream(envelope)
+        stream.position = position
+        self._rails(stream).on_position(position.side, pnl)
         return self._ok(envelope, protocol.ok_reply("position", envelope.seq))
 
     def _bar(self, envelope: Envelope, obj: dict[str, Any]) -> Outcome:
@@ -268,6 +284,7 @@ class Dispatcher:
             None if raw_position is None else protocol.parse_position(raw_position, self.zone)
         )
         debug = protocol.parse_debug(obj)
+        pnl = protocol.parse_realized_pnl(obj, position)
         stream = self._stream(envelope)
         self._check_clock(bar, self._now_local(), "bar")
         if not stream.is_new(bar):
@@ -284,6 +301,14 @@ class Dispatcher:
         if position is not None:
             stream.position = position
         stream.add_bar(bar)
+        stream.last_bar_at, stream.stale = self.clock(), False
+        rails = self._rails(stream)
+        if stream.calendar is None:
+            stream.calendar = session_functions(envelope.instrument or "", self.zone)
+        point = stream.calendar[0](bar.local_time)
+        rails.on_bar(point.session, bar.local_time, point.minutes_to_close)
+        if position is not None:
+            rails.on_position(position.side, pnl)
         if not stream.ready:
             return self._warming_up(envelope, bar.time, stream, debug)
         return self._decide(envelope, bar.time, stream, debug, terms)
@@ -313,7 +338,9 @@ class Dispatcher:
         mask_list = action_mask(side).tolist()
         model_action, probs = policy.decide(obs_normalized, mask_list)
         guarded = side != 0 and model_action in ENTRY_ACTIONS
-        action = Action.HOLD if guarded else model_action
+        action, refusal = stream.risk.decide(
+            Action.HOLD if guarded else model_action, self._check_halt()
+        )
         orders = price_orders(action, position, features.close, features.atr, terms)
         prob_list = [round(p, PROB_DIGITS) for p in probs]
         reply = protocol.ok_reply(
@@ -330,6 +357,12 @@ class Dispatcher:
         )
         if guarded:
             reply["guarded"] = True
+        if refusal is not None:
+            reply["risk"] = {
+                "rule": refusal.rule,
+                "detail": refusal.detail,
+                "model_action": int(model_action),
+            }
         if debug:
             reply["debug"] = {"obs": obs.tolist(), "obs_normalized": obs_normalized.tolist()}
         decision = Decision(
@@ -341,7 +374,10 @@ class Dispatcher:
             tuple(prob_list),
             False,
             guarded,
+            None if refusal is None else refusal.rule,
+            None if refusal is None else refusal.detail,
         )
+        self._log_risk_state(envelope, stream)
         return self._ok(envelope, reply, decision)
 
     def _warming_up(
@@ -397,6 +433,79 @@ class Dispatcher:
     def _stream(self, envelope: Envelope) -> InstrumentSession:
         assert envelope.client is not None and envelope.instrument is not None
         return self.sessions.stream(envelope.client, envelope.instrument)
+
+    # -- risk ----------------------------------------------------------------------
+
+    def _rails(self, stream: InstrumentSession) -> RailState:
+        if stream.risk is None:
+            stream.risk = RailState(self.risk)
+        return stream.risk  # type: ignore[no-any-return]
+
+    def _check_halt(self) -> bool:
+        """Whether the kill switch is engaged; logs when that changes."""
+        halted = self.kill_switch is not None and self.kill_switch.halted
+        if halted != self._halted:
+            self._halted = halted
+            if halted:
+                assert self.kill_switch is not None
+                log.warning(
+                    "kill_switch_engaged",
+                    **(self.kill_switch.status() or {}),
+                    detail="no new entries; management and exits continue; "
+                    "`ai-trading-bridge resume` releases it",
+                )
+            else:
+                log.warning("kill_switch_released", detail="entries allowed again")
+        return halted
+
+    def risk_summary(self, stream: InstrumentSession | None = None) -> dict[str, Any]:
+        """The hello reply's ``risk``: the state and each rail's, for a stream (or for a
+        fresh one)."""
+        rails = self._rails(stream) if stream is not None else RailState(self.risk)
+        halted = self._check_halt()
+        return {"state": rails.state(halted), "rails": rails.rails(halted)}
+
+    def _log_risk_state(self, envelope: Envelope, stream: InstrumentSession) -> None:
+        rails = stream.risk
+        halted = self._halted
+        state = rails.state(halted)
+        if state != stream.risk_state:
+            stream.risk_state = state
+            log.log(
+                20 if state == "active" else 30,
+                "risk_state",
+                client=envelope.client,
+                instrument=envelope.instrument,
+                state=state,
+                rails=rails.rails(halted),
+            )
+
+    def check_stale(self, utc_now: datetime) -> int:
+        """The stale-data watchdog: warn once for each stream whose bars stopped while its
+        market is open; returns how many streams are stale now."""
+        period = protocol.period_seconds(self.policy.bar_period)
+        now = self.clock()
+        stale = 0
+        for (client, instrument), stream in self.sessions.items():
+            if stream.last_bar_at is None or stream.calendar is None:
+                continue
+            if stream.stale:
+                stale += 1
+                continue
+            waited = now - stream.last_bar_at
+            if is_stale(waited, period, self.risk.stale_after_bars, stream.calendar[1](utc_now)):
+                stream.stale = True
+                stale += 1
+                log.warning(
+                    "stale_data",
+                    client=client,
+                    instrument=instrument,
+                    seconds_since_bar=round(waited, 1),
+                    bar_period=protocol.describe_period(self.policy.bar_period),
+                    detail="no bar for several bar periods while the market is open: check "
+                    "NinjaTrader's connection and the strategy (it may be disabled)",
+                )
+        return stale
 
     def _now_local(self) -> datetime:
         return self.wall_clock().astimezone(self.zone).replace(tzinfo=None)

@@ -339,6 +339,15 @@ def describe_period(period: dict[str, Any]) -> str:
     return f"{period.get('value')}-{period.get('type')}"
 
 
+def parse_realized_pnl(obj: dict[str, Any], position: Position | None) -> float | None:
+    """The session's realized P&L: the request's ``realized_pnl`` (PROTOCOL v1.1), else
+    the position object's, else None."""
+    value = obj.get("realized_pnl")
+    if value is not None:
+        return _finite(value, "realized_pnl")
+    return None if position is None else position.realized_pnl
+
+
 def parse_debug(obj: dict[str, Any]) -> bool:
     """The optional ``debug`` flag."""
     debug = obj.get("debug", False)

@@ -23,6 +23,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any
 
 import structlog
@@ -33,6 +34,7 @@ from bridge.config import ConfigError, ModelSource, ServeConfig, exchange_zone
 from bridge.console import dropped_lines
 from bridge.dispatch import Dispatcher, Outcome
 from bridge.journal import Journal
+from bridge.killswitch import KillSwitch
 from bridge.monitoring import Monitor
 from bridge.policy import LoadedPolicy, NumpyActor, PolicyLoadError, load_policy
 
@@ -43,6 +45,7 @@ log = structlog.get_logger()
 # machine it only gets one once this thread sleeps. Recording first would add its cost
 # (about 0.3 ms) to every reply.
 IDLE_AFTER_REPLY_MS = 1
+WATCHDOG_EVERY_S = 1.0  # how often the stale-data watchdog looks at the streams
 MAX_UNRECORDED = 64  # record anyway after this many replies in a burst (history, replay)
 HARD_LIMIT_FACTOR = 16  # ZMQ_MAXMSGSIZE = 16 x --max-message-bytes: larger peers are dropped
 CONTROL_TIMEOUT_S = 30.0  # loading a model can take a few seconds
@@ -165,9 +168,13 @@ class BridgeServer:
             journal=None if self.journal is None else str(self.journal.folder),
         )
         idle_timeout = 0 if self.config.busy_poll else self.config.poll_ms
-        done: list[_Done] = []  # replied, not yet journaled and logged
+        done: list[_Done] = []  # replied, not yet logged
+        next_watch = time.monotonic() + WATCHDOG_EVERY_S
         try:
             while not self._stop.is_set():
+                if not done and time.monotonic() >= next_watch:
+                    next_watch = time.monotonic() + WATCHDOG_EVERY_S
+                    self._watch()
                 events = dict(poller.poll(IDLE_AFTER_REPLY_MS if done else idle_timeout))
                 if self.socket in events:
                     finished = self._serve_one(self.socket)
@@ -227,6 +234,13 @@ class BridgeServer:
         latency_us = (time.perf_counter_ns() - started) // 1000
         return None if outcome is None else (raw, outcome, latency_us)
 
+    def _watch(self) -> None:
+        """Periodic checks between requests: the stale-data watchdog."""
+        try:
+            self.dispatcher.check_stale(datetime.now(timezone.utc))
+        except Exception:
+            log.exception("watchdog_failed", detail="serving continues")
+
     def _record(self, done: list[_Done]) -> None:
         """Log replied requests; a failure here never costs a reply."""
         for _raw, outcome, latency_us in done:
@@ -267,6 +281,7 @@ class BridgeServer:
             "requests": self.requests,
             "journal_failures": 0 if self.journal is None else self.journal.failures,
             "log_lines_dropped": dropped_lines(),
+            "risk": self.dispatcher.risk_summary(),
         }
 
     def reload(self, source: ModelSource | None = None) -> dict[str, Any]:
@@ -314,6 +329,8 @@ def build_server(
         max_sessions=config.max_sessions,
         max_clock_skew_s=config.max_clock_skew_s,
         allow_other_scale=config.allow_other_scale,
+        risk=config.risk,
+        kill_switch=KillSwitch(config.state_dir),
     )
     journal = Journal(config.journal_dir) if config.journal_dir is not None else None
     if journal is not None:

@@ -42,6 +42,10 @@ class InstrumentSession:
         self.odd_gap_s = 0.0
         self.odd_gap_run = 0
         self.risk: Any = None  # env.risk.RailState of this stream, created on first use
+        self.calendar: Any = None  # (point, is_open) from bridge.calendar, on first use
+        self.risk_state = ""  # last logged rail state
+        self.last_bar_at: float | None = None  # monotonic arrival of the last bar
+        self.stale = False  # the watchdog warned and no bar came since
 
     @property
     def last_time(self) -> datetime | None:
@@ -97,6 +101,10 @@ class SessionStore:
         else:
             self._streams.move_to_end(key)
         return session
+
+    def items(self) -> list[tuple[tuple[str, str], InstrumentSession]]:
+        """Every (client, instrument) and its session (a copy, safe to iterate)."""
+        return list(self._streams.items())
 
     def __len__(self) -> int:
         return len(self._streams)

@@ -107,6 +107,7 @@ def serve_config(bundle: Path, tmp_path: Path, **overrides: Any) -> ServeConfig:
         "control_required": True,
         "model": ModelSource(bundle=bundle),
         "journal_dir": tmp_path / "journal",
+        "state_dir": tmp_path / "state",
         "monitor": MonitorConfig(),
         "poll_ms": 20,
     }

@@ -41,6 +41,7 @@ pytest_plugins = ["bridge_helpers"]
 ROOT = Path(__file__).resolve().parent.parent
 BARS = tiny_bars()
 EXIT_DEADLINE_S = 2.0
+MONITOR_WARNINGS = {"hold_share_out_of_band", "action_share_high", "pm_action_while_flat"}
 
 
 @pytest.fixture
@@ -238,7 +239,18 @@ def test_histogram_is_logged_as_structured_fields_every_n_bars(
             )
         decisions = [e for e in logs if e["event"] == "decision"]
         histograms = [e for e in logs if e["event"] == "action_histogram"]
-        assert len(decisions) == 120 and len(histograms) == 120 // every
+        assert len(decisions) == 120
+        # A histogram after every `every`-th decision, and after any decision that warned.
+        count, warned, logged_at = 0, set(), []
+        for event in logs:
+            if event["event"] == "decision":
+                count += 1
+            elif event["event"] in MONITOR_WARNINGS:
+                warned.add(count)
+            elif event["event"] == "action_histogram":
+                logged_at.append(count)
+        expected = {n for n in range(1, 121) if n % every == 0} | (warned - {0})
+        assert logged_at == sorted(expected)
         last = histograms[-1]
         assert last["bars"] == 100 and sum(last["counts"].values()) == 100
         assert last["flat_bars"] + last["position_bars"] == 100
