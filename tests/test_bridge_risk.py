@@ -382,3 +382,34 @@ class Rails(RuleBasedStateMachine):
 
 TestRails = Rails.TestCase
 TestRails.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
+
+
+def test_monitor_shows_each_rail_state_and_the_kill_switch() -> None:
+    import json
+
+    from rich.console import Console
+
+    from bridge.monitor import MonitorState, render
+
+    rails = RailState(RiskConfig(max_entries_per_session=1))
+    rails.on_bar(1, datetime(2025, 1, 6, 9, 0), 420.0)
+    rails.decide(int(Action.BUY))
+    lines = [
+        {"event": "kill_switch_engaged", "level": "warning", "reason": "news"},
+        {
+            "event": "risk_state",
+            "level": "warning",
+            "client": "c",
+            "instrument": "NQ 03-26",
+            "state": rails.state(),
+            "rails": rails.rails(),
+        },
+        {"event": "risk_refused", "level": "info", "rule": "max_entries"},
+    ]
+    state = MonitorState()
+    state.feed(json.dumps(line) for line in lines)
+    console = Console(width=200, record=True)
+    console.print(render(state))
+    text = console.export_text()
+    assert "kill switch ON (news)" in text and "max_entries 1" in text
+    assert "reducing" in text and "1 / 1" in text and "420.0 min" in text
