@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import structlog
 
 from bridge.config import (
     DEFAULT_BIND,
@@ -24,6 +25,7 @@ from bridge.config import (
     ModelSource,
     MonitorConfig,
     ServeConfig,
+    is_loopback,
 )
 from bridge.killswitch import KillSwitch, default_state_dir
 from env.config import WARMUP_BARS
@@ -76,7 +78,20 @@ def _model_options(command: Callable[..., None]) -> Callable[..., None]:
     default=DEFAULT_CONTROL,
     show_default=True,
     envvar="AITB_CONTROL",
-    help="Loopback control endpoint for `ai-trading-bridge reload`; 'none' disables it.",
+    help="Loopback control endpoint for `ai-trading-bridge reload` (default: a free port, "
+    "published with a secret token in the state folder); 'none' disables it.",
+)
+@click.option(
+    "--model-dir",
+    "model_dirs",
+    type=_PATH,
+    multiple=True,
+    help="Folder `reload` may load models from (repeatable; default: the served model's).",
+)
+@click.option(
+    "--allow-remote",
+    is_flag=True,
+    help="Allow a non-loopback --bind (unauthenticated; prefer an SSH tunnel).",
 )
 @click.option(
     "--max-message-bytes",
@@ -167,6 +182,8 @@ def serve(
     model: Path | None,
     vecnorm: Path | None,
     control: str,
+    model_dirs: tuple[Path, ...],
+    allow_remote: bool,
     max_message_bytes: int,
     journal_dir: Path,
     no_journal: bool,
@@ -183,7 +200,7 @@ def serve(
     allow_other_price_scale: bool,
 ) -> None:
     """Serve a policy to NinjaTrader over ZeroMQ (the bundled demo model by default)."""
-    from bridge.console import configure_queued_logging, ensure_std_streams
+    from bridge.console import configure_queued_logging, ensure_std_streams, exit_now
     from bridge.policy import PolicyLoadError
     from bridge.server import ServeError, build_server, install_signal_handlers
 
@@ -211,6 +228,8 @@ def serve(
             allow_other_scale=allow_other_price_scale,
             risk=risk,
             state_dir=state_dir or default_state_dir(),
+            model_dirs=tuple(p.resolve() for p in model_dirs),
+            allow_remote=allow_remote,
             monitor=MonitorConfig(
                 window=histogram_window, every=histogram_every, max_action_share=max_action_share
             ),
@@ -218,6 +237,14 @@ def serve(
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     configure_queued_logging(log_file, (ctx.obj or {}).get("log_level", "info"))
+    if allow_remote and not is_loopback(bind):
+        warning = (
+            f"WARNING: --bind {bind} accepts requests from other computers with NO "
+            "authentication: anyone who reaches this port can read decisions and send bars. "
+            "Prefer tcp://127.0.0.1 and an SSH tunnel (docs/daemon.md, Security)."
+        )
+        click.secho(warning, fg="red", bold=True, err=True)
+        structlog.get_logger().warning("remote_bind", bind=bind, detail=warning)
     try:
         server = build_server(config)
         server.bind()
@@ -226,21 +253,30 @@ def serve(
         sys.exit(1)
     install_signal_handlers(server)
     server.serve_forever()
+    exit_now(0)  # everything is closed; skip the interpreter's slow teardown
 
 
 @click.command()
 @click.option(
-    "--control",
-    default=DEFAULT_CONTROL,
+    "--endpoint",
+    default=DEFAULT_BIND,
     show_default=True,
-    envvar="AITB_CONTROL",
-    help="The daemon's control endpoint.",
+    envvar="AITB_BIND",
+    help="The endpoint the daemon serves (names the daemon to reload).",
 )
+@click.option(
+    "--control",
+    default=None,
+    help="The daemon's control endpoint instead (as its 'serving' log line shows).",
+)
+@_state_dir_option
 @_model_options
 @click.option("--status", is_flag=True, help="Only show what the daemon serves.")
 @click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait.")
 def reload(
-    control: str,
+    endpoint: str,
+    control: str | None,
+    state_dir: Path | None,
     bundle: Path | None,
     model: Path | None,
     vecnorm: Path | None,
@@ -249,9 +285,18 @@ def reload(
 ) -> None:
     """Reload the daemon's model (the same files, or the ones given); the old model keeps
     serving if the new one fails its checks."""
-    from bridge.server import control_request
+    from bridge.server import control_request, find_daemon
 
-    command: dict[str, str] = {"type": "status" if status else "reload"}
+    try:
+        daemon = find_daemon(state_dir or default_state_dir(), endpoint, control)
+    except FileNotFoundError as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(1)
+    control = str(daemon.get("control"))
+    command: dict[str, str] = {
+        "type": "status" if status else "reload",
+        "token": str(daemon.get("token")),
+    }
     if not status:
         for key, path in (("bundle", bundle), ("model", model), ("vecnorm", vecnorm)):
             if path is not None:

@@ -16,7 +16,7 @@ from env.bars import EXCHANGE_TZ
 from env.risk import RiskConfig
 
 DEFAULT_BIND = "tcp://127.0.0.1:5555"
-DEFAULT_CONTROL = "tcp://127.0.0.1:5556"
+DEFAULT_CONTROL = "tcp://127.0.0.1:*"  # a free port, published in the state folder
 DEFAULT_MAX_MESSAGE_BYTES = 1 << 20  # 1 MiB
 DEFAULT_EXCHANGE_TZ = EXCHANGE_TZ  # CME Globex: the training data's wall clock
 DEFAULT_JOURNAL_DIR = Path("journal")
@@ -186,7 +186,11 @@ class ServeConfig:
         allow_other_scale: Serve instruments whose tick size is an order of magnitude
             from the model's contract (another price scale); refused by default.
         risk: Limits of the risk rails (``--risk-config``).
-        state_dir: Folder of the persistent kill switch (``halt.json``).
+        state_dir: Folder of the persistent kill switch (``halt.json``) and of the files
+            publishing each running daemon's control endpoint and token.
+        model_dirs: Folders a control-socket reload may load from; empty: the folder of
+            the model served at start.
+        allow_remote: Serve a non-loopback ``bind`` (no authentication on that socket).
     """
 
     bind: str = DEFAULT_BIND
@@ -204,9 +208,19 @@ class ServeConfig:
     allow_other_scale: bool = False
     risk: RiskConfig = field(default_factory=RiskConfig)
     state_dir: Path = field(default_factory=default_state_dir)
+    model_dirs: tuple[Path, ...] = ()
+    allow_remote: bool = False
 
     def __post_init__(self) -> None:
         check_endpoint(self.bind, "--bind")
+        if not is_loopback(self.bind) and not self.allow_remote:
+            raise ConfigError(
+                f"--bind {self.bind} would accept orders requests from any computer that can "
+                "reach this one, with no authentication. Keep the daemon on "
+                "tcp://127.0.0.1:PORT and reach it from another computer through an SSH "
+                "tunnel (Windows ships OpenSSH: ssh -N -L 5555:127.0.0.1:5555 user@daemon-pc), "
+                "or pass --allow-remote if you accept the risk"
+            )
         if self.control is not None:
             check_endpoint(self.control, "--control")
             if not is_loopback(self.control):

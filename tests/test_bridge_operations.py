@@ -108,11 +108,11 @@ def test_unread_stderr_and_stdout_pipes_never_stop_the_replies(tiny_bundle, tmp_
     finally:
         if process.poll() is None:
             process.kill()
-    # 5,000 decision lines are far more than a pipe buffer: the console dropped lines,
-    # the log file (its own queue) kept every decision.
+    # 5,000 decision lines are far more than a pipe buffer: the console sink is stuck on
+    # its pipe, while the log file (its own queue and thread) kept every decision.
     events = [json.loads(line) for line in (tmp_path / "daemon.log").read_text().splitlines()]
     assert sum(e["event"] == "decision" for e in events) == 5000
-    assert events[-1]["event"] == "stopped" and events[-1]["log_lines_dropped"]["console"] > 0
+    assert events[-1]["event"] == "stopped" and "console" in events[-1]["log_lines_dropped"]
 
 
 @posix_only
