@@ -508,6 +508,7 @@ def build_server(
         risk=config.risk,
         kill_switch=KillSwitch(config.state_dir),
     )
+    dispatcher.calendars.build(policy.env_config.instrument)  # about a second; not per bar
     journal = Journal(config.journal_dir) if config.journal_dir is not None else None
     if journal is not None:
         journal.open()
