@@ -18,6 +18,7 @@ from bridge.config import (
     DEFAULT_CONTROL,
     DEFAULT_EXCHANGE_TZ,
     DEFAULT_JOURNAL_DIR,
+    DEFAULT_LOG_FILE,
     DEFAULT_MAX_CLOCK_SKEW_S,
     DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_MAX_SESSIONS,
@@ -112,8 +113,10 @@ def _model_options(command: Callable[..., None]) -> Callable[..., None]:
 @click.option(
     "--log-file",
     type=_PATH,
+    default=DEFAULT_LOG_FILE,
+    show_default=True,
     envvar="AITB_LOG_FILE",
-    help="Also append JSON log lines here (what `monitor` reads).",
+    help="Also append JSON log lines here (what `monitor` reads); 'none' for console only.",
 )
 @click.option(
     "--exchange-tz",
@@ -236,7 +239,15 @@ def serve(
         )
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
-    configure_queued_logging(log_file, (ctx.obj or {}).get("log_level", "info"))
+    if log_file is not None and str(log_file).lower() == "none":
+        log_file = None
+    try:
+        configure_queued_logging(log_file, (ctx.obj or {}).get("log_level", "info"))
+    except OSError as exc:
+        raise click.BadParameter(
+            f"cannot write {log_file}: {exc.strerror}; pick another file or 'none'",
+            param_hint="--log-file",
+        ) from None
     if allow_remote and not is_loopback(bind):
         warning = (
             f"WARNING: --bind {bind} accepts requests from other computers with NO "
@@ -429,13 +440,14 @@ def _print_replay(result) -> None:  # type: ignore[no-untyped-def]
 
 
 @click.command()
-@click.argument("logfile", type=_PATH)
+@click.argument("logfile", type=_PATH, default=DEFAULT_LOG_FILE)
 @click.option("--once", is_flag=True, help="Print one snapshot of the whole file and exit.")
 @click.option(
     "--refresh", type=float, default=1.0, show_default=True, help="Seconds between reads."
 )
 def monitor(logfile: Path, once: bool, refresh: float) -> None:
-    """Live view of a daemon's --log-file: action histograms, latency, warnings."""
+    """Live view of a daemon's --log-file (default: the daemon's default log file):
+    action histograms, latency, risk rails, warnings."""
     from rich.console import Console
 
     from bridge.monitor import follow, render, snapshot
