@@ -490,4 +490,34 @@ def resume(state_dir: Path | None) -> None:
     click.echo("resumed: entries allowed" if released else "was not halted")
 
 
-COMMANDS: list[click.Command] = [serve, reload, replay, monitor, halt, resume]
+@click.command("export-plain")
+@click.argument("bundle", type=click.Path(path_type=Path, file_okay=False, exists=True))
+def export_plain_command(bundle: Path) -> None:
+    """Write BUNDLE's policy weights and normaliser statistics as plain numpy files
+    (policy.npz, normalizer.npz), checked equal to SB3; the daemon then serves the
+    bundle without unpickling anything."""
+    import pickle
+
+    from bridge.plain import PlainFormatError, export_plain
+    from bridge.policy import PolicyLoadError, load_model
+
+    try:
+        model, _ = load_model(bundle / "model.zip")
+        with open(bundle / "vecnormalize.pkl", "rb") as f:
+            vecnorm = pickle.load(f)  # the trader's own bundle, read once to convert it
+        written = export_plain(model, vecnorm, bundle)
+    except (PolicyLoadError, PlainFormatError, OSError, pickle.UnpicklingError) as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(1)
+    click.echo(f"wrote {written[0].name} and {written[1].name} in {bundle} (checked against SB3)")
+
+
+COMMANDS: list[click.Command] = [
+    serve,
+    reload,
+    replay,
+    monitor,
+    halt,
+    resume,
+    export_plain_command,
+]
