@@ -481,6 +481,14 @@ def load_normalizer(path: Path) -> ObsNormalizer:
     return ObsNormalizer(mean, std, clip_obs, enabled=bool(getattr(vecnorm, "norm_obs", True)))
 
 
+def warm_imports() -> None:
+    """Import torch and SB3 now: a later reload of the guide's two files would otherwise
+    import them on the reload thread, and a module's first import holds the interpreter
+    for up to a second, stalling the requests being served meanwhile."""
+    import sb3_contrib  # noqa: F401
+    import stable_baselines3  # noqa: F401
+
+
 def load_model(path: Path) -> tuple[Any, str]:
     """An SB3 zip as ``(model, algorithm)``: MaskablePPO when its policy is maskable."""
     try:
