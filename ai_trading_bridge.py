@@ -95,6 +95,9 @@ _register()
 
 def main() -> None:
     """Console-script entry point."""
+    from bridge.console import ensure_std_streams
+
+    ensure_std_streams()  # closed streams, cp1252 consoles and redirected output
     cli(obj={})
 
 

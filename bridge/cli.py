@@ -11,22 +11,36 @@ from pathlib import Path
 from typing import Any
 
 import click
+import structlog
 
 from bridge.config import (
     DEFAULT_BIND,
     DEFAULT_CONTROL,
     DEFAULT_EXCHANGE_TZ,
     DEFAULT_JOURNAL_DIR,
+    DEFAULT_LOG_FILE,
+    DEFAULT_MAX_CLOCK_SKEW_S,
     DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_MAX_SESSIONS,
     ConfigError,
     ModelSource,
     MonitorConfig,
     ServeConfig,
+    is_loopback,
 )
+from bridge.killswitch import KillSwitch, default_state_dir
 from env.config import WARMUP_BARS
 
 _PATH = click.Path(path_type=Path)
+
+
+def _state_dir_option(command: Callable[..., None]) -> Callable[..., None]:
+    return click.option(
+        "--state-dir",
+        type=_PATH,
+        envvar="AITB_STATE_DIR",
+        help="Folder of the persistent kill switch (default: the per-user data folder).",
+    )(command)
 
 
 def _model_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -65,7 +79,20 @@ def _model_options(command: Callable[..., None]) -> Callable[..., None]:
     default=DEFAULT_CONTROL,
     show_default=True,
     envvar="AITB_CONTROL",
-    help="Loopback control endpoint for `ai-trading-bridge reload`; 'none' disables it.",
+    help="Loopback control endpoint for `ai-trading-bridge reload` (default: a free port, "
+    "published with a secret token in the state folder); 'none' disables it.",
+)
+@click.option(
+    "--model-dir",
+    "model_dirs",
+    type=_PATH,
+    multiple=True,
+    help="Folder `reload` may load models from (repeatable; default: the served model's).",
+)
+@click.option(
+    "--allow-remote",
+    is_flag=True,
+    help="Allow a non-loopback --bind (unauthenticated; prefer an SSH tunnel).",
 )
 @click.option(
     "--max-message-bytes",
@@ -86,8 +113,10 @@ def _model_options(command: Callable[..., None]) -> Callable[..., None]:
 @click.option(
     "--log-file",
     type=_PATH,
+    default=DEFAULT_LOG_FILE,
+    show_default=True,
     envvar="AITB_LOG_FILE",
-    help="Also append JSON log lines here (what `monitor` reads).",
+    help="Also append JSON log lines here (what `monitor` reads); 'none' for console only.",
 )
 @click.option(
     "--exchange-tz",
@@ -99,9 +128,9 @@ def _model_options(command: Callable[..., None]) -> Callable[..., None]:
 @click.option(
     "--histogram-every",
     type=int,
-    default=1,
+    default=100,
     show_default=True,
-    help="Log the rolling action histogram every N bars.",
+    help="Log the rolling action histogram every N bars (and with every warning).",
 )
 @click.option(
     "--histogram-window",
@@ -129,6 +158,25 @@ def _model_options(command: Callable[..., None]) -> Callable[..., None]:
     show_default=True,
     help="Client+instrument states kept (least recently used dropped).",
 )
+@click.option(
+    "--max-clock-skew",
+    type=float,
+    default=DEFAULT_MAX_CLOCK_SKEW_S / 60,
+    show_default=True,
+    help="Minutes a bar's time may be ahead of this computer's clock before it is refused.",
+)
+@click.option(
+    "--risk-config",
+    type=_PATH,
+    envvar="AITB_RISK_CONFIG",
+    help="TOML file of risk-rail limits (docs/daemon.md); the defaults are on without one.",
+)
+@_state_dir_option
+@click.option(
+    "--allow-other-price-scale",
+    is_flag=True,
+    help="Serve instruments whose tick size is 10x or more from the model's contract.",
+)
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -137,6 +185,8 @@ def serve(
     model: Path | None,
     vecnorm: Path | None,
     control: str,
+    model_dirs: tuple[Path, ...],
+    allow_remote: bool,
     max_message_bytes: int,
     journal_dir: Path,
     no_journal: bool,
@@ -147,13 +197,25 @@ def serve(
     max_action_share: float,
     busy_poll: bool,
     max_sessions: int,
+    max_clock_skew: float,
+    risk_config: Path | None,
+    state_dir: Path | None,
+    allow_other_price_scale: bool,
 ) -> None:
     """Serve a policy to NinjaTrader over ZeroMQ (the bundled demo model by default)."""
-    from ai_trading_bridge import configure_logging
+    from bridge.console import configure_queued_logging, ensure_std_streams, exit_now
     from bridge.policy import PolicyLoadError
     from bridge.server import ServeError, build_server, install_signal_handlers
 
+    ensure_std_streams()
+
+    from env.risk import RiskConfig, RiskConfigError
+
     control_source = ctx.get_parameter_source("control")
+    try:
+        risk = RiskConfig.load(risk_config) if risk_config is not None else RiskConfig()
+    except RiskConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--risk-config") from None
     try:
         config = ServeConfig(
             bind=bind,
@@ -165,13 +227,35 @@ def serve(
             exchange_tz=exchange_tz,
             max_sessions=max_sessions,
             busy_poll=busy_poll,
+            max_clock_skew_s=max_clock_skew * 60,
+            allow_other_scale=allow_other_price_scale,
+            risk=risk,
+            state_dir=state_dir or default_state_dir(),
+            model_dirs=tuple(p.resolve() for p in model_dirs),
+            allow_remote=allow_remote,
             monitor=MonitorConfig(
                 window=histogram_window, every=histogram_every, max_action_share=max_action_share
             ),
         )
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
-    configure_logging(log_file, (ctx.obj or {}).get("log_level", "info"))
+    if log_file is not None and str(log_file).lower() == "none":
+        log_file = None
+    try:
+        configure_queued_logging(log_file, (ctx.obj or {}).get("log_level", "info"))
+    except OSError as exc:
+        raise click.BadParameter(
+            f"cannot write {log_file}: {exc.strerror}; pick another file or 'none'",
+            param_hint="--log-file",
+        ) from None
+    if allow_remote and not is_loopback(bind):
+        warning = (
+            f"WARNING: --bind {bind} accepts requests from other computers with NO "
+            "authentication: anyone who reaches this port can read decisions and send bars. "
+            "Prefer tcp://127.0.0.1 and an SSH tunnel (docs/daemon.md, Security)."
+        )
+        click.secho(warning, fg="red", bold=True, err=True)
+        structlog.get_logger().warning("remote_bind", bind=bind, detail=warning)
     try:
         server = build_server(config)
         server.bind()
@@ -180,21 +264,30 @@ def serve(
         sys.exit(1)
     install_signal_handlers(server)
     server.serve_forever()
+    exit_now(0)  # everything is closed; skip the interpreter's slow teardown
 
 
 @click.command()
 @click.option(
-    "--control",
-    default=DEFAULT_CONTROL,
+    "--endpoint",
+    default=DEFAULT_BIND,
     show_default=True,
-    envvar="AITB_CONTROL",
-    help="The daemon's control endpoint.",
+    envvar="AITB_BIND",
+    help="The endpoint the daemon serves (names the daemon to reload).",
 )
+@click.option(
+    "--control",
+    default=None,
+    help="The daemon's control endpoint instead (as its 'serving' log line shows).",
+)
+@_state_dir_option
 @_model_options
 @click.option("--status", is_flag=True, help="Only show what the daemon serves.")
 @click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait.")
 def reload(
-    control: str,
+    endpoint: str,
+    control: str | None,
+    state_dir: Path | None,
     bundle: Path | None,
     model: Path | None,
     vecnorm: Path | None,
@@ -203,9 +296,18 @@ def reload(
 ) -> None:
     """Reload the daemon's model (the same files, or the ones given); the old model keeps
     serving if the new one fails its checks."""
-    from bridge.server import control_request
+    from bridge.server import control_request, find_daemon
 
-    command: dict[str, str] = {"type": "status" if status else "reload"}
+    try:
+        daemon = find_daemon(state_dir or default_state_dir(), endpoint, control)
+    except FileNotFoundError as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(1)
+    control = str(daemon.get("control"))
+    command: dict[str, str] = {
+        "type": "status" if status else "reload",
+        "token": str(daemon.get("token")),
+    }
     if not status:
         for key, path in (("bundle", bundle), ("model", model), ("vecnorm", vecnorm)):
             if path is not None:
@@ -287,8 +389,17 @@ def replay(
         raise click.BadParameter(str(exc), param_hint="DATA") from None
     env_config = EnvConfig()
     if bundle is not None:
-        card = json.loads((bundle / "model.json").read_text(encoding="utf-8"))
-        env_config = EnvConfig.from_dict(card.get("env", {}))
+        try:  # a deploy target (current.json) names the bundle it serves now
+            card_path = ModelSource(bundle=bundle).resolved().card_path
+            assert card_path is not None
+            card = json.loads(card_path.read_text(encoding="utf-8"))
+            env_config = EnvConfig.from_dict(card.get("env", {}))
+        except (ConfigError, OSError, ValueError, TypeError) as exc:
+            raise click.BadParameter(
+                f"{bundle} is not a model bundle or deploy target ({exc}); pass the folder "
+                "holding model.json, or the folder `deploy` writes current.json in",
+                param_hint="--bundle",
+            ) from None
     options: dict[str, Any] = {"client": client} if client else {}
     try:
         config = ReplayConfig(
@@ -329,13 +440,14 @@ def _print_replay(result) -> None:  # type: ignore[no-untyped-def]
 
 
 @click.command()
-@click.argument("logfile", type=_PATH)
+@click.argument("logfile", type=_PATH, default=DEFAULT_LOG_FILE)
 @click.option("--once", is_flag=True, help="Print one snapshot of the whole file and exit.")
 @click.option(
     "--refresh", type=float, default=1.0, show_default=True, help="Seconds between reads."
 )
 def monitor(logfile: Path, once: bool, refresh: float) -> None:
-    """Live view of a daemon's --log-file: action histograms, latency, warnings."""
+    """Live view of a daemon's --log-file (default: the daemon's default log file):
+    action histograms, latency, risk rails, warnings."""
     from rich.console import Console
 
     from bridge.monitor import follow, render, snapshot
@@ -350,4 +462,62 @@ def monitor(logfile: Path, once: bool, refresh: float) -> None:
         follow(logfile, refresh, console)
 
 
-COMMANDS: list[click.Command] = [serve, reload, replay, monitor]
+@click.command()
+@click.option("--reason", default="halted by the operator", show_default=True)
+@_state_dir_option
+def halt(reason: str, state_dir: Path | None) -> None:
+    """Kill switch: stop new entries now and after restarts (managing and closing open
+    positions continues) until `resume`."""
+    switch = KillSwitch(state_dir or default_state_dir())
+    try:
+        switch.halt(reason)
+    except OSError as exc:
+        click.secho(f"error: cannot write {switch.path}: {exc}", fg="red", err=True)
+        sys.exit(1)
+    click.echo(f"halted: no new entries until `ai-trading-bridge resume` ({switch.path})")
+
+
+@click.command()
+@_state_dir_option
+def resume(state_dir: Path | None) -> None:
+    """Release the kill switch: entries are allowed again from the next bar."""
+    switch = KillSwitch(state_dir or default_state_dir())
+    try:
+        released = switch.resume()
+    except OSError as exc:
+        click.secho(f"error: cannot remove {switch.path}: {exc}", fg="red", err=True)
+        sys.exit(1)
+    click.echo("resumed: entries allowed" if released else "was not halted")
+
+
+@click.command("export-plain")
+@click.argument("bundle", type=click.Path(path_type=Path, file_okay=False, exists=True))
+def export_plain_command(bundle: Path) -> None:
+    """Write BUNDLE's policy weights and normaliser statistics as plain numpy files
+    (policy.npz, normalizer.npz), checked equal to SB3; the daemon then serves the
+    bundle without unpickling anything."""
+    import pickle
+
+    from bridge.plain import PlainFormatError, export_plain
+    from bridge.policy import PolicyLoadError, load_model
+
+    try:
+        model, _ = load_model(bundle / "model.zip")
+        with open(bundle / "vecnormalize.pkl", "rb") as f:
+            vecnorm = pickle.load(f)  # the trader's own bundle, read once to convert it
+        written = export_plain(model, vecnorm, bundle)
+    except (PolicyLoadError, PlainFormatError, OSError, pickle.UnpicklingError) as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(1)
+    click.echo(f"wrote {written[0].name} and {written[1].name} in {bundle} (checked against SB3)")
+
+
+COMMANDS: list[click.Command] = [
+    serve,
+    reload,
+    replay,
+    monitor,
+    halt,
+    resume,
+    export_plain_command,
+]

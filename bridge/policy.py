@@ -5,6 +5,10 @@ from the guide's two files (``--model NQ_o1_fixed.zip --vecnorm
 phase2_position_mgmt_final_vecnorm_fixed.pkl``), trained here or elsewhere, with
 sb3-contrib ``MaskablePPO`` or plain SB3 ``PPO`` (the mask is then applied to its logits).
 
+A bundle that carries ``policy.npz`` and ``normalizer.npz`` (:mod:`bridge.plain`) is
+served from those, with nothing unpickled; the pickles are only read for a bundle without
+them and for the guide's two files.
+
 Serving path, per decision:
 
 1. :class:`ObsNormalizer` is ``VecNormalize.normalize_obs`` with the saved statistics:
@@ -38,6 +42,7 @@ import numpy as np
 import structlog
 
 from bridge.config import DEFAULT_BUNDLE, ConfigError, ModelSource
+from bridge.plain import PLAIN_POLICY, PlainFormatError, has_plain, load_plain
 from env.config import (
     ACTION_NAMES,
     COMPATIBLE_FEATURE_VERSIONS,
@@ -54,6 +59,7 @@ log = structlog.get_logger()
 
 CARD_FORMAT = "ai-trading-bridge/model-card-v1"
 LEGACY_OBSERVATION_SIZE = TOTAL_MARKET_FEATURES + 5  # 225: before the 3 validity flags
+DEFAULT_BAR_PERIOD = {"type": "minute", "value": 1}
 TIE_TOLERANCE = 1e-6  # relative logit gap under which two actions count as tied
 SMOKE_OBSERVATIONS = 64  # random observations on which the fast path must match SB3
 _INFERENCE_OBJECTS = {  # schedules are not needed to predict; skip unpickling them
@@ -200,7 +206,8 @@ class LoadedPolicy:
         algorithm: ``"MaskablePPO"`` or ``"PPO"``.
         env_config: Instrument and execution settings the model was trained with.
         card: The model card (empty for the two-file form).
-        model: The SB3 model itself (reference predictions, checks).
+        model: The SB3 model itself (reference predictions, checks); None when served
+            from the plain files.
     """
 
     version: str
@@ -233,13 +240,26 @@ class LoadedPolicy:
             logits = distribution.distribution.logits[0].numpy()
         return masked_decision(logits, mask.tolist())[0]
 
+    @property
+    def bar_period(self) -> dict[str, Any]:
+        """The card's ``bar_period`` (``{"type": "minute", "value": 1}``); 1-minute bars
+        for a card without one (every model before bar periods were recorded)."""
+        period = self.card.get("bar_period")
+        if isinstance(period, dict) and period.get("type") and period.get("value"):
+            return {"type": str(period["type"]).lower(), "value": int(period["value"])}
+        return dict(DEFAULT_BAR_PERIOD)
+
     def info(self) -> dict[str, Any]:
-        """The ``model`` object of the hello reply."""
+        """The ``model`` object of the hello reply (PROTOCOL v1.1 fields included)."""
+        instrument = self.env_config.instrument
         return {
             "version": self.version,
             "sha256": self.sha256,
             "obs_size": TOTAL_OBSERVATION_SIZE,
             "features": FEATURE_VERSION,
+            "instrument": str(self.card.get("instrument") or instrument.symbol),
+            "bar_period": self.bar_period,
+            "trained_tick_size": float(self.card.get("tick_size") or instrument.tick_size),
         }
 
 
@@ -255,6 +275,8 @@ def load_policy(source: ModelSource) -> LoadedPolicy:
         files = source.resolved()
     except ConfigError as exc:
         raise PolicyLoadError(str(exc)) from None
+    if files.bundle is not None and files.bundle.is_dir() and has_plain(files.bundle):
+        return smoke_test(_load_plain_policy(source, files))
     _require_files(files)
     card = read_card(files.card_path) if files.card_path is not None else {}
     env_config = _env_config(card, files)
@@ -278,6 +300,29 @@ def load_policy(source: ModelSource) -> LoadedPolicy:
     return smoke_test(policy)
 
 
+def _load_plain_policy(source: ModelSource, files: ModelSource) -> LoadedPolicy:
+    """A bundle served from ``policy.npz`` + ``normalizer.npz``: nothing is unpickled."""
+    assert files.bundle is not None
+    card = read_card(files.bundle / "model.json")
+    try:
+        actor, normalizer = load_plain(files.bundle)
+    except PlainFormatError as exc:
+        raise PolicyLoadError(str(exc)) from None
+    hashed = files.model_path if files.model_path.is_file() else files.bundle / PLAIN_POLICY
+    sha256 = file_sha256(hashed)
+    return LoadedPolicy(
+        version=str(card.get("version") or f"{files.bundle.name}@{sha256[:12]}"),
+        sha256=sha256,
+        source=source,
+        algorithm=str(card.get("algorithm") or "MaskablePPO"),
+        env_config=_env_config(card, files),
+        card=card,
+        normalizer=normalizer,
+        actor=actor,
+        model=None,
+    )
+
+
 def smoke_test(policy: LoadedPolicy) -> LoadedPolicy:
     """Predict on random observations, flat and in a position; compare the fast path with
     SB3's own predict and fall back to the torch path if they disagree.
@@ -299,7 +344,7 @@ def smoke_test(policy: LoadedPolicy) -> LoadedPolicy:
                     f"under mask {mask.tolist()} (probabilities {probs}); "
                     "the model is not usable"
                 )
-            if not agrees_with_reference(policy, obs, mask.copy()):
+            if policy.model is not None and not agrees_with_reference(policy, obs, mask.copy()):
                 mismatches += 1
     except PolicyLoadError:
         raise
@@ -435,6 +480,14 @@ def load_normalizer(path: Path) -> ObsNormalizer:
     if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(std > 0)):
         raise PolicyLoadError(f"{path} holds non-finite or zero statistics; retrain or re-save it")
     return ObsNormalizer(mean, std, clip_obs, enabled=bool(getattr(vecnorm, "norm_obs", True)))
+
+
+def warm_imports() -> None:
+    """Import torch and SB3 now: a later reload of the guide's two files would otherwise
+    import them on the reload thread, and a module's first import holds the interpreter
+    for up to a second, stalling the requests being served meanwhile."""
+    import sb3_contrib  # noqa: F401
+    import stable_baselines3  # noqa: F401
 
 
 def load_model(path: Path) -> tuple[Any, str]:

@@ -1,0 +1,111 @@
+"""Where a bar sits in its trading session: which session, how long to its close, and
+whether the market is open now. The risk rails and the stale-data watchdog need these.
+
+Sessions come from the contract's calendar (:class:`env.sessions.SessionCalendar`, built
+on pandas-market-calendars: holidays, early closes and the daily halt included). Building
+one takes about a second, so the daemon builds the served model's calendar at start and
+any other contract's on a background thread the first time it is seen; until that is
+ready the stream is placed on CME Globex's regular week (17:00 to 16:00 exchange time,
+Sunday to Friday), which is right for most CME products except on holidays.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Hashable
+from datetime import date, datetime, timedelta, timezone, tzinfo
+from typing import NamedTuple
+
+import structlog
+
+from env.contracts import ContractSpec
+from env.sessions import SessionCalendar
+
+log = structlog.get_logger()
+
+GLOBEX_OPEN_HOUR = 17  # the session closing on day D opens at 17:00 the day before
+GLOBEX_CLOSE_HOUR = 16
+_BAR_STAMP = timedelta(seconds=1)  # bars are stamped with their close: look just before
+
+
+class SessionPoint(NamedTuple):
+    """A bar's place in its session."""
+
+    session: Hashable  # changes when a new session starts
+    minutes_to_close: float | None  # None or inf: not known / market closed
+
+
+def globex_point(local_time: datetime) -> SessionPoint:
+    """CME Globex's regular week: the session of a naive exchange-local bar time is named
+    by the date it closes on (16:00)."""
+    stamp = local_time - _BAR_STAMP
+    session_day: date = (stamp + timedelta(hours=24 - GLOBEX_OPEN_HOUR)).date()
+    close = datetime.combine(session_day, datetime.min.time()).replace(hour=GLOBEX_CLOSE_HOUR)
+    return SessionPoint(("globex", session_day), (close - local_time).total_seconds() / 60.0)
+
+
+def globex_is_open(local_time: datetime) -> bool:
+    """Whether CME Globex's regular week trades at a naive exchange-local time."""
+    weekday, hour = local_time.weekday(), local_time.hour
+    if weekday == 5 or (weekday == 4 and hour >= GLOBEX_CLOSE_HOUR):
+        return False
+    if weekday == 6:
+        return hour >= GLOBEX_OPEN_HOUR
+    return not GLOBEX_CLOSE_HOUR <= hour < GLOBEX_OPEN_HOUR
+
+
+class Calendars:
+    """Session calendars by name, built once (at start, or in the background)."""
+
+    def __init__(self, zone: tzinfo) -> None:
+        self.zone = zone
+        self._ready: dict[str, SessionCalendar | None] = {}
+        self._lock = threading.Lock()
+
+    def build(self, spec: ContractSpec) -> None:
+        """Build ``spec``'s calendar now (start-up)."""
+        self._build(spec)
+
+    def _build(self, spec: ContractSpec) -> None:
+        try:
+            calendar: SessionCalendar | None = SessionCalendar.for_contract(spec)
+        except Exception as exc:
+            log.warning(
+                "calendar_unavailable",
+                calendar=spec.calendar,
+                error=repr(exc),
+                detail="sessions follow CME Globex's regular week (no holidays)",
+            )
+            calendar = None
+        with self._lock:
+            self._ready[spec.calendar] = calendar
+
+    def get(self, spec: ContractSpec) -> SessionCalendar | None:
+        """The calendar if built; otherwise start building it and return None."""
+        with self._lock:
+            if spec.calendar in self._ready:
+                return self._ready[spec.calendar]
+            self._ready[spec.calendar] = None
+            building = spec.calendar
+        threading.Thread(
+            target=self._build, args=(spec,), name=f"calendar-{building}", daemon=True
+        ).start()
+        return None
+
+    def point(self, spec: ContractSpec, local_time: datetime) -> SessionPoint:
+        """The session and minutes to its close of a naive exchange-local bar time."""
+        calendar = self.get(spec)
+        if calendar is None:
+            return globex_point(local_time)
+        t_utc = local_time.replace(tzinfo=self.zone).astimezone(timezone.utc) - _BAR_STAMP
+        minutes = calendar.minutes_to_close(t_utc)
+        return SessionPoint(
+            (spec.calendar, calendar.session_index(t_utc)), minutes - _BAR_STAMP.seconds / 60
+        )
+
+    def is_open(self, spec: ContractSpec, utc_now: datetime) -> bool:
+        """Whether ``spec``'s market trades at ``utc_now``."""
+        calendar = self.get(spec)
+        if calendar is None:
+            return globex_is_open(utc_now.astimezone(self.zone).replace(tzinfo=None))
+        return calendar.is_open(utc_now)
