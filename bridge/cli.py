@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,30 +24,10 @@ from bridge.config import (
     ServeConfig,
 )
 from env.config import WARMUP_BARS
+from train.cli import model_options as _model_options
+from train.cli import resolve_model_options
 
 _PATH = click.Path(path_type=Path)
-
-
-def _model_options(command: Callable[..., None]) -> Callable[..., None]:
-    for option in reversed(
-        [
-            click.option(
-                "--bundle",
-                type=_PATH,
-                help="Model bundle folder (model.zip, vecnormalize.pkl, model.json).",
-            ),
-            click.option(
-                "--model", type=_PATH, help="SB3 model zip, e.g. NQ_o1_fixed.zip (with --vecnorm)."
-            ),
-            click.option(
-                "--vecnorm",
-                type=_PATH,
-                help="VecNormalize statistics, e.g. phase2_position_mgmt_final_vecnorm_fixed.pkl.",
-            ),
-        ]
-    ):
-        command = option(command)
-    return command
 
 
 @click.command()
@@ -179,6 +158,10 @@ def serve(
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(1)
     install_signal_handlers(server)
+    click.echo(
+        f"ai-trading-bridge serving {server.dispatcher.policy.version} "
+        f"({server.dispatcher.policy.source.describe()}) on {server.endpoint}; Ctrl+C stops"
+    )
     server.serve_forever()
 
 
@@ -250,9 +233,7 @@ def reload(
 @click.option(
     "--bars", "max_bars", type=int, default=None, help="Bar messages to send (default: all)."
 )
-@click.option(
-    "--bundle", type=_PATH, help="Execute with this bundle's instrument and execution settings."
-)
+@_model_options
 @click.option(
     "--timeout", type=float, default=2.0, show_default=True, help="Reply timeout per try (s)."
 )
@@ -269,11 +250,15 @@ def replay(
     history: int,
     max_bars: int | None,
     bundle: Path | None,
+    model: Path | None,
+    vecnorm: Path | None,
     timeout: float,
     retries: int,
 ) -> None:
     """Replay DATA (a bar file, or 'synthetic') through a running daemon as NinjaTrader
-    would, execute its replies, and print trades, PnL and the action histogram."""
+    would, execute its replies, and print trades, PnL and the action histogram. With a
+    model (the one the daemon serves), trades execute with its card's instrument and
+    execution settings; the guide's two files have no card, so the defaults apply."""
     from ai_trading_bridge import configure_logging
     from bridge.replay import ReplayConfig, run_replay
     from env.bars import BarsFileError, load_bars
@@ -286,9 +271,11 @@ def replay(
     except BarsFileError as exc:
         raise click.BadParameter(str(exc), param_hint="DATA") from None
     env_config = EnvConfig()
-    if bundle is not None:
-        card = json.loads((bundle / "model.json").read_text(encoding="utf-8"))
-        env_config = EnvConfig.from_dict(card.get("env", {}))
+    if bundle is not None or model is not None or vecnorm is not None:
+        card_path = resolve_model_options(bundle, model, vecnorm).card_path
+        if card_path is not None:
+            card = json.loads(card_path.read_text(encoding="utf-8"))
+            env_config = EnvConfig.from_dict(card.get("env", {}))
     options: dict[str, Any] = {"client": client} if client else {}
     try:
         config = ReplayConfig(
