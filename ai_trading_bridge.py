@@ -234,6 +234,9 @@ _register()
 def main(args: list[str] | None = None, serve_when_bare: bool = False) -> None:
     """Console-script entry point; ``serve_when_bare`` runs ``serve`` when no argument is
     given (``python ai_trading_bridge.py``, as the retraining guide starts the bridge)."""
+    from bridge.console import ensure_std_streams
+
+    ensure_std_streams()  # closed streams, cp1252 consoles and redirected output
     args = sys.argv[1:] if args is None else args
     if serve_when_bare and not args:
         args = ["serve"]

@@ -6,28 +6,42 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
+import structlog
 
 from bridge.config import (
     DEFAULT_BIND,
     DEFAULT_CONTROL,
     DEFAULT_EXCHANGE_TZ,
     DEFAULT_JOURNAL_DIR,
+    DEFAULT_MAX_CLOCK_SKEW_S,
     DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_MAX_SESSIONS,
     ConfigError,
     ModelSource,
     MonitorConfig,
     ServeConfig,
+    is_loopback,
 )
+from bridge.killswitch import KillSwitch, default_state_dir
 from env.config import WARMUP_BARS
 from train.cli import model_options as _model_options
 from train.cli import resolve_model_options
 
 _PATH = click.Path(path_type=Path)
+
+
+def _state_dir_option(command: Callable[..., None]) -> Callable[..., None]:
+    return click.option(
+        "--state-dir",
+        type=_PATH,
+        envvar="AITB_STATE_DIR",
+        help="Folder of the persistent kill switch (default: the per-user data folder).",
+    )(command)
 
 
 @click.command()
@@ -44,7 +58,20 @@ _PATH = click.Path(path_type=Path)
     default=DEFAULT_CONTROL,
     show_default=True,
     envvar="AITB_CONTROL",
-    help="Loopback control endpoint for `ai-trading-bridge reload`; 'none' disables it.",
+    help="Loopback control endpoint for `ai-trading-bridge reload` (default: a free port, "
+    "published with a secret token in the state folder); 'none' disables it.",
+)
+@click.option(
+    "--model-dir",
+    "model_dirs",
+    type=_PATH,
+    multiple=True,
+    help="Folder `reload` may load models from (repeatable; default: the served model's).",
+)
+@click.option(
+    "--allow-remote",
+    is_flag=True,
+    help="Allow a non-loopback --bind (unauthenticated; prefer an SSH tunnel).",
 )
 @click.option(
     "--max-message-bytes",
@@ -78,9 +105,9 @@ _PATH = click.Path(path_type=Path)
 @click.option(
     "--histogram-every",
     type=int,
-    default=1,
+    default=100,
     show_default=True,
-    help="Log the rolling action histogram every N bars.",
+    help="Log the rolling action histogram every N bars (and with every warning).",
 )
 @click.option(
     "--histogram-window",
@@ -108,6 +135,25 @@ _PATH = click.Path(path_type=Path)
     show_default=True,
     help="Client+instrument states kept (least recently used dropped).",
 )
+@click.option(
+    "--max-clock-skew",
+    type=float,
+    default=DEFAULT_MAX_CLOCK_SKEW_S / 60,
+    show_default=True,
+    help="Minutes a bar's time may be ahead of this computer's clock before it is refused.",
+)
+@click.option(
+    "--risk-config",
+    type=_PATH,
+    envvar="AITB_RISK_CONFIG",
+    help="TOML file of risk-rail limits (docs/daemon.md); the defaults are on without one.",
+)
+@_state_dir_option
+@click.option(
+    "--allow-other-price-scale",
+    is_flag=True,
+    help="Serve instruments whose tick size is 10x or more from the model's contract.",
+)
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -116,6 +162,8 @@ def serve(
     model: Path | None,
     vecnorm: Path | None,
     control: str,
+    model_dirs: tuple[Path, ...],
+    allow_remote: bool,
     max_message_bytes: int,
     journal_dir: Path,
     no_journal: bool,
@@ -126,13 +174,25 @@ def serve(
     max_action_share: float,
     busy_poll: bool,
     max_sessions: int,
+    max_clock_skew: float,
+    risk_config: Path | None,
+    state_dir: Path | None,
+    allow_other_price_scale: bool,
 ) -> None:
     """Serve a policy to NinjaTrader over ZeroMQ (the bundled demo model by default)."""
-    from ai_trading_bridge import configure_logging
+    from bridge.console import configure_queued_logging, ensure_std_streams, exit_now
     from bridge.policy import PolicyLoadError
     from bridge.server import ServeError, build_server, install_signal_handlers
 
+    ensure_std_streams()
+
+    from env.risk import RiskConfig, RiskConfigError
+
     control_source = ctx.get_parameter_source("control")
+    try:
+        risk = RiskConfig.load(risk_config) if risk_config is not None else RiskConfig()
+    except RiskConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--risk-config") from None
     try:
         config = ServeConfig(
             bind=bind,
@@ -144,13 +204,27 @@ def serve(
             exchange_tz=exchange_tz,
             max_sessions=max_sessions,
             busy_poll=busy_poll,
+            max_clock_skew_s=max_clock_skew * 60,
+            allow_other_scale=allow_other_price_scale,
+            risk=risk,
+            state_dir=state_dir or default_state_dir(),
+            model_dirs=tuple(p.resolve() for p in model_dirs),
+            allow_remote=allow_remote,
             monitor=MonitorConfig(
                 window=histogram_window, every=histogram_every, max_action_share=max_action_share
             ),
         )
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
-    configure_logging(log_file, (ctx.obj or {}).get("log_level", "info"))
+    configure_queued_logging(log_file, (ctx.obj or {}).get("log_level", "info"))
+    if allow_remote and not is_loopback(bind):
+        warning = (
+            f"WARNING: --bind {bind} accepts requests from other computers with NO "
+            "authentication: anyone who reaches this port can read decisions and send bars. "
+            "Prefer tcp://127.0.0.1 and an SSH tunnel (docs/daemon.md, Security)."
+        )
+        click.secho(warning, fg="red", bold=True, err=True)
+        structlog.get_logger().warning("remote_bind", bind=bind, detail=warning)
     try:
         server = build_server(config)
         server.bind()
@@ -163,21 +237,30 @@ def serve(
         f"({server.dispatcher.policy.source.describe()}) on {server.endpoint}; Ctrl+C stops"
     )
     server.serve_forever()
+    exit_now(0)  # everything is closed; skip the interpreter's slow teardown
 
 
 @click.command()
 @click.option(
-    "--control",
-    default=DEFAULT_CONTROL,
+    "--endpoint",
+    default=DEFAULT_BIND,
     show_default=True,
-    envvar="AITB_CONTROL",
-    help="The daemon's control endpoint.",
+    envvar="AITB_BIND",
+    help="The endpoint the daemon serves (names the daemon to reload).",
 )
+@click.option(
+    "--control",
+    default=None,
+    help="The daemon's control endpoint instead (as its 'serving' log line shows).",
+)
+@_state_dir_option
 @_model_options
 @click.option("--status", is_flag=True, help="Only show what the daemon serves.")
 @click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait.")
 def reload(
-    control: str,
+    endpoint: str,
+    control: str | None,
+    state_dir: Path | None,
     bundle: Path | None,
     model: Path | None,
     vecnorm: Path | None,
@@ -186,9 +269,18 @@ def reload(
 ) -> None:
     """Reload the daemon's model (the same files, or the ones given); the old model keeps
     serving if the new one fails its checks."""
-    from bridge.server import control_request
+    from bridge.server import control_request, find_daemon
 
-    command: dict[str, str] = {"type": "status" if status else "reload"}
+    try:
+        daemon = find_daemon(state_dir or default_state_dir(), endpoint, control)
+    except FileNotFoundError as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(1)
+    control = str(daemon.get("control"))
+    command: dict[str, str] = {
+        "type": "status" if status else "reload",
+        "token": str(daemon.get("token")),
+    }
     if not status:
         for key, path in (("bundle", bundle), ("model", model), ("vecnorm", vecnorm)):
             if path is not None:
@@ -273,9 +365,14 @@ def replay(
     env_config = EnvConfig()
     if bundle is not None or model is not None or vecnorm is not None:
         card_path = resolve_model_options(bundle, model, vecnorm).card_path
-        if card_path is not None:
-            card = json.loads(card_path.read_text(encoding="utf-8"))
-            env_config = EnvConfig.from_dict(card.get("env", {}))
+        if card_path is not None:  # a bundle, or the one a deploy target serves now
+            try:
+                card = json.loads(card_path.read_text(encoding="utf-8"))
+                env_config = EnvConfig.from_dict(card.get("env", {}))
+            except (OSError, ValueError, TypeError) as exc:
+                raise click.BadParameter(
+                    f"{card_path} is not a readable model card ({exc})", param_hint="--bundle"
+                ) from None
     options: dict[str, Any] = {"client": client} if client else {}
     try:
         config = ReplayConfig(
@@ -337,4 +434,32 @@ def monitor(logfile: Path, once: bool, refresh: float) -> None:
         follow(logfile, refresh, console)
 
 
-COMMANDS: list[click.Command] = [serve, reload, replay, monitor]
+@click.command()
+@click.option("--reason", default="halted by the operator", show_default=True)
+@_state_dir_option
+def halt(reason: str, state_dir: Path | None) -> None:
+    """Kill switch: stop new entries now and after restarts (managing and closing open
+    positions continues) until `resume`."""
+    switch = KillSwitch(state_dir or default_state_dir())
+    try:
+        switch.halt(reason)
+    except OSError as exc:
+        click.secho(f"error: cannot write {switch.path}: {exc}", fg="red", err=True)
+        sys.exit(1)
+    click.echo(f"halted: no new entries until `ai-trading-bridge resume` ({switch.path})")
+
+
+@click.command()
+@_state_dir_option
+def resume(state_dir: Path | None) -> None:
+    """Release the kill switch: entries are allowed again from the next bar."""
+    switch = KillSwitch(state_dir or default_state_dir())
+    try:
+        released = switch.resume()
+    except OSError as exc:
+        click.secho(f"error: cannot remove {switch.path}: {exc}", fg="red", err=True)
+        sys.exit(1)
+    click.echo("resumed: entries allowed" if released else "was not halted")
+
+
+COMMANDS: list[click.Command] = [serve, reload, replay, monitor, halt, resume]

@@ -11,15 +11,18 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from bridge.killswitch import default_state_dir
 from env.bars import EXCHANGE_TZ
+from env.risk import RiskConfig
 
 DEFAULT_BIND = "tcp://127.0.0.1:5555"
-DEFAULT_CONTROL = "tcp://127.0.0.1:5556"
+DEFAULT_CONTROL = "tcp://127.0.0.1:*"  # a free port, published in the state folder
 DEFAULT_MAX_MESSAGE_BYTES = 1 << 20  # 1 MiB
 DEFAULT_EXCHANGE_TZ = EXCHANGE_TZ  # CME Globex: the training data's wall clock
 DEFAULT_JOURNAL_DIR = Path("journal")
 DEFAULT_BUNDLE = Path(__file__).resolve().parent / "default_model"
 DEFAULT_MAX_SESSIONS = 256  # client+instrument states kept; the least recently used go first
+DEFAULT_MAX_CLOCK_SKEW_S = 300.0  # bars more than 5 minutes in the future are refused
 DEFAULT_POLL_MS = 100  # how often the loop looks at the stop and reload flags
 
 BUNDLE_MODEL = "model.zip"
@@ -133,14 +136,15 @@ class MonitorConfig:
 
     Attributes:
         window: Decisions in the rolling histogram of each client+instrument.
-        every: Log the histogram every this many decisions (1: every bar).
+        every: Log the histogram every this many decisions (1: every bar), and always
+            with a warning.
         hold_band: Expected share of HOLD among flat bars (the guide's 80-90%); a full
             window outside it is warned about.
         max_action_share: Warn when one action takes more than this share of a window.
     """
 
     window: int = 100
-    every: int = 1
+    every: int = 100
     hold_band: tuple[float, float] = (0.80, 0.90)
     max_action_share: float = 0.95
 
@@ -176,6 +180,16 @@ class ServeConfig:
         poll_ms: Poll timeout of the loop, i.e. how fast a stop or reload is noticed.
         busy_poll: Spin on the sockets instead of sleeping in poll: keeps a CPU core (and its
             caches) hot for the next bar at the cost of that core running at 100%.
+        max_clock_skew_s: A bar whose time is further ahead of the daemon's clock is
+            refused (a client clock or time-zone mistake).
+        allow_other_scale: Serve instruments whose tick size is an order of magnitude
+            from the model's contract (another price scale); refused by default.
+        risk: Limits of the risk rails (``--risk-config``).
+        state_dir: Folder of the persistent kill switch (``halt.json``) and of the files
+            publishing each running daemon's control endpoint and token.
+        model_dirs: Folders a control-socket reload may load from; empty: the folder of
+            the model served at start.
+        allow_remote: Serve a non-loopback ``bind`` (no authentication on that socket).
     """
 
     bind: str = DEFAULT_BIND
@@ -189,9 +203,23 @@ class ServeConfig:
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     poll_ms: int = DEFAULT_POLL_MS
     busy_poll: bool = False
+    max_clock_skew_s: float = DEFAULT_MAX_CLOCK_SKEW_S
+    allow_other_scale: bool = False
+    risk: RiskConfig = field(default_factory=RiskConfig)
+    state_dir: Path = field(default_factory=default_state_dir)
+    model_dirs: tuple[Path, ...] = ()
+    allow_remote: bool = False
 
     def __post_init__(self) -> None:
         check_endpoint(self.bind, "--bind")
+        if not is_loopback(self.bind) and not self.allow_remote:
+            raise ConfigError(
+                f"--bind {self.bind} would accept orders requests from any computer that can "
+                "reach this one, with no authentication. Keep the daemon on "
+                "tcp://127.0.0.1:PORT and reach it from another computer through an SSH "
+                "tunnel (Windows ships OpenSSH: ssh -N -L 5555:127.0.0.1:5555 user@daemon-pc), "
+                "or pass --allow-remote if you accept the risk"
+            )
         if self.control is not None:
             check_endpoint(self.control, "--control")
             if not is_loopback(self.control):
@@ -207,6 +235,10 @@ class ServeConfig:
             raise ConfigError(f"max_sessions must be >= 1, got {self.max_sessions}")
         if self.poll_ms < 1:
             raise ConfigError(f"poll_ms must be >= 1, got {self.poll_ms}")
+        if not (math.isfinite(self.max_clock_skew_s) and self.max_clock_skew_s >= 0):
+            raise ConfigError(
+                f"--max-clock-skew must be a number of minutes >= 0, got {self.max_clock_skew_s}"
+            )
         exchange_zone(self.exchange_tz)
 
 

@@ -6,28 +6,37 @@ code; anything unexpected becomes an ``internal`` error reply and a logged trace
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import tzinfo
+from datetime import datetime, timezone, tzinfo
 from typing import Any
 
 import numpy as np
 import structlog
 
 from bridge import protocol
+from bridge.calendar import session_functions
+from bridge.config import DEFAULT_MAX_CLOCK_SKEW_S
+from bridge.killswitch import KillSwitch
 from bridge.orders import price_orders
 from bridge.policy import LoadedPolicy
 from bridge.protocol import Envelope, ProtocolError
 from bridge.session import InstrumentSession, SessionStore
 from env.config import ACTION_NAMES, ENTRY_ACTIONS, WARMUP_BARS, Action
 from env.features import build_observation, position_features
-from env.instruments import get_instrument
+from env.instruments import Instrument, get_instrument
 from env.mask import action_mask
+from env.risk import RailState, RiskConfig, is_stale
+from env.trading_env import EnvConfig
 
 log = structlog.get_logger()
 
 ACTIONS = list(ACTION_NAMES)
+MAX_SCALE_RATIO = 10.0  # tick sizes an order of magnitude apart: another price scale
+ODD_GAP_RUN = 3  # equal gaps longer than the period in a row: the chart's period differs
+SESSION_GAP_S = 3600.0  # longer gaps are session breaks, not a bar period
 WARMUP_PROBS = (1.0, 0.0, 0.0, 0.0, 0.0, 0.0)  # the model is not asked: HOLD for certain
 PROB_DIGITS = 6
 
@@ -44,6 +53,8 @@ class Decision:
     probs: tuple[float, ...]
     warming_up: bool
     guarded: bool
+    risk_rule: str | None = None
+    risk_detail: str | None = None
 
 
 @dataclass(slots=True)
@@ -73,6 +84,12 @@ class Dispatcher:
         max_message_bytes: Larger requests get ``too_large``.
         max_sessions: Client+instrument states kept (least recently used dropped).
         clock: Monotonic seconds, for ``uptime_s``.
+        wall_clock: The current time (aware), for the clock-skew check.
+        max_clock_skew_s: A bar this far ahead of ``wall_clock`` is refused.
+        allow_other_scale: Serve instruments whose tick size is an order of magnitude
+            from the model's contract (refused by default).
+        risk: Limits of the risk rails.
+        kill_switch: The persistent halt, or None (tests).
     """
 
     def __init__(
@@ -83,8 +100,19 @@ class Dispatcher:
         max_message_bytes: int,
         max_sessions: int,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        max_clock_skew_s: float = DEFAULT_MAX_CLOCK_SKEW_S,
+        allow_other_scale: bool = False,
+        risk: RiskConfig | None = None,
+        kill_switch: KillSwitch | None = None,
     ) -> None:
         self.policy = policy
+        self.risk = risk if risk is not None else RiskConfig()
+        self.kill_switch = kill_switch
+        self._halted = False
+        self.wall_clock = wall_clock
+        self.max_clock_skew_s = max_clock_skew_s
+        self.allow_other_scale = allow_other_scale
         self.zone = exchange_tz
         self.max_message_bytes = max_message_bytes
         self.sessions = SessionStore(max_sessions)
@@ -148,31 +176,64 @@ class Dispatcher:
             )
             return self._ok(envelope, reply)
         assert envelope.client is not None
-        client = self.sessions.client(envelope.client)
-        # A retry resends the same request: same seq, and so the same type. (A restarted
-        # client whose new hello happens to reuse the last seq is not served a stale bar.)
+        stream = self._stream(envelope)
+        # A retry repeats the last processed request of this client+instrument: same type,
+        # seq and body; it gets the byte-identical reply and the model is not run again.
+        # The same seq with another body is refused: it never gets another bar's decision.
+        # (A hello that reuses the last seq is a restarted client, not a retry.)
         seq = envelope.seq
-        if seq is not None and seq == client.last_seq and envelope.type == client.last_type:
-            return Outcome(
-                client.last_reply,
-                ok=True,
-                type=envelope.type,
-                client=envelope.client,
-                instrument=envelope.instrument,
-                seq=envelope.seq,
-                retry=True,
-                model_version=self.policy.version,
-            )
+        if seq is not None and seq == stream.last_seq:
+            if envelope.type == stream.last_type and obj == stream.last_request:
+                return Outcome(
+                    stream.last_reply,
+                    ok=True,
+                    type=envelope.type,
+                    client=envelope.client,
+                    instrument=envelope.instrument,
+                    seq=envelope.seq,
+                    retry=True,
+                    model_version=self.policy.version,
+                )
+            if envelope.type != "hello":
+                raise ProtocolError(
+                    protocol.OUT_OF_ORDER,
+                    f"seq {seq} was already used for a different request of "
+                    f"{envelope.client} / {envelope.instrument}; give each new request the "
+                    "next seq, and resend a timed-out request unchanged",
+                )
         outcome = self._handlers[envelope.type](envelope, obj)
-        if envelope.seq is not None and outcome.ok:
-            client.last_seq = envelope.seq
-            client.last_type = envelope.type
-            client.last_reply = outcome.reply
+        if seq is not None and outcome.ok:
+            stream.last_seq = seq
+            stream.last_type = envelope.type
+            stream.last_request = obj
+            stream.last_reply = outcome.reply
         return outcome
 
     def _hello(self, envelope: Envelope, obj: dict[str, Any]) -> Outcome:
+        spec = protocol.parse_instrument_spec(obj.get("instrument_spec"))
+        period = protocol.parse_bar_period(obj.get("bar_period"))
         stream = self._stream(envelope)
-        self._check_instrument(envelope)
+        if period is not None:
+            trained = self.policy.bar_period
+            if protocol.period_seconds(period) != protocol.period_seconds(trained) or (
+                protocol.period_seconds(period) == 0 and period != trained
+            ):
+                raise ProtocolError(
+                    protocol.BAD_MESSAGE,
+                    f"this chart's bars are {protocol.describe_period(period)} but model "
+                    f"{self.policy.version} was trained on {protocol.describe_period(trained)} "
+                    "bars; set the chart's period to match or serve a model trained on "
+                    "this period",
+                )
+        previous = stream.instrument_spec
+        stream.instrument_spec = spec
+        try:
+            self._terms(envelope, stream, refresh=True)
+        except ProtocolError:
+            stream.instrument_spec = previous
+            stream.terms = None
+            raise
+        stream.declared_period = period
         last = stream.last_time
         reply = protocol.ok_reply(
             "hello",
@@ -183,23 +244,37 @@ class Dispatcher:
             warmup_bars=WARMUP_BARS,
             bars_known=stream.bars_known,
             last_bar_time=None if last is None else last.isoformat(),
+            risk=self.risk_summary(stream),
         )
         return self._ok(envelope, reply)
 
     def _history(self, envelope: Envelope, obj: dict[str, Any]) -> Outcome:
         bars = protocol.parse_bars(obj.get("bars"), self.zone)
         stream = self._stream(envelope)
+        now = self._now_local()
+        for i, bar in enumerate(bars):
+            self._check_clock(bar, now, f"bars[{i}]")
+        new = [bar for bar in bars if stream.is_new(bar)]
+        saved = (stream.seen_time, stream.odd_gap_s, stream.odd_gap_run)
+        try:
+            for bar in new:
+                self._check_spacing(envelope, stream, bar, f"history bar {bar.time}")
+        except ProtocolError:
+            stream.seen_time, stream.odd_gap_s, stream.odd_gap_run = saved
+            raise
         accepted = 0
-        for bar in bars:
-            if stream.is_new(bar):
-                stream.add_bar(bar)
-                accepted += 1
+        for bar in new:
+            stream.add_bar(bar)
+            accepted += 1
         reply = protocol.ok_reply("history", envelope.seq, accepted=accepted, ready=stream.ready)
         return self._ok(envelope, reply)
 
     def _position(self, envelope: Envelope, obj: dict[str, Any]) -> Outcome:
         position = protocol.parse_position(obj.get("position"), self.zone)
-        self._stream(envelope).position = position
+        pnl = protocol.parse_realized_pnl(obj, position)
+        stream = self._stream(envelope)
+        stream.position = position
+        self._rails(stream).on_position(position.side, pnl)
         return self._ok(envelope, protocol.ok_reply("position", envelope.seq))
 
     def _bar(self, envelope: Envelope, obj: dict[str, Any]) -> Outcome:
@@ -209,7 +284,9 @@ class Dispatcher:
             None if raw_position is None else protocol.parse_position(raw_position, self.zone)
         )
         debug = protocol.parse_debug(obj)
+        pnl = protocol.parse_realized_pnl(obj, position)
         stream = self._stream(envelope)
+        self._check_clock(bar, self._now_local(), "bar")
         if not stream.is_new(bar):
             last = stream.last_time
             raise ProtocolError(
@@ -219,17 +296,32 @@ class Dispatcher:
                 f"exchange time) of {envelope.client} / {envelope.instrument}; send each bar once, "
                 "oldest first, and resend a timed-out request with its original seq",
             )
+        terms = self._terms(envelope, stream)
+        self._check_spacing(envelope, stream, bar, "bar")
         if position is not None:
             stream.position = position
         stream.add_bar(bar)
+        stream.last_bar_at, stream.stale = self.clock(), False
+        rails = self._rails(stream)
+        if stream.calendar is None:
+            stream.calendar = session_functions(envelope.instrument or "", self.zone)
+        point = stream.calendar[0](bar.local_time)
+        rails.on_bar(point.session, bar.local_time, point.minutes_to_close)
+        if position is not None:
+            rails.on_position(position.side, pnl)
         if not stream.ready:
             return self._warming_up(envelope, bar.time, stream, debug)
-        return self._decide(envelope, bar.time, stream, debug)
+        return self._decide(envelope, bar.time, stream, debug, terms)
 
     # -- decisions -----------------------------------------------------------------
 
     def _decide(
-        self, envelope: Envelope, bar_time: str, stream: InstrumentSession, debug: bool
+        self,
+        envelope: Envelope,
+        bar_time: str,
+        stream: InstrumentSession,
+        debug: bool,
+        terms: EnvConfig,
     ) -> Outcome:
         policy = self.policy
         position = stream.position
@@ -246,8 +338,10 @@ class Dispatcher:
         mask_list = action_mask(side).tolist()
         model_action, probs = policy.decide(obs_normalized, mask_list)
         guarded = side != 0 and model_action in ENTRY_ACTIONS
-        action = Action.HOLD if guarded else model_action
-        orders = price_orders(action, position, features.close, features.atr, policy.env_config)
+        action, refusal = stream.risk.decide(
+            Action.HOLD if guarded else model_action, self._check_halt()
+        )
+        orders = price_orders(action, position, features.close, features.atr, terms)
         prob_list = [round(p, PROB_DIGITS) for p in probs]
         reply = protocol.ok_reply(
             "bar",
@@ -263,6 +357,12 @@ class Dispatcher:
         )
         if guarded:
             reply["guarded"] = True
+        if refusal is not None:
+            reply["risk"] = {
+                "rule": refusal.rule,
+                "detail": refusal.detail,
+                "model_action": int(model_action),
+            }
         if debug:
             reply["debug"] = {"obs": obs.tolist(), "obs_normalized": obs_normalized.tolist()}
         decision = Decision(
@@ -274,7 +374,10 @@ class Dispatcher:
             tuple(prob_list),
             False,
             guarded,
+            None if refusal is None else refusal.rule,
+            None if refusal is None else refusal.detail,
         )
+        self._log_risk_state(envelope, stream)
         return self._ok(envelope, reply, decision)
 
     def _warming_up(
@@ -331,20 +434,179 @@ class Dispatcher:
         assert envelope.client is not None and envelope.instrument is not None
         return self.sessions.stream(envelope.client, envelope.instrument)
 
-    def _check_instrument(self, envelope: Envelope) -> None:
-        expected = self.policy.env_config.instrument.symbol
-        try:
-            symbol = get_instrument(envelope.instrument or "").symbol
-        except KeyError:
-            symbol = (envelope.instrument or "").split(" ")[0]
-        if symbol != expected:
+    # -- risk ----------------------------------------------------------------------
+
+    def _rails(self, stream: InstrumentSession) -> RailState:
+        if stream.risk is None:
+            stream.risk = RailState(self.risk)
+        return stream.risk  # type: ignore[no-any-return]
+
+    def _check_halt(self) -> bool:
+        """Whether the kill switch is engaged; logs when that changes."""
+        halted = self.kill_switch is not None and self.kill_switch.halted
+        if halted != self._halted:
+            self._halted = halted
+            if halted:
+                assert self.kill_switch is not None
+                log.warning(
+                    "kill_switch_engaged",
+                    **(self.kill_switch.status() or {}),
+                    detail="no new entries; management and exits continue; "
+                    "`ai-trading-bridge resume` releases it",
+                )
+            else:
+                log.warning("kill_switch_released", detail="entries allowed again")
+        return halted
+
+    def risk_summary(self, stream: InstrumentSession | None = None) -> dict[str, Any]:
+        """The hello reply's ``risk``: the state and each rail's, for a stream (or for a
+        fresh one)."""
+        rails = self._rails(stream) if stream is not None else RailState(self.risk)
+        halted = self._check_halt()
+        return {"state": rails.state(halted), "rails": rails.rails(halted)}
+
+    def _log_risk_state(self, envelope: Envelope, stream: InstrumentSession) -> None:
+        rails = stream.risk
+        halted = self._halted
+        state = rails.state(halted)
+        if state != stream.risk_state:
+            stream.risk_state = state
+            log.log(
+                20 if state == "active" else 30,
+                "risk_state",
+                client=envelope.client,
+                instrument=envelope.instrument,
+                state=state,
+                rails=rails.rails(halted),
+            )
+
+    def check_stale(self, utc_now: datetime) -> int:
+        """The stale-data watchdog: warn once for each stream whose bars stopped while its
+        market is open; returns how many streams are stale now."""
+        period = protocol.period_seconds(self.policy.bar_period)
+        now = self.clock()
+        stale = 0
+        for (client, instrument), stream in self.sessions.items():
+            if stream.last_bar_at is None or stream.calendar is None:
+                continue
+            if stream.stale:
+                stale += 1
+                continue
+            waited = now - stream.last_bar_at
+            if is_stale(waited, period, self.risk.stale_after_bars, stream.calendar[1](utc_now)):
+                stream.stale = True
+                stale += 1
+                log.warning(
+                    "stale_data",
+                    client=client,
+                    instrument=instrument,
+                    seconds_since_bar=round(waited, 1),
+                    bar_period=protocol.describe_period(self.policy.bar_period),
+                    detail="no bar for several bar periods while the market is open: check "
+                    "NinjaTrader's connection and the strategy (it may be disabled)",
+                )
+        return stale
+
+    def _now_local(self) -> datetime:
+        return self.wall_clock().astimezone(self.zone).replace(tzinfo=None)
+
+    def _check_clock(self, bar: protocol.Bar, now_local: datetime, path: str) -> None:
+        """A bar from the future (a client clock or time-zone mistake) is refused before it
+        can move the stream's last bar time."""
+        ahead = (bar.local_time - now_local).total_seconds()
+        if ahead > self.max_clock_skew_s:
+            raise ProtocolError(
+                protocol.BAD_MESSAGE,
+                f"{path}.time {bar.time} is {_duration(ahead)} ahead of the daemon's clock "
+                f"({now_local.isoformat(timespec='seconds')} exchange time; the limit is "
+                f"{_duration(self.max_clock_skew_s)}); check the computer's clock and the "
+                "time zone of the bar times (send UTC with Z)",
+            )
+
+    def _check_spacing(
+        self, envelope: Envelope, stream: InstrumentSession, bar: protocol.Bar, what: str
+    ) -> None:
+        """Refuse bars closer together than the model's period, and a run of equal gaps
+        longer than it (a 5-minute chart on a 1-minute model); longer gaps are sessions."""
+        period = protocol.period_seconds(self.policy.bar_period)
+        previous, stream.seen_time = stream.seen_time, bar.local_time
+        if previous is None or period == 0 or period >= 86400:
+            return
+        gap = (bar.local_time - previous).total_seconds()
+        trained = protocol.describe_period(self.policy.bar_period)
+        advice = (
+            f"model {self.policy.version} was trained on {trained} bars: set the chart of "
+            f"{envelope.client} / {envelope.instrument} to {trained} bars or serve a model "
+            "trained on this period"
+        )
+        if 0 < gap < period:
+            raise ProtocolError(
+                protocol.BAD_MESSAGE,
+                f"{what} comes {_duration(gap)} after the previous one; {advice}",
+            )
+        if gap == period or gap >= SESSION_GAP_S:
+            stream.odd_gap_run = 0
+            return
+        if gap == stream.odd_gap_s:
+            stream.odd_gap_run += 1
+        else:
+            stream.odd_gap_s, stream.odd_gap_run = gap, 1
+        if stream.odd_gap_run >= ODD_GAP_RUN:
+            raise ProtocolError(
+                protocol.BAD_MESSAGE,
+                f"the last {stream.odd_gap_run} bars came {_duration(gap)} apart; {advice}",
+            )
+
+    def _terms(
+        self, envelope: Envelope, stream: InstrumentSession, refresh: bool = False
+    ) -> EnvConfig:
+        """The execution settings orders of this stream are priced with: the model's,
+        on the traded contract (hello's instrument_spec, else the contract table)."""
+        policy = self.policy
+        if not refresh and stream.terms is not None and stream.terms_policy is policy:
+            return stream.terms  # type: ignore[no-any-return]
+        name = envelope.instrument or ""
+        trained = policy.env_config.instrument
+        spec = stream.instrument_spec
+        known = _lookup_instrument(name)
+        if spec is not None:
+            instrument = Instrument(
+                symbol=known.symbol if known else name.split(" ")[0].upper(),
+                tick_size=spec["tick_size"],
+                point_value=spec["point_value"],
+                commission_per_side=known.commission_per_side if known else 0.0,
+            )
+        elif known is not None:
+            instrument = known
+        else:
+            raise ProtocolError(
+                protocol.BAD_MESSAGE,
+                f"instrument {name!r} is not in the daemon's contract table, so its tick size "
+                "is unknown; send instrument_spec (tick_size, point_value) in hello",
+            )
+        ratio = max(instrument.tick_size, trained.tick_size) / min(
+            instrument.tick_size, trained.tick_size
+        )
+        if ratio > MAX_SCALE_RATIO and not self.allow_other_scale:
+            raise ProtocolError(
+                protocol.BAD_MESSAGE,
+                f"model {policy.version} was trained on {trained.symbol} (tick "
+                f"{trained.tick_size:g}); {name} trades at tick {instrument.tick_size:g}, "
+                "another price scale; serve a model trained on this contract (or start the "
+                "daemon with --allow-other-price-scale if you are sure)",
+            )
+        if instrument.symbol != trained.symbol:
             log.warning(
                 "instrument_mismatch",
                 client=envelope.client,
                 instrument=envelope.instrument,
-                model_instrument=expected,
-                detail="orders are priced with the model's contract terms",
+                model_instrument=trained.symbol,
+                tick_size=instrument.tick_size,
+                detail=f"orders are priced on {instrument.symbol}'s tick",
             )
+        stream.terms = dataclasses.replace(policy.env_config, instrument=instrument)
+        stream.terms_policy = policy
+        return stream.terms  # type: ignore[no-any-return]
 
     def _ok(
         self, envelope: Envelope, reply: dict[str, Any], decision: Decision | None = None
@@ -376,3 +638,22 @@ class Dispatcher:
             model_version=self.policy.version,
             parsed=obj is not None,
         )
+
+
+def _lookup_instrument(name: str) -> Instrument | None:
+    """The contract table's terms for a root or NinjaTrader name, or None."""
+    try:
+        return get_instrument(name)
+    except KeyError:
+        return None
+
+
+def _duration(seconds: float) -> str:
+    seconds = abs(seconds)
+    if seconds < 120:
+        return f"{seconds:g} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.4g} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.4g} h"
+    return f"{seconds / 86400:.4g} days"

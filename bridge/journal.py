@@ -8,18 +8,18 @@
 ``request`` is the request exactly as received when it was a JSON object (so replaying
 the journal's requests into a fresh daemon with the same model reproduces every reply);
 anything else is kept as ``request_text`` (or ``request_hex`` when not UTF-8), cut at 64 KiB,
-with its size in ``request_bytes``. Lines are
-flushed one by one. A write failure is logged loudly and retried on the next line; it
-never stops the daemon from replying (the server journals after sending).
+with its size in ``request_bytes``. ``latency_us`` is from receiving the request to the
+line being written, just before the reply is sent. A write failure is logged loudly and
+retried on the next line; it never stops the daemon from replying.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TextIO
 
 import structlog
 
@@ -28,11 +28,22 @@ from bridge.dispatch import Outcome
 log = structlog.get_logger()
 
 MAX_UNPARSED_BYTES = 65536  # of a request that is not a JSON object (bad_json, too_large)
+_TAIL_CHUNK = 1 << 16
+_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 _NEWLINES = str.maketrans({"\n": " ", "\r": " "})
 
 
 class Journal:
-    """Appends request/reply pairs to a daily JSONL file."""
+    """Appends request/reply pairs to a daily JSONL file.
+
+    Each line goes to the operating system with one ``os.write`` on an ``O_APPEND``
+    descriptor before the reply is sent (no ``fsync``): a killed daemon loses nothing it
+    replied to, a crash of the machine itself may lose the last lines the OS had not yet
+    written to disk. At start (and on each day's first line) a torn last line left by an
+    earlier crash is moved aside to ``journal-DAY.jsonl.torn-<UTC time>``, reported with
+    a ``journal_torn_line`` warning, and the file is cut back to its last whole line, so
+    the journal always parses line by line.
+    """
 
     def __init__(
         self, folder: Path, clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
@@ -40,20 +51,41 @@ class Journal:
         self.folder = folder
         self.clock = clock
         self._day = ""
-        self._file: TextIO | None = None
+        self._fd: int | None = None
         self.failures = 0
+        self.torn: list[Path] = []  # torn lines moved aside since start
 
     def path_for(self, day: str) -> Path:
         """The journal file of a UTC day ``YYYY-MM-DD``."""
         return self.folder / f"journal-{day}.jsonl"
 
+    def open(self) -> None:
+        """Open today's file now (repairing a torn last line of the latest journal), so
+        start-up reports a damaged journal before the first request. Never raises: a
+        journal that cannot be written is logged and retried on each record."""
+        try:
+            latest = sorted(self.folder.glob("journal-*.jsonl")) if self.folder.is_dir() else []
+            if latest:
+                self.torn.extend(repair_torn_tail(latest[-1]))
+            self._fd_for(self.clock().strftime("%Y-%m-%d"))
+        except OSError as exc:
+            self.failures += 1
+            log.error(
+                "journal_write_failed",
+                folder=str(self.folder),
+                error=repr(exc),
+                failures=self.failures,
+                detail="decisions are still served but not journaled; check the folder",
+            )
+
     def record(self, raw: bytes, outcome: Outcome, latency_us: int) -> None:
         """Append one request and its reply; never raises."""
         now = self.clock()
         try:
-            line = self._line(now, raw, outcome, latency_us)
-            self._file_for(now.strftime("%Y-%m-%d")).write(line)
-            self._file.flush()  # type: ignore[union-attr]
+            data = self._line(now, raw, outcome, latency_us).encode("utf-8")
+            fd = self._fd_for(now.strftime("%Y-%m-%d"))
+            while data:
+                data = data[os.write(fd, data) :]
         except Exception as exc:
             self.failures += 1
             log.error(
@@ -66,21 +98,23 @@ class Journal:
             self.close()
 
     def close(self) -> None:
-        """Flush and close the current file (reopened on the next record)."""
-        file, self._file, self._day = self._file, None, ""
-        if file is not None:
+        """Close the current file (reopened on the next record)."""
+        fd, self._fd, self._day = self._fd, None, ""
+        if fd is not None:
             try:
-                file.close()
+                os.close(fd)
             except OSError as exc:
                 log.error("journal_close_failed", folder=str(self.folder), error=repr(exc))
 
-    def _file_for(self, day: str) -> TextIO:
-        if self._file is None or day != self._day:
+    def _fd_for(self, day: str) -> int:
+        if self._fd is None or day != self._day:
             self.close()
             self.folder.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path_for(day), "a", encoding="utf-8")  # noqa: SIM115
+            path = self.path_for(day)
+            self.torn.extend(repair_torn_tail(path))
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | _BINARY, 0o644)
             self._day = day
-        return self._file
+        return self._fd
 
     @staticmethod
     def _line(now: datetime, raw: bytes, outcome: Outcome, latency_us: int) -> str:
@@ -107,6 +141,52 @@ def _unparsed(raw: bytes) -> str:
         return f'{size},"request_text":{json.dumps(kept.decode("utf-8"))}'
     except UnicodeDecodeError:
         return f'{size},"request_hex":{json.dumps(kept.hex())}'
+
+
+def repair_torn_tail(path: Path) -> list[Path]:
+    """Move a last line without its newline (a write cut short by a crash) aside.
+
+    Returns:
+        ``[aside]``, the file now holding the torn bytes, or ``[]`` when the file is
+        missing, empty or ends with a newline.
+    """
+    try:
+        with open(path, "r+b") as f:
+            size = f.seek(0, os.SEEK_END)
+            if size == 0:
+                return []
+            f.seek(size - 1)
+            if f.read(1) == b"\n":
+                return []
+            start = max(0, size - _TAIL_CHUNK)
+            while True:  # find the last newline, reading backwards in chunks
+                f.seek(start)
+                chunk = f.read(size - start)
+                cut = chunk.rfind(b"\n")
+                if cut >= 0:
+                    keep = start + cut + 1
+                    break
+                if start == 0:
+                    keep = 0
+                    break
+                start = max(0, start - _TAIL_CHUNK)
+            f.seek(keep)
+            torn = f.read()
+            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+            aside = path.with_name(f"{path.name}.torn-{stamp}")
+            aside.write_bytes(torn)
+            f.truncate(keep)
+    except FileNotFoundError:
+        return []
+    log.warning(
+        "journal_torn_line",
+        path=str(path),
+        kept_aside=str(aside),
+        bytes=len(torn),
+        detail="the journal's last line was cut short (the daemon or machine stopped while "
+        "writing it); it was moved aside and the journal continues on a fresh line",
+    )
+    return [aside]
 
 
 def read_journal(path: Path) -> list[dict]:

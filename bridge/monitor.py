@@ -1,8 +1,9 @@
 """``ai-trading-bridge monitor LOGFILE``: a live terminal view of the daemon's JSON log.
 
 Reads the ``--log-file`` the daemon writes (one JSON object per line) and shows, per
-client+instrument, the latest rolling action histogram, the latency percentiles of the
-recent decisions and the most recent warnings. ``--once`` prints one snapshot and exits.
+client+instrument, the latest rolling action histogram, the risk rails' state, the
+latency percentiles of the recent decisions and the most recent warnings. ``--once``
+prints one snapshot and exits.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ class MonitorState:
     retries: int = 0
     model_version: str = ""
     unreadable_lines: int = 0
+    risk: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    refusals: dict[str, int] = field(default_factory=dict)
+    kill_switch: str = "off"
 
     def feed(self, lines: Iterable[str]) -> None:
         """Take in log lines (JSON objects; anything else is counted and skipped)."""
@@ -61,6 +65,16 @@ class MonitorState:
         elif name == "action_histogram":
             key = (str(event.get("client")), str(event.get("instrument")))
             self.histograms[key] = event
+        elif name == "risk_state":
+            key = (str(event.get("client")), str(event.get("instrument")))
+            self.risk[key] = event
+        elif name == "risk_refused":
+            rule = str(event.get("rule"))
+            self.refusals[rule] = self.refusals.get(rule, 0) + 1
+        elif name == "kill_switch_engaged":
+            self.kill_switch = f"ON ({event.get('reason', '')})"
+        elif name == "kill_switch_released":
+            self.kill_switch = "off"
         elif name == "request_rejected":
             self.rejected += 1
         elif name == "retry":
@@ -94,7 +108,7 @@ def render(state: MonitorState) -> Group:
         latency.add_row(
             str(len(state.latencies)), *(str(stats[k]) for k in ("p50", "p90", "p99", "max"))
         )
-    parts: list[Any] = [header, latency]
+    parts: list[Any] = [header, latency, _risk_table(state)]
     for (client, instrument), event in sorted(state.histograms.items()):
         parts.append(_histogram_table(client, instrument, event))
     warnings = Table(title="Recent warnings", title_justify="left")
@@ -116,6 +130,32 @@ def render(state: MonitorState) -> Group:
         )
     parts.append(warnings)
     return Group(*parts)
+
+
+def _risk_table(state: MonitorState) -> Table:
+    refused = ", ".join(f"{rule} {n}" for rule, n in sorted(state.refusals.items())) or "none"
+    table = Table(
+        title=f"Risk rails  kill switch {state.kill_switch}  refused entries: {refused}",
+        title_justify="left",
+    )
+    for name in ("stream", "state", "blocking", "P&L / limit", "entries", "cooldown", "to close"):
+        table.add_column(name)
+    for (client, instrument), event in sorted(state.risk.items()):
+        rails = event.get("rails") or {}
+        loss = rails.get("session_loss") or {}
+        entries = rails.get("max_entries") or {}
+        cooldown = rails.get("cooldown") or {}
+        close = rails.get("session_close") or {}
+        table.add_row(
+            f"{instrument} ({client})",
+            str(event.get("state")),
+            str(rails.get("blocking") or "-"),
+            f"{loss.get('realized_pnl')} / -{loss.get('limit')}",
+            f"{entries.get('entries')} / {entries.get('limit')}",
+            f"{cooldown.get('bars_left', 0)} bars",
+            f"{close.get('minutes_to_close')} min",
+        )
+    return table
 
 
 def _histogram_table(client: str, instrument: str, event: dict[str, Any]) -> Table:

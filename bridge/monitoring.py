@@ -6,8 +6,10 @@ Events (all structured fields, rendered as JSON lines by ``configure_logging``):
 
 - ``decision`` (info): one per bar: client, instrument, seq, time, action, action_id,
   model_action, side, mask, probs, warming_up, guarded, latency_us, model_version.
-- ``action_histogram`` (info): every ``every`` decisions per client+instrument: counts and
-  shares over the last ``window`` decisions overall, on flat bars and in a position.
+- ``action_histogram`` (info): every ``every`` decisions per client+instrument, and with
+  every warning below: counts and shares over the last ``window`` decisions overall, on
+  flat bars and in a position.
+- ``risk_refused`` (info): a risk rail turned the model's entry into HOLD (rule, detail).
 - ``guarded`` (info): the model chose an entry while in a position; HOLD was sent.
 - ``pm_action_while_flat`` (warning): a position-management action sent while flat
   (impossible under the mask: seeing it means a bug).
@@ -152,9 +154,19 @@ class Monitor:
             probs=decision.probs,
             warming_up=decision.warming_up,
             guarded=decision.guarded,
+            risk_rule=decision.risk_rule,
             latency_us=latency_us,
             model_version=outcome.model_version,
         )
+        if decision.risk_rule is not None:
+            log.info(
+                "risk_refused",
+                **where,
+                seq=outcome.seq,
+                rule=decision.risk_rule,
+                detail=decision.risk_detail,
+                model_action=ACTION_NAMES[decision.model_action],
+            )
         if decision.guarded:
             log.info(
                 "guarded",
@@ -164,7 +176,9 @@ class Monitor:
                 side=decision.side,
                 detail="entry chosen while in a position: HOLD sent instead",
             )
+        warned = False
         if decision.side == 0 and decision.action in POSITION_MANAGEMENT_ACTIONS:
+            warned = True
             log.warning(
                 "pm_action_while_flat",
                 **where,
@@ -181,26 +195,27 @@ class Monitor:
             watch = self._streams[key] = _StreamWatch(ActionHistogram(self.config.window))
         watch.histogram.add(decision.action, decision.side == 0)
         watch.decisions += 1
-        if watch.decisions % self.config.every == 0:
+        if watch.histogram.full:
+            warned = self._check_hold_band(watch, where) | warned
+            warned = self._check_action_shares(watch, where) | warned
+        if warned or watch.decisions % self.config.every == 0:  # always with a warning
             log.info(
                 "action_histogram", **where, window=self.config.window, **watch.histogram.fields()
             )
-        if watch.histogram.full:
-            self._check_hold_band(watch, where)
-            self._check_action_shares(watch, where)
 
-    def _check_hold_band(self, watch: _StreamWatch, where: dict[str, Any]) -> None:
+    def _check_hold_band(self, watch: _StreamWatch, where: dict[str, Any]) -> bool:
+        """Warn when HOLD left its band; returns whether a warning was logged."""
         flat = watch.histogram.flat
         flat_bars = sum(flat)
         if flat_bars < MIN_FLAT_BARS:
-            return
+            return False
         share = flat[0] / flat_bars
         low, high = self.config.hold_band
         if low <= share <= high:
             if watch.hold_out_since is not None:
                 log.info("hold_share_back_in_band", **where, hold_share=round(share, SHARE_DIGITS))
             watch.hold_out_since = None
-            return
+            return False
         since = watch.hold_out_since
         if since is None or watch.decisions - since >= self.config.window:
             watch.hold_out_since = watch.decisions
@@ -212,10 +227,14 @@ class Monitor:
                 flat_bars=flat_bars,
                 detail="HOLD should take 80-90% of flat bars (guide's success criteria)",
             )
+            return True
+        return False
 
-    def _check_action_shares(self, watch: _StreamWatch, where: dict[str, Any]) -> None:
+    def _check_action_shares(self, watch: _StreamWatch, where: dict[str, Any]) -> bool:
+        """Warn when one action dominates; returns whether a warning was logged."""
         total = watch.histogram.total
         n = sum(total)
+        warned = False
         for action, count in enumerate(total):
             share = count / n
             if share <= self.config.max_action_share:
@@ -233,3 +252,5 @@ class Monitor:
                     bars=n,
                     detail="one action dominates the window: is the model collapsing?",
                 )
+                warned = True
+        return warned

@@ -53,6 +53,7 @@ log = structlog.get_logger()
 
 CARD_FORMAT = "ai-trading-bridge/model-card-v1"
 LEGACY_OBSERVATION_SIZE = TOTAL_MARKET_FEATURES + 5  # 225: before the 3 validity flags
+DEFAULT_BAR_PERIOD = {"type": "minute", "value": 1}
 TIE_TOLERANCE = 1e-6  # relative logit gap under which two actions count as tied
 SMOKE_OBSERVATIONS = 64  # random observations on which the fast path must match SB3
 _INFERENCE_OBJECTS = {  # schedules are not needed to predict; skip unpickling them
@@ -232,13 +233,26 @@ class LoadedPolicy:
             logits = distribution.distribution.logits[0].numpy()
         return masked_decision(logits, mask.tolist())[0]
 
+    @property
+    def bar_period(self) -> dict[str, Any]:
+        """The card's ``bar_period`` (``{"type": "minute", "value": 1}``); 1-minute bars
+        for a card without one (every model before bar periods were recorded)."""
+        period = self.card.get("bar_period")
+        if isinstance(period, dict) and period.get("type") and period.get("value"):
+            return {"type": str(period["type"]).lower(), "value": int(period["value"])}
+        return dict(DEFAULT_BAR_PERIOD)
+
     def info(self) -> dict[str, Any]:
-        """The ``model`` object of the hello reply."""
+        """The ``model`` object of the hello reply (PROTOCOL v1.1 fields included)."""
+        instrument = self.env_config.instrument
         return {
             "version": self.version,
             "sha256": self.sha256,
             "obs_size": TOTAL_OBSERVATION_SIZE,
             "features": FEATURE_VERSION,
+            "instrument": str(self.card.get("instrument") or instrument.symbol),
+            "bar_period": self.bar_period,
+            "trained_tick_size": float(self.card.get("tick_size") or instrument.tick_size),
         }
 
 

@@ -100,6 +100,7 @@ class Position:
     sl_price: float | None = None
     tp_price: float | None = None
     trailing: bool = False
+    realized_pnl: float | None = None  # v1.1: the strategy's session P&L, account currency
 
 
 FLAT = Position()
@@ -231,6 +232,8 @@ def parse_position(value: Any, zone: tzinfo) -> Position:
     prices = {
         k: _optional_number(value, k, "position") for k in ("entry_price", "sl_price", "tp_price")
     }
+    pnl = value.get("realized_pnl")
+    realized_pnl = None if pnl is None else _finite(pnl, "position.realized_pnl")
     entry_text = value.get("entry_time")
     entry_local = (
         None if entry_text is None else parse_time(entry_text, "position.entry_time", zone)
@@ -252,7 +255,97 @@ def parse_position(value: Any, zone: tzinfo) -> Position:
         sl_price=prices["sl_price"],
         tp_price=prices["tp_price"],
         trailing=bool(trailing),
+        realized_pnl=realized_pnl,
     )
+
+
+BAR_PERIOD_TYPES = {  # NinjaTrader BarsPeriodType, lower case -> seconds (0: not time based)
+    "second": 1,
+    "minute": 60,
+    "day": 86400,
+    "week": 7 * 86400,
+    "month": 0,
+    "year": 0,
+    "tick": 0,
+    "volume": 0,
+    "range": 0,
+    "renko": 0,
+    "heikenashi": 0,
+    "kagi": 0,
+    "linebreak": 0,
+    "pointandfigure": 0,
+}
+
+
+def parse_instrument_spec(value: Any) -> dict[str, Any] | None:
+    """hello's optional ``instrument_spec`` (NinjaTrader's MasterInstrument values)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ProtocolError(
+            BAD_MESSAGE,
+            "instrument_spec must be an object like "
+            f'{{"tick_size": 0.25, "point_value": 20.0}}, got {_describe(value)}',
+        )
+    spec: dict[str, Any] = {
+        "tick_size": _optional_number(value, "tick_size", "instrument_spec"),
+        "point_value": _optional_number(value, "point_value", "instrument_spec"),
+    }
+    for key in ("tick_size", "point_value"):
+        if spec[key] is None:
+            raise ProtocolError(
+                BAD_MESSAGE,
+                f"instrument_spec.{key} is missing; send MasterInstrument.TickSize and "
+                "MasterInstrument.PointValue",
+            )
+    currency = value.get("currency")
+    if currency is not None and (not isinstance(currency, str) or len(currency) > 8):
+        raise ProtocolError(
+            BAD_MESSAGE,
+            f"instrument_spec.currency must be a code like USD, got {_describe(currency)}",
+        )
+    spec["currency"] = currency
+    return spec
+
+
+def parse_bar_period(value: Any, path: str = "bar_period") -> dict[str, Any] | None:
+    """A BarPeriod object ``{"type": "minute", "value": 1}`` (type lower-cased), or None."""
+    if value is None:
+        return None
+    kind = value.get("type") if isinstance(value, dict) else None
+    size = value.get("value") if isinstance(value, dict) else None
+    if (
+        not isinstance(kind, str)
+        or kind.lower() not in BAR_PERIOD_TYPES
+        or not isinstance(size, int)
+        or isinstance(size, bool)
+        or not 1 <= size <= 1_000_000
+    ):
+        raise ProtocolError(
+            BAD_MESSAGE,
+            f'{path} must be an object like {{"type": "minute", "value": 1}} with type one of '
+            f"{', '.join(BAR_PERIOD_TYPES)}; got {_describe(value)}",
+        )
+    return {"type": kind.lower(), "value": size}
+
+
+def period_seconds(period: dict[str, Any]) -> int:
+    """Seconds between bars of a time-based period; 0 for tick, volume, range, month..."""
+    return BAR_PERIOD_TYPES.get(str(period.get("type")).lower(), 0) * int(period.get("value", 0))
+
+
+def describe_period(period: dict[str, Any]) -> str:
+    """``1-minute``, ``5-minute``, ``1-day`` ... for messages."""
+    return f"{period.get('value')}-{period.get('type')}"
+
+
+def parse_realized_pnl(obj: dict[str, Any], position: Position | None) -> float | None:
+    """The session's realized P&L: the request's ``realized_pnl`` (PROTOCOL v1.1), else
+    the position object's, else None."""
+    value = obj.get("realized_pnl")
+    if value is not None:
+        return _finite(value, "realized_pnl")
+    return None if position is None else position.realized_pnl
 
 
 def parse_debug(obj: dict[str, Any]) -> bool:

@@ -3,24 +3,40 @@
 
 The loop polls with a timeout (``poll_ms``) so a stop or reload request is noticed within
 that time (``busy_poll`` spins instead, trading a CPU core for a hot cache). Every message
-received gets exactly one reply. The journal and the log are written after the reply has
-gone, once the socket has been idle for a millisecond (or after a burst of 64 requests, or
-at shutdown); a failure in either is logged and never costs a reply. Sockets are closed
-with linger 0 in ``finally``.
+received gets exactly one reply. The journal line is handed to the operating system before
+the reply is sent (so every replied request survives a kill); the log lines are queued
+after the reply has gone, once the socket has been idle for a millisecond (or after a
+burst of 64 requests, or at shutdown), and written by other threads
+(:mod:`bridge.console`). A failure in either is logged and never costs a reply. Sockets
+are closed with linger 0 in ``finally``.
 
 Reload: SIGHUP (POSIX) reloads the files being served; ``ai-trading-bridge reload`` sends
-``{"type": "reload", ...}`` to the control socket (loopback only, works on Windows). The
-new policy is loaded, checked and smoke-tested first; only then is it swapped in, between
-two requests. A bad one leaves the old model serving and the reply says why.
+``{"type": "reload", "token": ..., ...}`` to the control socket (loopback only, works on
+Windows). The new policy is loaded, checked and smoke-tested on another thread while the
+loop keeps serving; it is swapped in between two requests. A bad one leaves the old model
+serving and the reply says why.
+
+Control socket security (the Jupyter model): the control endpoint is a random loopback port
+by default, written with a per-run secret token to a user-only file in the state folder
+(``daemons/<serving endpoint>.json``); a request without that token is refused, and a
+reload may only load from the configured model folders. Two daemons never share a
+control port, and ``reload`` finds each one by the endpoint it serves.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
+import os
+import re
+import secrets
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -28,8 +44,10 @@ import zmq
 
 from bridge import protocol
 from bridge.config import ConfigError, ModelSource, ServeConfig, exchange_zone
+from bridge.console import dropped_lines
 from bridge.dispatch import Dispatcher, Outcome
 from bridge.journal import Journal
+from bridge.killswitch import KillSwitch
 from bridge.monitoring import Monitor
 from bridge.policy import LoadedPolicy, NumpyActor, PolicyLoadError, load_policy
 
@@ -40,9 +58,12 @@ log = structlog.get_logger()
 # machine it only gets one once this thread sleeps. Recording first would add its cost
 # (about 0.3 ms) to every reply.
 IDLE_AFTER_REPLY_MS = 1
+WATCHDOG_EVERY_S = 1.0  # how often the stale-data watchdog looks at the streams
 MAX_UNRECORDED = 64  # record anyway after this many replies in a burst (history, replay)
 HARD_LIMIT_FACTOR = 16  # ZMQ_MAXMSGSIZE = 16 x --max-message-bytes: larger peers are dropped
 CONTROL_TIMEOUT_S = 30.0  # loading a model can take a few seconds
+RELOAD_SWITCH_INTERVAL_S = 0.0005  # GIL hand-over while a reload thread runs (default 5 ms)
+DAEMONS_FOLDER = "daemons"
 _FALLBACK_REPLY = protocol.error_reply(
     protocol.INTERNAL, "the daemon hit an unexpected error; act as HOLD", None
 )
@@ -87,6 +108,9 @@ class BridgeServer:
         self._stop = threading.Event()
         self._reload_pending = False
         self.requests = 0
+        self.token = secrets.token_urlsafe(32)
+        self.daemon_file: Path | None = None
+        self._loading: _Reload | None = None
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -132,6 +156,35 @@ class BridgeServer:
             return
         self.control = control
         self.control_endpoint = control.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._write_daemon_file()
+
+    def _write_daemon_file(self) -> None:
+        """Publish the control endpoint and token to this user only (mode 0600; on Windows
+        the per-user data folder is private to the user)."""
+        assert self.endpoint is not None
+        path = daemon_file(self.config.state_dir, self.endpoint)
+        record = {
+            "pid": os.getpid(),
+            "endpoint": self.endpoint,
+            "control": self.control_endpoint,
+            "token": self.token,
+        }
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_suffix(f".{os.getpid()}.tmp")
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(record, f)
+            os.replace(temporary, path)
+        except OSError as exc:
+            log.warning(
+                "control_file_failed",
+                path=str(path),
+                error=repr(exc),
+                detail="`ai-trading-bridge reload` cannot find this daemon; use SIGHUP",
+            )
+            return
+        self.daemon_file = path
 
     def stop(self) -> None:
         """Ask the loop to stop after the request in hand (signal- and thread-safe)."""
@@ -162,10 +215,15 @@ class BridgeServer:
             journal=None if self.journal is None else str(self.journal.folder),
         )
         idle_timeout = 0 if self.config.busy_poll else self.config.poll_ms
-        done: list[_Done] = []  # replied, not yet journaled and logged
+        done: list[_Done] = []  # replied, not yet logged
+        next_watch = time.monotonic() + WATCHDOG_EVERY_S
         try:
             while not self._stop.is_set():
-                events = dict(poller.poll(IDLE_AFTER_REPLY_MS if done else idle_timeout))
+                if not done and time.monotonic() >= next_watch:
+                    next_watch = time.monotonic() + WATCHDOG_EVERY_S
+                    self._watch()
+                timeout = IDLE_AFTER_REPLY_MS if done or self._loading else idle_timeout
+                events = dict(poller.poll(timeout))
                 if self.socket in events:
                     finished = self._serve_one(self.socket)
                     if finished is not None:
@@ -173,15 +231,19 @@ class BridgeServer:
                 if done and (not events or len(done) >= MAX_UNRECORDED):
                     self._record(done)
                     done = []
+                if self._loading is not None and not self._loading.thread.is_alive():
+                    self._finish_reload()
                 if self.control is not None and self.control in events:
                     self._control_one(self.control)
-                if self._reload_pending:
+                if self._reload_pending and self._loading is None:
                     self._reload_pending = False
-                    self.reload()
+                    self._start_reload(self.dispatcher.policy.source, reply=False)
         finally:
             self._record(done)
+            if self._loading is not None:
+                sys.setswitchinterval(self._loading.switch_interval)
             self.close()
-            log.info("stopped", requests=self.requests)
+            log.info("stopped", requests=self.requests, log_lines_dropped=dropped_lines())
 
     def close(self) -> None:
         """Close the sockets (linger 0), the journal and the context."""
@@ -189,6 +251,15 @@ class BridgeServer:
             if socket is not None:
                 socket.close(linger=0)
         self.socket = self.control = None
+        if self.daemon_file is not None:
+            try:
+                if json.loads(self.daemon_file.read_text(encoding="utf-8")).get("pid") == (
+                    os.getpid()
+                ):
+                    self.daemon_file.unlink()
+            except (OSError, ValueError):
+                pass
+            self.daemon_file = None
         if self.journal is not None:
             self.journal.close()
         self.context.term()
@@ -216,16 +287,25 @@ class BridgeServer:
         except BaseException:  # handle() never raises; this keeps the lockstep if it does
             log.exception("dispatch_failed")
             reply = _FALLBACK_REPLY
+        if outcome is not None and self.journal is not None:
+            # Written to the OS before the reply: a request the client saw answered is in
+            # the journal even if the daemon is killed right after sending.
+            self.journal.record(raw, outcome, (time.perf_counter_ns() - started) // 1000)
         socket.send(reply)
         latency_us = (time.perf_counter_ns() - started) // 1000
         return None if outcome is None else (raw, outcome, latency_us)
 
+    def _watch(self) -> None:
+        """Periodic checks between requests: the stale-data watchdog."""
+        try:
+            self.dispatcher.check_stale(datetime.now(timezone.utc))
+        except Exception:
+            log.exception("watchdog_failed", detail="serving continues")
+
     def _record(self, done: list[_Done]) -> None:
-        """Journal and log replied requests; a failure here never costs a reply."""
-        for raw, outcome, latency_us in done:
+        """Log replied requests; a failure here never costs a reply."""
+        for _raw, outcome, latency_us in done:
             try:
-                if self.journal is not None:
-                    self.journal.record(raw, outcome, latency_us)
                 self.monitor.observe(outcome, latency_us)
             except Exception:
                 log.exception("after_reply_failed", detail="the reply was sent")
@@ -237,19 +317,104 @@ class BridgeServer:
             reply = self._control_command(command)
         except Exception as exc:
             reply = {"ok": False, "error": f"bad control request: {exc!r}"}
-        control.send(json.dumps(reply).encode())
+        if reply is not None:  # None: a reload is loading; it replies when done
+            control.send(json.dumps(reply).encode())
 
-    def _control_command(self, command: Any) -> dict[str, Any]:
+    def _control_command(self, command: Any) -> dict[str, Any] | None:
         if not isinstance(command, dict) or command.get("type") not in ("reload", "status"):
             return {"ok": False, "error": 'expected {"type": "reload", ...} or {"type": "status"}'}
+        token = command.get("token")
+        if not isinstance(token, str) or not hmac.compare_digest(token, self.token):
+            log.warning("control_refused", detail="a control request came without the token")
+            return {
+                "ok": False,
+                "error": "refused: the request does not carry this daemon's token (use "
+                "`ai-trading-bridge reload`, which reads it from the daemon's file)",
+            }
         if command["type"] == "status":
             return {"ok": True, **self.status()}
+        current = self.dispatcher.policy
         paths = {k: command.get(k) for k in ("bundle", "model", "vecnorm")}
         try:
             source = ModelSource.from_options(**paths) if any(paths.values()) else None
         except ConfigError as exc:
-            return {"ok": False, "error": str(exc), "model": self.dispatcher.policy.info()}
-        return self.reload(source)
+            return {"ok": False, "error": str(exc), "model": current.info()}
+        if source is not None:
+            outside = [
+                str(p)
+                for p in (source.bundle, source.model, source.vecnorm)
+                if p is not None and not self._allowed(p)
+            ]
+            if outside:
+                log.warning("reload_refused", paths=outside, allowed=self._model_dirs())
+                return {
+                    "ok": False,
+                    "error": f"refused: {outside[0]} is outside the model folders this daemon "
+                    f"may load from ({', '.join(self._model_dirs())}); start it with "
+                    "--model-dir FOLDER to allow another",
+                    "model": current.info(),
+                }
+        if self._loading is not None:
+            return {"ok": False, "error": "a reload is already loading", "model": current.info()}
+        self._start_reload(source or current.source, reply=True)
+        return None
+
+    def _model_dirs(self) -> list[str]:
+        return [str(p) for p in self.config.model_dirs or default_model_dirs(self.config.model)]
+
+    def _allowed(self, path: Path) -> bool:
+        resolved = Path(path).resolve()
+        return any(resolved.is_relative_to(Path(root).resolve()) for root in self._model_dirs())
+
+    def _start_reload(self, source: ModelSource, reply: bool) -> None:
+        """Load, check and smoke-test ``source`` on another thread; the loop swaps it in
+        (:meth:`_finish_reload`) between two requests once it is ready."""
+        loading = _Reload(source, reply, sys.getswitchinterval())
+
+        def work() -> None:
+            started = time.perf_counter()
+            try:
+                loading.policy = self.loader(source)
+            except BaseException as exc:
+                loading.error = exc
+            loading.load_ms = round((time.perf_counter() - started) * 1000, 1)
+
+        loading.thread = threading.Thread(target=work, name="reload", daemon=True)
+        # The loader holds the GIL for long stretches (unzipping, torch); a short switch
+        # interval lets the serving thread take it back within half a millisecond.
+        sys.setswitchinterval(RELOAD_SWITCH_INTERVAL_S)
+        self._loading = loading
+        loading.thread.start()
+
+    def _finish_reload(self) -> None:
+        loading, self._loading = self._loading, None
+        assert loading is not None
+        sys.setswitchinterval(loading.switch_interval)
+        current = self.dispatcher.policy
+        reply: dict[str, Any]
+        if loading.policy is None:
+            exc = loading.error
+            message = str(exc) if isinstance(exc, PolicyLoadError) else repr(exc)
+            log.error(
+                "reload_failed",
+                source=loading.source.describe(),
+                error=message,
+                serving=current.version,
+                detail="the previous model keeps serving",
+            )
+            reply = {"ok": False, "error": message, "model": current.info()}
+        else:
+            previous = self.dispatcher.swap_policy(loading.policy)
+            log.info(
+                "model_reloaded",
+                model_version=loading.policy.version,
+                previous_version=previous.version,
+                source=loading.source.describe(),
+                load_ms=loading.load_ms,
+            )
+            reply = {"ok": True, "model": loading.policy.info(), "previous": previous.info()}
+        if loading.reply and self.control is not None:
+            self.control.send(json.dumps(reply).encode())
 
     def status(self) -> dict[str, Any]:
         """What the daemon serves, for ``reload --status`` and tests."""
@@ -261,35 +426,67 @@ class BridgeServer:
             "sessions": len(self.dispatcher.sessions),
             "requests": self.requests,
             "journal_failures": 0 if self.journal is None else self.journal.failures,
+            "log_lines_dropped": dropped_lines(),
+            "risk": self.dispatcher.risk_summary(),
         }
 
-    def reload(self, source: ModelSource | None = None) -> dict[str, Any]:
-        """Load, check and smoke-test a policy, then swap it in; on any failure keep
-        serving the current one. ``source`` defaults to the files being served."""
-        current = self.dispatcher.policy
-        source = source or current.source
-        started = time.perf_counter()
-        try:
-            policy = self.loader(source)
-        except Exception as exc:
-            message = str(exc) if isinstance(exc, PolicyLoadError) else repr(exc)
-            log.error(
-                "reload_failed",
-                source=source.describe(),
-                error=message,
-                serving=current.version,
-                detail="the previous model keeps serving",
-            )
-            return {"ok": False, "error": message, "model": current.info()}
-        previous = self.dispatcher.swap_policy(policy)
-        log.info(
-            "model_reloaded",
-            model_version=policy.version,
-            previous_version=previous.version,
-            source=source.describe(),
-            load_ms=round((time.perf_counter() - started) * 1000, 1),
+
+class _Reload:
+    """A reload in progress on its own thread."""
+
+    def __init__(self, source: ModelSource, reply: bool, switch_interval: float) -> None:
+        self.source = source
+        self.reply = reply  # answer the control request when done (not for SIGHUP)
+        self.switch_interval = switch_interval
+        self.thread: threading.Thread = threading.Thread()
+        self.policy: LoadedPolicy | None = None
+        self.error: BaseException | None = None
+        self.load_ms = 0.0
+
+
+def daemon_file(state_dir: Path, endpoint: str) -> Path:
+    """The file where the daemon serving ``endpoint`` publishes its control endpoint and
+    token: ``<state_dir>/daemons/tcp_127.0.0.1_5555.json``."""
+    return state_dir / DAEMONS_FOLDER / (re.sub(r"[^A-Za-z0-9.]+", "_", endpoint) + ".json")
+
+
+def default_model_dirs(source: ModelSource) -> list[Path]:
+    """The folders a reload may load from when none are configured: the folder holding
+    the model served at start (the bundle's parent, or the two files' folders)."""
+    if source.bundle is not None:
+        return [source.bundle.resolve().parent]
+    return sorted({p.resolve().parent for p in (source.model, source.vecnorm) if p is not None})
+
+
+def find_daemon(state_dir: Path, endpoint: str | None, control: str | None) -> dict[str, Any]:
+    """The record of a running daemon: by its control endpoint when given, else by the
+    endpoint it serves.
+
+    Raises:
+        FileNotFoundError: no such daemon has published its control endpoint.
+    """
+    folder = state_dir / DAEMONS_FOLDER
+    if control is not None:
+        for path in sorted(folder.glob("*.json")):
+            try:
+                record = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if record.get("control") == control:
+                return dict(record)
+        raise FileNotFoundError(
+            f"no daemon with control endpoint {control} has a file in {folder}; is it "
+            "running with the same --state-dir?"
         )
-        return {"ok": True, "model": policy.info(), "previous": previous.info()}
+    assert endpoint is not None
+    path = daemon_file(state_dir, endpoint)
+    try:
+        return dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        raise FileNotFoundError(
+            f"no daemon serving {endpoint} found ({path} is missing); is it running, with "
+            "the same --state-dir? Name it with --endpoint tcp://127.0.0.1:PORT"
+        ) from None
 
 
 def build_server(
@@ -306,8 +503,14 @@ def build_server(
         exchange_tz=exchange_zone(config.exchange_tz),
         max_message_bytes=config.max_message_bytes,
         max_sessions=config.max_sessions,
+        max_clock_skew_s=config.max_clock_skew_s,
+        allow_other_scale=config.allow_other_scale,
+        risk=config.risk,
+        kill_switch=KillSwitch(config.state_dir),
     )
     journal = Journal(config.journal_dir) if config.journal_dir is not None else None
+    if journal is not None:
+        journal.open()
     return BridgeServer(config, dispatcher, journal, Monitor(config.monitor), loader)
 
 

@@ -1,12 +1,12 @@
-"""Per-client state: the feature stream of each client+instrument, and each client's
-last reply for idempotent retries."""
+"""Per-client state: the feature stream of each client+instrument, its contract terms,
+its bar spacing, its risk state and its last reply for idempotent retries."""
 
 from __future__ import annotations
 
 from bisect import bisect_right
 from collections import OrderedDict
-from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from bridge.protocol import FLAT, Bar, Position
 from env.config import WARMUP_BARS
@@ -25,6 +25,27 @@ class InstrumentSession:
         self.times: list[datetime] = []
         self.position: Position = FLAT
         self.decisions = 0
+        # Idempotent retries: the last successful request with a seq and its exact reply.
+        self.last_seq: int | None = None
+        self.last_type = ""
+        self.last_request: dict[str, Any] | None = None
+        self.last_reply = b""
+        # Contract terms orders are priced with (set by hello or on first use), and the
+        # execution settings built from them for the policy being served.
+        self.instrument_spec: dict[str, Any] | None = None
+        self.terms: Any = None  # env.trading_env.EnvConfig, cached per policy
+        self.terms_policy: object | None = None
+        self.declared_period: dict[str, Any] | None = None  # hello's bar_period
+        # Bar spacing: the last bar time seen (accepted or not) and the run of equal gaps
+        # that do not match the model's period.
+        self.seen_time: datetime | None = None
+        self.odd_gap_s = 0.0
+        self.odd_gap_run = 0
+        self.risk: Any = None  # env.risk.RailState of this stream, created on first use
+        self.calendar: Any = None  # (point, is_open) from bridge.calendar, on first use
+        self.risk_state = ""  # last logged rail state
+        self.last_bar_at: float | None = None  # monotonic arrival of the last bar
+        self.stale = False  # the watchdog warned and no bar came since
 
     @property
     def last_time(self) -> datetime | None:
@@ -60,23 +81,12 @@ class InstrumentSession:
         return len(self.times) - bisect_right(self.times, time)
 
 
-@dataclass
-class ClientSession:
-    """A client's last successful request with a seq: its seq and type, and the exact
-    reply sent."""
-
-    last_seq: int | None = None
-    last_type: str = ""
-    last_reply: bytes = b""
-
-
 class SessionStore:
-    """Sessions by client and by client+instrument, least recently used dropped first."""
+    """Sessions by client+instrument, least recently used dropped first."""
 
     def __init__(self, max_sessions: int) -> None:
         self.max_sessions = max_sessions
         self._streams: OrderedDict[tuple[str, str], InstrumentSession] = OrderedDict()
-        self._clients: OrderedDict[str, ClientSession] = OrderedDict()
         self.evicted = 0
 
     def stream(self, client: str, instrument: str) -> InstrumentSession:
@@ -92,20 +102,9 @@ class SessionStore:
             self._streams.move_to_end(key)
         return session
 
-    def client(self, client: str) -> ClientSession:
-        """The retry state of ``client``, created on first use."""
-        session = self._clients.get(client)
-        if session is None:
-            session = self._clients[client] = ClientSession()
-            if len(self._clients) > self.max_sessions:
-                self._clients.popitem(last=False)
-        else:
-            self._clients.move_to_end(client)
-        return session
-
-    def peek_client(self, client: str) -> ClientSession | None:
-        """The retry state of ``client`` if it exists (no creation, no reordering)."""
-        return self._clients.get(client)
+    def items(self) -> list[tuple[tuple[str, str], InstrumentSession]]:
+        """Every (client, instrument) and its session (a copy, safe to iterate)."""
+        return list(self._streams.items())
 
     def __len__(self) -> int:
         return len(self._streams)

@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from env.periods import MINUTE_1, BarPeriod, detect_bar_period
+
 # Exchange-local wall clock of the training data (CME Globex). Naive times are taken as
 # exchange-local; times with ``Z`` or an offset are converted to this zone.
 EXCHANGE_TZ = "America/Chicago"
@@ -27,6 +29,10 @@ class Bars:
         time: ``datetime64[s]`` close time of each bar, exchange-local, strictly increasing.
         open, high, low, close, volume: float64 arrays of the same length.
         source: Where the bars came from (a path or a generator description).
+        timezone: IANA zone of the wall clock ``time`` is in (the contract's exchange
+            zone; times in a file in another zone are converted on loading).
+        bar_period: What one bar spans; detected from the spacing of ``time`` when not
+            given (one minute for a series too short to tell).
     """
 
     time: np.ndarray
@@ -36,6 +42,13 @@ class Bars:
     close: np.ndarray
     volume: np.ndarray
     source: str = ""
+    timezone: str = EXCHANGE_TZ
+    bar_period: BarPeriod = None  # type: ignore[assignment]  # set in __post_init__
+
+    def __post_init__(self) -> None:
+        if self.bar_period is None:
+            period = detect_bar_period(self.time) if len(self.time) >= 2 else MINUTE_1
+            object.__setattr__(self, "bar_period", period)
 
     def __len__(self) -> int:
         return len(self.close)
@@ -51,6 +64,8 @@ class Bars:
             self.close[index],
             self.volume[index],
             self.source,
+            self.timezone,
+            self.bar_period,
         )
 
     @property

@@ -21,6 +21,7 @@ from env.config import (
     WARMUP_BARS,
     Action,
 )
+from env.contracts import ContractSpec
 from env.execution import ExecutionConfig, SimulatedPosition, bracket_prices
 from env.features import compute_market_features, position_features
 from env.instruments import DEFAULT_INSTRUMENT, Instrument
@@ -76,7 +77,7 @@ class EnvConfig:
             raise ValueError(f"unknown env config keys {sorted(unknown)}")
         values = dict(data)
         if "instrument" in values:
-            values["instrument"] = Instrument(**values["instrument"])
+            values["instrument"] = ContractSpec.from_dict(values["instrument"])
         if "execution" in values:
             values["execution"] = ExecutionConfig(**values["execution"])
         return cls(**values)

@@ -107,6 +107,8 @@ def serve_config(bundle: Path, tmp_path: Path, **overrides: Any) -> ServeConfig:
         "control_required": True,
         "model": ModelSource(bundle=bundle),
         "journal_dir": tmp_path / "journal",
+        "state_dir": tmp_path / "state",
+        "model_dirs": (tmp_path,),
         "monitor": MonitorConfig(),
         "poll_ms": 20,
     }

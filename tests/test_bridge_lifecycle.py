@@ -41,6 +41,7 @@ pytest_plugins = ["bridge_helpers"]
 ROOT = Path(__file__).resolve().parent.parent
 BARS = tiny_bars()
 EXIT_DEADLINE_S = 2.0
+MONITOR_WARNINGS = {"hold_share_out_of_band", "action_share_high", "pm_action_while_flat"}
 
 
 @pytest.fixture
@@ -101,6 +102,7 @@ def test_signal_stops_the_daemon_with_exit_0_within_2_s(
     tiny_bundle, tmp_path, signum, restore_logging
 ) -> None:
     process, endpoint, log_file = start_daemon(tiny_bundle, tmp_path)
+    pings = 0
     try:
         result = run_replay(
             BARS, ReplayConfig(endpoint=endpoint, history=WARMUP_BARS, max_bars=100)
@@ -109,7 +111,13 @@ def test_signal_stops_the_daemon_with_exit_0_within_2_s(
         if hasattr(signal, "SIGHUP"):
             process.send_signal(signal.SIGHUP)  # reload the same files while serving
             client = Client(endpoint)
-            assert client.ask({"v": 1, "type": "ping"})["ok"]
+            pings = 0
+            deadline = time.monotonic() + 60
+            while "model_reloaded" not in log_file.read_text():  # loads on another thread
+                assert client.ask({"v": 1, "type": "ping"})["ok"]
+                pings += 1
+                assert time.monotonic() < deadline, "the reload did not finish"
+                time.sleep(0.01)
             client.close()
         started = time.monotonic()
         process.send_signal(signum)
@@ -126,8 +134,8 @@ def test_signal_stops_the_daemon_with_exit_0_within_2_s(
         assert "model_reloaded" in names
     journal = read_journal(next((tmp_path / "journal").glob("journal-*.jsonl")))
     assert len(journal) == 1 + 1 + 100 + (
-        1 if hasattr(signal, "SIGHUP") else 0
-    )  # hello, history, bars, ping
+        pings if hasattr(signal, "SIGHUP") else 0
+    )  # hello, history, bars, pings
     runner = CliRunner()
     shown = runner.invoke(cli, ["monitor", "--once", str(log_file)])
     assert shown.exit_code == 0, shown.output
@@ -155,19 +163,24 @@ def test_bad_reload_keeps_serving_and_a_good_one_swaps(tiny_bundle, tiny_policy,
     ):
         client = Client(server.endpoint)
         client.ask(history_message(BARS, 0, WARMUP_BARS))
-        bad = control_request(server.control_endpoint, {"type": "reload", "bundle": str(broken)})
+        token = server.token
+        bad = control_request(
+            server.control_endpoint, {"type": "reload", "bundle": str(broken), "token": token}
+        )
         assert bad["ok"] is False and "not a stable-baselines3 model zip" in bad["error"]
         assert bad["model"]["version"] == tiny_policy.version
         reply = client.ask(bar_message(BARS, WARMUP_BARS, seq=1))
         assert reply["ok"] and reply["model_version"] == tiny_policy.version
-        good = control_request(server.control_endpoint, {"type": "reload", "bundle": str(newer)})
+        good = control_request(
+            server.control_endpoint, {"type": "reload", "bundle": str(newer), "token": token}
+        )
         assert good["ok"] is True and good["model"]["version"] == "tiny-newer"
         assert good["previous"]["version"] == tiny_policy.version
         reply = client.ask(bar_message(BARS, WARMUP_BARS + 1, seq=2))
         assert reply["model_version"] == "tiny-newer" and reply["warming_up"] is False
         hello = client.ask({"v": 1, "type": "hello", "client": "c", "instrument": "NQ 12-25"})
         assert hello["model"]["version"] == "tiny-newer"
-        status = control_request(server.control_endpoint, {"type": "status"})
+        status = control_request(server.control_endpoint, {"type": "status", "token": token})
         assert status["ok"] and status["source"]["bundle"] == str(newer)
         client.close()
     failed = [e for e in logs if e["event"] == "reload_failed"]
@@ -177,29 +190,40 @@ def test_bad_reload_keeps_serving_and_a_good_one_swaps(tiny_bundle, tiny_policy,
 
 def test_reload_command_reports_success_and_failure(tiny_bundle, tiny_policy, tmp_path) -> None:
     runner = CliRunner()
+    state = ["--state-dir", str(tmp_path / "state")]
     with running_server(serve_config(tiny_bundle, tmp_path), tiny_policy) as server:
-        ok = runner.invoke(cli, ["reload", "--control", server.control_endpoint])
+        ok = runner.invoke(cli, ["reload", "--endpoint", server.endpoint, *state])
         assert ok.exit_code == 0 and f"serving {tiny_policy.version}" in ok.output
         bad = runner.invoke(
             cli,
-            ["reload", "--control", server.control_endpoint, "--bundle", str(tmp_path / "none")],
+            ["reload", "--control", server.control_endpoint, *state, "--bundle", "none"],
         )
         assert (
             bad.exit_code == 1 and "reload failed" in bad.output and "still serving" in bad.output
         )
-        status = runner.invoke(cli, ["reload", "--control", server.control_endpoint, "--status"])
+        status = runner.invoke(
+            cli, ["reload", "--control", server.control_endpoint, "--status", *state]
+        )
         assert (
             status.exit_code == 0
             and json.loads(status.output)["model"]["version"] == tiny_policy.version
         )
 
 
-def test_reload_command_without_a_daemon_fails_fast() -> None:
+def test_reload_command_without_a_daemon_fails_fast(tmp_path) -> None:
     with zmq.Context() as context, context.socket(zmq.REP) as probe:
         port = probe.bind_to_random_port("tcp://127.0.0.1")
-    result = CliRunner().invoke(
-        cli, ["reload", "--control", f"tcp://127.0.0.1:{port}", "--timeout", "0.3"]
-    )
+    state = tmp_path / "state"
+    args = ["reload", "--endpoint", f"tcp://127.0.0.1:{port}", "--state-dir", str(state)]
+    result = CliRunner().invoke(cli, [*args, "--timeout", "0.3"])
+    assert result.exit_code == 1 and "no daemon serving" in result.output
+    # A file left by a daemon that died: the control endpoint does not answer.
+    from bridge.server import daemon_file
+
+    path = daemon_file(state, f"tcp://127.0.0.1:{port}")
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"control": f"tcp://127.0.0.1:{port}", "token": "x"}))
+    result = CliRunner().invoke(cli, [*args, "--timeout", "0.3"])
     assert result.exit_code == 1 and "no reply" in result.output
 
 
@@ -238,7 +262,18 @@ def test_histogram_is_logged_as_structured_fields_every_n_bars(
             )
         decisions = [e for e in logs if e["event"] == "decision"]
         histograms = [e for e in logs if e["event"] == "action_histogram"]
-        assert len(decisions) == 120 and len(histograms) == 120 // every
+        assert len(decisions) == 120
+        # A histogram after every `every`-th decision, and after any decision that warned.
+        count, warned, logged_at = 0, set(), []
+        for event in logs:
+            if event["event"] == "decision":
+                count += 1
+            elif event["event"] in MONITOR_WARNINGS:
+                warned.add(count)
+            elif event["event"] == "action_histogram":
+                logged_at.append(count)
+        expected = {n for n in range(1, 121) if n % every == 0} | (warned - {0})
+        assert logged_at == sorted(expected)
         last = histograms[-1]
         assert last["bars"] == 100 and sum(last["counts"].values()) == 100
         assert last["flat_bars"] + last["position_bars"] == 100
@@ -408,7 +443,8 @@ def test_journal_write_failure_is_logged_and_every_request_still_answered(
             assert client.ask({"v": 1, "type": "ping", "seq": k})["seq"] == k
         client.close()
     failures = [e for e in logs if e["event"] == "journal_write_failed"]
-    assert len(failures) == 3 and failures[0]["log_level"] == "error"
+    # once at start (the journal is opened before serving), then once per request
+    assert len(failures) == 1 + 3 and failures[0]["log_level"] == "error"
 
 
 # -- replay client ---------------------------------------------------------------------
@@ -498,6 +534,26 @@ def test_replay_command_prints_trades_pnl_and_histogram(
         and "net PnL" in result.output
         and "DISABLE_TRAIL" in result.output
     )
+
+
+def test_replay_accepts_a_deploy_target_as_bundle(
+    tiny_bundle, tiny_policy, tmp_path, restore_logging
+) -> None:
+    from env.bars import save_bars_csv
+
+    data = tmp_path / "bars.csv"
+    save_bars_csv(BARS[:200], data)
+    target = tmp_path / "deployed"
+    shutil.copytree(tiny_bundle, target / "bundles" / "v1")
+    (target / "current.json").write_text(json.dumps({"path": "bundles/v1"}), encoding="utf-8")
+    with running_server(serve_config(tiny_bundle, tmp_path), tiny_policy) as server:
+        args = ["replay", str(data), "--endpoint", server.endpoint, "--bundle", str(target)]
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, result.output
+        assert f"model {tiny_policy.version}: {200 - WARMUP_BARS} bars" in result.output
+        result = CliRunner().invoke(cli, [*args[:-1], str(tmp_path / "nothing-here")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "is not a model bundle or deploy target" in result.output
 
 
 # -- command line ----------------------------------------------------------------------

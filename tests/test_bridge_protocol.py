@@ -96,6 +96,9 @@ def test_hello_reply_describes_model_protocol_and_warmup(client, tiny_policy) ->
         "sha256": tiny_policy.sha256,
         "obs_size": TOTAL_OBSERVATION_SIZE,
         "features": FEATURE_VERSION,
+        "instrument": "NQ",
+        "bar_period": {"type": "minute", "value": 1},
+        "trained_tick_size": 0.25,
     }
     assert len(reply["model"]["sha256"]) == 64
     assert reply["actions"] == list(ACTION_NAMES)
@@ -186,8 +189,13 @@ def test_retry_with_same_seq_gets_byte_identical_reply_without_running_the_model
         first = client.raw(payload)
         calls = actor.calls
         assert client.raw(payload) == first
-        changed = json.dumps(bar_message(BARS, WARMUP_BARS + 1, seq=5)).encode()
-        assert client.raw(changed) == first  # same client + seq: the cached reply
+        changed = json.loads(
+            client.raw(json.dumps(bar_message(BARS, WARMUP_BARS + 1, seq=5)).encode())
+        )
+        assert changed["error"]["code"] == "out_of_order"  # never the cached decision
+        assert changed["error"]["message"].startswith(
+            "seq 5 was already used for a different request"
+        )
         assert actor.calls == calls
         following = client.ask(bar_message(BARS, WARMUP_BARS + 1, seq=6))
         assert following["ok"] and following["seq"] == 6 and actor.calls == calls + 1

@@ -198,7 +198,7 @@ def test_config_file_in_the_user_config_folder_is_read(config_file: Path, tmp_pa
 @pytest.mark.parametrize(
     ("text", "names"),
     [
-        ('[serve]\nbnd = "tcp://127.0.0.1:1"\n', ["serve.bnd", "known: bind"]),
+        ('[serve]\nbnd = "tcp://127.0.0.1:1"\n', ["serve.bnd", "known: allow_other_price_scale, allow_remote, bind,"]),
         ('[srve]\nbind = "tcp://127.0.0.1:1"\n', ["[srve]", "[serve]"]),
         ("colour = 1\n", ["'colour'", "log_level"]),
         ('[serve]\nmax_sessions = "many"\n', ["serve.max_sessions", "not a valid integer"]),

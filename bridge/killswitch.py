@@ -1,0 +1,81 @@
+"""The persistent kill switch: a file that halts new entries until it is removed.
+
+``ai-trading-bridge halt`` writes ``halt.json`` in the daemon's state folder (a per-user
+data folder by default, from platformdirs); ``ai-trading-bridge resume`` removes it. A
+running daemon looks at the file before each decision (one ``stat``, about a microsecond),
+so a halt takes effect on the next bar whether or not the control socket is on, and a
+restarted daemon starts halted. The switch fails closed: a halt file that cannot be read
+still halts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+APP_NAME = "ai-trading-bridge"
+HALT_FILE = "halt.json"
+
+
+def default_state_dir() -> Path:
+    """The per-user folder of the daemon's persistent state (kill switch)."""
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+class KillSwitch:
+    """The halt file of one state folder, re-read only when it changes."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.path = folder / HALT_FILE
+        self._stamp: tuple[int, int] | None = None
+        self._info: dict[str, Any] | None = None
+
+    def status(self) -> dict[str, Any] | None:
+        """The halt record (``reason``, ``halted_at``) while halted, else None."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            self._stamp = self._info = None
+            return None
+        except OSError as exc:  # cannot tell: fail closed
+            return {"reason": f"the halt file {self.path} cannot be checked ({exc})"}
+        stamp = (st.st_mtime_ns, st.st_size)
+        if stamp != self._stamp:
+            self._stamp = stamp
+            try:
+                info = json.loads(self.path.read_text(encoding="utf-8"))
+                self._info = info if isinstance(info, dict) else {"reason": "unreadable halt file"}
+            except (OSError, ValueError) as exc:
+                self._info = {"reason": f"the halt file {self.path} is unreadable ({exc})"}
+        return self._info
+
+    @property
+    def halted(self) -> bool:
+        """Whether new entries are halted."""
+        return self.status() is not None
+
+    def halt(self, reason: str) -> dict[str, Any]:
+        """Engage the switch (atomic write); returns the record."""
+        record = {
+            "halted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "reason": reason,
+        }
+        self.folder.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(record), encoding="utf-8")
+        os.replace(temporary, self.path)
+        return record
+
+    def resume(self) -> bool:
+        """Release the switch; False when it was not engaged."""
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            return False
+        return True

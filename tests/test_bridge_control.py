@@ -1,0 +1,121 @@
+"""The control socket trusts nothing: a token from a user-only file, reloads only from
+the model folders, its own port per daemon; and remote binds are refused by default."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import threading
+import time
+
+import pytest
+from bridge_helpers import Client, history_message, running_server, serve_config, tiny_bars
+from click.testing import CliRunner
+
+from ai_trading_bridge import cli
+from bridge.config import ConfigError, ModelSource, ServeConfig
+from bridge.server import control_request, daemon_file, find_daemon
+from env.config import WARMUP_BARS
+
+pytest_plugins = ["bridge_helpers"]
+
+BARS = tiny_bars()
+
+
+def test_control_refuses_a_request_without_the_token(tiny_bundle, tiny_policy, tmp_path) -> None:
+    with running_server(serve_config(tiny_bundle, tmp_path), tiny_policy) as server:
+        for command in ({"type": "reload"}, {"type": "status", "token": "guess"}):
+            reply = control_request(server.control_endpoint, command, timeout_s=5)
+            assert reply["ok"] is False and "token" in reply["error"]
+        reply = control_request(
+            server.control_endpoint, {"type": "status", "token": server.token}, timeout_s=5
+        )
+        assert reply["ok"] is True
+
+
+def test_daemon_file_is_private_and_removed_at_stop(tiny_bundle, tiny_policy, tmp_path) -> None:
+    with running_server(serve_config(tiny_bundle, tmp_path), tiny_policy) as server:
+        path = daemon_file(tmp_path / "state", server.endpoint)
+        record = json.loads(path.read_text())
+        assert record["token"] == server.token and record["control"] == server.control_endpoint
+        if os.name == "posix":
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert not path.exists()
+
+
+def test_reload_only_from_the_model_folders(tiny_bundle, tiny_policy, tmp_path) -> None:
+    outside = tmp_path / "outside"
+    shutil.copytree(tiny_bundle, outside / "evil")
+    config = serve_config(tiny_bundle, tmp_path, model_dirs=(tmp_path / "models",))
+    with running_server(config, tiny_policy) as server:
+        reply = control_request(
+            server.control_endpoint,
+            {"type": "reload", "bundle": str(outside / "evil"), "token": server.token},
+            timeout_s=5,
+        )
+        assert reply["ok"] is False and "outside the model folders" in reply["error"]
+        assert "--model-dir" in reply["error"]
+        sneaky = str(tmp_path / "models" / ".." / "outside" / "evil")
+        reply = control_request(
+            server.control_endpoint,
+            {"type": "reload", "bundle": sneaky, "token": server.token},
+            timeout_s=5,
+        )
+        assert reply["ok"] is False and "outside the model folders" in reply["error"]
+
+
+def test_two_daemons_get_their_own_control_ports_and_reload_finds_each(
+    tiny_bundle, tiny_policy, tmp_path
+) -> None:
+    first = serve_config(tiny_bundle, tmp_path, control="tcp://127.0.0.1:*")
+    second = serve_config(tiny_bundle, tmp_path, control="tcp://127.0.0.1:*")
+    with running_server(first, tiny_policy) as one, running_server(second, tiny_policy) as two:
+        assert one.control_endpoint != two.control_endpoint
+        state = tmp_path / "state"
+        assert find_daemon(state, two.endpoint, None)["control"] == two.control_endpoint
+        result = CliRunner().invoke(
+            cli, ["reload", "--endpoint", two.endpoint, "--state-dir", str(state), "--status"]
+        )
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output)["endpoint"] == two.endpoint
+
+
+@pytest.mark.parametrize("bind", ["tcp://0.0.0.0:5555", "tcp://*:5555", "tcp://192.168.1.5:5555"])
+def test_non_loopback_bind_is_refused_unless_allowed(tiny_bundle, bind) -> None:
+    with pytest.raises(ConfigError, match="SSH tunnel"):
+        ServeConfig(bind=bind, model=ModelSource(bundle=tiny_bundle))
+    assert ServeConfig(bind=bind, model=ModelSource(bundle=tiny_bundle), allow_remote=True)
+    result = CliRunner().invoke(cli, ["serve", "--bind", bind, "--no-journal"])
+    assert result.exit_code == 2 and "ssh -N -L" in result.output
+
+
+def test_reload_loads_off_the_serving_thread(tiny_bundle, tiny_policy, tmp_path) -> None:
+    """Requests keep being answered while a slow reload loads, and the new model is
+    swapped in between two requests."""
+    release = threading.Event()
+
+    def slow_loader(source):
+        release.wait(10)
+        return tiny_policy
+
+    config = serve_config(tiny_bundle, tmp_path)
+    with running_server(config, tiny_policy) as server:
+        server.loader = slow_loader
+        reply: dict = {}
+        command = {"type": "reload", "token": server.token}
+        waiter = threading.Thread(
+            target=lambda: reply.update(control_request(server.control_endpoint, command, 10))
+        )
+        waiter.start()
+        time.sleep(0.2)  # the reload is loading now
+        client = Client(server.endpoint)
+        started = time.monotonic()
+        assert client.ask(history_message(BARS, 0, WARMUP_BARS), timeout_ms=1000)["ready"]
+        assert client.ask({"v": 1, "type": "ping"}, timeout_ms=1000)["ok"]
+        assert time.monotonic() - started < 1.0 and not reply  # served while loading
+        release.set()
+        waiter.join(10)
+        assert reply["ok"] is True and reply["model"]["version"] == tiny_policy.version
+        client.close()

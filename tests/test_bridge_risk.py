@@ -1,0 +1,415 @@
+"""Risk rails over a real socket: each rail's trigger, the HOLD reply with ``risk``, the
+kill switch across restarts, the configuration's validation; and a state-machine test of
+the rails themselves."""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+
+import pytest
+from bridge_helpers import (
+    Client,
+    StubActor,
+    bar_message,
+    history_message,
+    running_server,
+    serve_config,
+    tiny_bars,
+    with_actor,
+)
+from click.testing import CliRunner
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from ai_trading_bridge import cli
+from bridge.config import exchange_zone
+from bridge.dispatch import Dispatcher
+from bridge.journal import read_journal
+from env.config import WARMUP_BARS, Action
+from env.risk import RailState, RiskConfig, RiskConfigError
+
+pytest_plugins = ["bridge_helpers"]
+
+BARS = tiny_bars()
+TIMES = [str(t) for t in BARS.time]
+BUY = [0.0, 5.0, 0.0, 0.0, 0.0, 0.0]
+MOVE_TO_BE = [0.0, 0.0, 0.0, 5.0, 0.0, 0.0]
+FLAT = {"side": 0, "quantity": 0}
+
+
+def long_at(i: int) -> dict:
+    entry = float(BARS.open[i])
+    return {
+        "side": 1,
+        "quantity": 1,
+        "entry_price": entry,
+        "entry_time": TIMES[i],
+        "sl_price": entry - 10.0,
+        "tp_price": entry + 20.0,
+        "trailing": False,
+    }
+
+
+class Rig:
+    """A daemon with a stub model, a client and a running seq."""
+
+    def __init__(self, server, client: Client) -> None:
+        self.server, self.client, self.seq = server, client, 0
+
+    def ask(self, message: dict) -> dict:
+        self.seq += 1
+        return self.client.ask({**message, "seq": self.seq})
+
+    def warm(self, until: int) -> None:
+        assert self.ask(history_message(BARS, until - WARMUP_BARS, until))["ready"]
+
+    def bar(self, i: int, position: dict | None = None, **extra) -> dict:
+        return self.ask(bar_message(BARS, i, 0, position=position or FLAT, **extra))
+
+    def position(self, position: dict, realized_pnl: float) -> dict:
+        message = {"v": 1, "type": "position", "client": "test-client", "instrument": "NQ 12-25"}
+        return self.ask({**message, "position": position, "realized_pnl": realized_pnl})
+
+
+@pytest.fixture
+def rig_factory(tiny_bundle, tiny_policy, tmp_path):
+    def make(logits=BUY, **risk):
+        config = serve_config(tiny_bundle, tmp_path, risk=RiskConfig(**risk))
+        return running_server(config, with_actor(tiny_policy, StubActor(logits)))
+
+    return make
+
+
+def refused(reply: dict, rule: str, model_action: int = Action.BUY) -> bool:
+    return (
+        reply["ok"]
+        and reply["action"] == Action.HOLD
+        and reply["orders"] == {}
+        and reply["risk"]["rule"] == rule
+        and reply["risk"]["model_action"] == model_action
+        and bool(reply["risk"]["detail"])
+    )
+
+
+def test_kill_switch_halts_entries_not_management_and_survives_a_restart(
+    rig_factory, tmp_path
+) -> None:
+    state = str(tmp_path / "state")
+    with rig_factory() as server:
+        rig = Rig(server, Client(server.endpoint))
+        rig.warm(100)
+        assert rig.bar(100)["name"] == "BUY" and "risk" not in rig.bar(101)
+        result = CliRunner().invoke(cli, ["halt", "--state-dir", state, "--reason", "news"])
+        assert result.exit_code == 0 and "halted" in result.output
+        assert refused(rig.bar(102), "kill_switch")
+        rig.client.close()
+    with rig_factory(logits=MOVE_TO_BE) as server:  # a restarted daemon is still halted
+        rig = Rig(server, Client(server.endpoint))
+        hello = rig.ask({"v": 1, "type": "hello", "client": "test-client", "instrument": "NQ"})
+        assert hello["risk"]["state"] == "halted" and hello["risk"]["rails"]["kill_switch"]
+        rig.warm(200)
+        managed = rig.bar(200, long_at(195))
+        assert managed["name"] == "MOVE_TO_BE" and "risk" not in managed
+        rig.client.close()
+    with rig_factory() as server:
+        rig = Rig(server, Client(server.endpoint))
+        rig.warm(300)
+        assert refused(rig.bar(300), "kill_switch")
+        assert CliRunner().invoke(cli, ["resume", "--state-dir", state]).exit_code == 0
+        assert rig.bar(301)["name"] == "BUY"
+        rig.client.close()
+    journal = read_journal(next((tmp_path / "journal").glob("journal-*.jsonl")))
+    risky = [e for e in journal if e["reply"]["type"] == "bar" and "risk" in e["reply"]]
+    assert {e["reply"]["risk"]["rule"] for e in risky} == {"kill_switch"} and len(risky) == 2
+
+
+def test_session_loss_limit_stops_entries_until_the_next_session(rig_factory) -> None:
+    with rig_factory(session_loss_limit=500.0) as server:
+        rig = Rig(server, Client(server.endpoint))
+        rig.warm(100)
+        assert rig.bar(100)["name"] == "BUY"
+        assert rig.position(long_at(100), -200.0)["ok"]
+        assert rig.position(FLAT, -600.0)["ok"]  # the trade lost 400: session -600
+        reply = rig.bar(101)
+        assert refused(reply, "session_loss") and "-600.00" in reply["risk"]["detail"]
+        next_session = TIMES.index(TIMES[0][:8] + "06T17:01:00")  # Monday 17:01
+        rig.warm(next_session)
+        assert rig.bar(next_session)["name"] == "BUY"
+        rig.client.close()
+
+
+def test_max_entries_per_session(rig_factory) -> None:
+    with rig_factory(max_entries_per_session=2) as server:
+        rig = Rig(server, Client(server.endpoint))
+        rig.warm(100)
+        assert [rig.bar(i)["name"] for i in (100, 101)] == ["BUY", "BUY"]
+        reply = rig.bar(102)
+        assert refused(reply, "max_entries") and "limit 2" in reply["risk"]["detail"]
+        rig.client.close()
+
+
+def test_cooldown_after_consecutive_losses(rig_factory) -> None:
+    with rig_factory(cooldown_losses=2, cooldown_bars=3) as server:
+        rig = Rig(server, Client(server.endpoint))
+        rig.warm(100)
+        pnl = 0.0
+        for i in (100, 102):
+            assert rig.bar(i, FLAT, realized_pnl=pnl)["name"] == "BUY"
+            rig.position(long_at(i), pnl)
+            pnl -= 100.0
+            rig.bar(i + 1, FLAT, realized_pnl=pnl)  # stopped out: one more loss
+        replies = [rig.bar(i) for i in range(104, 108)]
+        assert [refused(r, "cooldown") for r in replies] == [True, True, False, False]
+        assert replies[2]["name"] == "BUY"
+        rig.client.close()
+
+
+def test_trading_window(rig_factory) -> None:
+    with rig_factory(trading_window=(time(8, 30), time(15, 0))) as server:
+        rig = Rig(server, Client(server.endpoint))
+        rig.warm(100)  # 18:41 exchange time
+        reply = rig.bar(100)
+        assert refused(reply, "trading_window") and "08:30-15:00" in reply["risk"]["detail"]
+        inside = TIMES.index(TIMES[0][:8] + "06T09:00:00")
+        rig.warm(inside)
+        assert rig.bar(inside)["name"] == "BUY"
+        rig.client.close()
+
+
+def test_no_entries_in_the_last_minutes_before_the_close(rig_factory) -> None:
+    with rig_factory(no_entry_minutes_before_close=15.0) as server:
+        rig = Rig(server, Client(server.endpoint))
+        early = TIMES.index(TIMES[0][:8] + "06T15:44:00")
+        rig.warm(early)
+        assert rig.bar(early)["name"] == "BUY"  # 16 minutes to the 16:00 close
+        reply = rig.bar(early + 2)
+        assert refused(reply, "session_close") and "14 minutes" in reply["risk"]["detail"]
+        rig.client.close()
+
+
+def test_a_refused_entry_is_logged_with_its_rule(rig_factory) -> None:
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logs, rig_factory(max_entries_per_session=1) as server:
+        rig = Rig(server, Client(server.endpoint))
+        rig.warm(100)
+        rig.bar(100)
+        rig.bar(101)
+        rig.client.close()
+    refusals = [e for e in logs if e["event"] == "risk_refused"]
+    assert [(e["rule"], e["model_action"]) for e in refusals] == [("max_entries", "BUY")]
+    states = [e["state"] for e in logs if e["event"] == "risk_state"]
+    assert states == ["reducing"]  # the one entry allowed reached the cap
+
+
+# -- stale data ------------------------------------------------------------------------
+
+
+def test_stale_data_watchdog_warns_once_while_the_market_is_open(tiny_policy) -> None:
+    from structlog.testing import capture_logs
+
+    now = [0.0]
+    dispatcher = Dispatcher(
+        tiny_policy,
+        exchange_tz=exchange_zone("America/Chicago"),
+        max_message_bytes=1 << 20,
+        max_sessions=8,
+        clock=lambda: now[0],
+    )
+    import json
+
+    dispatcher.handle(json.dumps(bar_message(BARS, 100, 1)).encode())
+    tuesday_noon_utc = datetime(2025, 1, 7, 18, 0).astimezone()
+    saturday_utc = datetime(2025, 1, 11, 18, 0).astimezone()
+    with capture_logs() as logs:
+        now[0] = 4 * 60.0
+        assert dispatcher.check_stale(tuesday_noon_utc) == 0  # 4 bars: not yet
+        now[0] = 6 * 60.0
+        assert dispatcher.check_stale(saturday_utc) == 0  # market closed: nothing to see
+        assert dispatcher.check_stale(tuesday_noon_utc) == 1
+        assert dispatcher.check_stale(tuesday_noon_utc + timedelta(minutes=1)) == 1
+    assert [e["event"] for e in logs] == ["stale_data"]
+    assert logs[0]["log_level"] == "warning"
+    dispatcher.handle(json.dumps(bar_message(BARS, 101, 2)).encode())
+    assert dispatcher.check_stale(tuesday_noon_utc) == 0  # a bar came: fresh again
+
+
+# -- configuration ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("max_loss = 100\n", "unknown key 'max_loss'"),
+        ("session_loss_limit = -5\n", "session_loss_limit must be"),
+        ("max_entries_per_session = 1.5\n", "max_entries_per_session must be"),
+        ('trading_window = ["8:30"]\n', "trading_window must be"),
+        ("cooldown_bars = 0\n", "cooldown_bars must be"),
+        ("enabled = 1\n", "enabled must be"),
+        ("session_loss_limit = \n", "not valid TOML"),
+    ],
+)
+def test_bad_risk_config_refuses_to_start(tmp_path, text, message) -> None:
+    path = tmp_path / "risk.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(RiskConfigError, match=message):
+        RiskConfig.load(path)
+    result = CliRunner().invoke(cli, ["serve", "--risk-config", str(path), "--no-journal"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert message.split("'")[0].split(" must")[0] in result.output
+
+
+def test_risk_config_file_sets_and_turns_off_limits(tmp_path) -> None:
+    path = tmp_path / "risk.toml"
+    path.write_text(
+        "[risk]\nsession_loss_limit = 750\nmax_entries_per_session = false\n"
+        'trading_window = ["08:30", "15:00"]\n',
+        encoding="utf-8",
+    )
+    config = RiskConfig.load(path)
+    assert config.session_loss_limit == 750.0 and config.max_entries_per_session is None
+    assert config.trading_window == (time(8, 30), time(15, 0))
+    assert config.cooldown_losses == RiskConfig().cooldown_losses
+
+
+# -- the rails as a state machine ------------------------------------------------------
+
+
+class Rails(RuleBasedStateMachine):
+    """Random bars, fills, P&L reports, halts and actions; the rails' promises hold."""
+
+    @initialize(
+        loss=st.sampled_from([None, 300.0]),
+        most=st.sampled_from([None, 1, 3]),
+        losses=st.sampled_from([None, 1, 2]),
+        bars=st.integers(1, 4),
+    )
+    def start(self, loss, most, losses, bars) -> None:
+        self.config = RiskConfig(
+            session_loss_limit=loss,
+            max_entries_per_session=most,
+            cooldown_losses=losses,
+            cooldown_bars=bars,
+            no_entry_minutes_before_close=10.0,
+        )
+        self.rails = RailState(self.config)
+        self.session = 0
+        self.clock = datetime(2025, 1, 6, 9, 0)
+        self.halted = False
+        self.entries_this_session = 0
+        self.pnl = 0.0
+        self.side = 0
+        self.cooldown_until: int | None = None
+        self.bar_number = 0
+        self.losses_in_a_row = 0
+        self.minutes_to_close: float = 300.0
+        self.rails.on_bar(self.session, self.clock, self.minutes_to_close)
+
+    @rule(new_session=st.booleans(), minutes=st.floats(0, 600))
+    def bar(self, new_session: bool, minutes: float) -> None:
+        if new_session:
+            self.session += 1
+            self.entries_this_session = 0
+            self.pnl = 0.0
+            self.losses_in_a_row = 0 if self.side == 0 else self.losses_in_a_row
+        self.bar_number += 1
+        self.clock += timedelta(minutes=1)
+        self.minutes_to_close = minutes
+        self.rails.on_bar(self.session, self.clock, minutes)
+        if new_session:
+            self.rails.on_position(self.side, self.pnl)
+
+    @rule()
+    def fill(self) -> None:
+        if self.side == 0:
+            self.side = 1
+            self.rails.on_position(1, self.pnl)
+
+    @rule(result=st.sampled_from([-150.0, -50.0, 0.0, 80.0]))
+    def close(self, result: float) -> None:
+        if self.side != 0:
+            self.side = 0
+            self.pnl += result
+            self.rails.on_position(0, self.pnl)
+            if result < 0:
+                self.losses_in_a_row += 1
+                n = self.config.cooldown_losses
+                if n is not None and self.losses_in_a_row >= n:
+                    self.cooldown_until = self.bar_number + self.config.cooldown_bars
+                    self.losses_in_a_row = 0
+            else:
+                self.losses_in_a_row = 0
+
+    @rule(halted=st.booleans())
+    def switch(self, halted: bool) -> None:
+        self.halted = halted
+
+    @rule(action=st.sampled_from(list(Action)))
+    def decide(self, action: Action) -> None:
+        sent, refusal = self.rails.decide(int(action), self.halted)
+        config = self.config
+        if action not in (Action.BUY, Action.SELL):
+            assert sent == action and refusal is None  # management is never refused
+            return
+        must_refuse = (
+            self.halted
+            or (config.session_loss_limit is not None and self.pnl <= -config.session_loss_limit)
+            or (
+                config.max_entries_per_session is not None
+                and self.entries_this_session >= config.max_entries_per_session
+            )
+            or (self.cooldown_until is not None and self.bar_number < self.cooldown_until)
+            or self.minutes_to_close < config.no_entry_minutes_before_close
+        )
+        if must_refuse:
+            assert sent == Action.HOLD and refusal is not None
+            if self.halted:
+                assert refusal.rule == "kill_switch"
+        else:
+            assert sent == action and refusal is None
+            self.entries_this_session += 1
+
+    @invariant()
+    def state_says_why(self) -> None:
+        if not hasattr(self, "rails"):
+            return
+        state = self.rails.state(self.halted)
+        blocking = self.rails.rails(self.halted)["blocking"]
+        assert (state == "active") == (blocking is None)
+        assert (state == "halted") == self.halted
+
+
+TestRails = Rails.TestCase
+TestRails.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
+
+
+def test_monitor_shows_each_rail_state_and_the_kill_switch() -> None:
+    import json
+
+    from rich.console import Console
+
+    from bridge.monitor import MonitorState, render
+
+    rails = RailState(RiskConfig(max_entries_per_session=1))
+    rails.on_bar(1, datetime(2025, 1, 6, 9, 0), 420.0)
+    rails.decide(int(Action.BUY))
+    lines = [
+        {"event": "kill_switch_engaged", "level": "warning", "reason": "news"},
+        {
+            "event": "risk_state",
+            "level": "warning",
+            "client": "c",
+            "instrument": "NQ 03-26",
+            "state": rails.state(),
+            "rails": rails.rails(),
+        },
+        {"event": "risk_refused", "level": "info", "rule": "max_entries"},
+    ]
+    state = MonitorState()
+    state.feed(json.dumps(line) for line in lines)
+    console = Console(width=200, record=True)
+    console.print(render(state))
+    text = console.export_text()
+    assert "kill switch ON (news)" in text and "max_entries 1" in text
+    assert "reducing" in text and "1 / 1" in text and "420.0 min" in text
