@@ -43,6 +43,8 @@ def start_script(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[subpr
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
+        # Windows delivers Ctrl+Break only to a process group of its own.
+        creationflags=getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0),
     )
     assert process.stdout is not None
     first = process.stdout.readline()  # blocks until the line, or EOF if it exits
@@ -68,7 +70,8 @@ def decide_one_bar(endpoint: str) -> dict:
 
 
 def stop_with_sigint(process: subprocess.Popen) -> int:
-    process.send_signal(signal.SIGINT)
+    """SIGINT, as Ctrl+C sends it; on Windows the console's Ctrl+Break (SIGBREAK)."""
+    process.send_signal(getattr(signal, "CTRL_BREAK_EVENT", signal.SIGINT))
     try:
         return process.wait(timeout=10)
     finally:
@@ -198,7 +201,10 @@ def test_config_file_in_the_user_config_folder_is_read(config_file: Path, tmp_pa
 @pytest.mark.parametrize(
     ("text", "names"),
     [
-        ('[serve]\nbnd = "tcp://127.0.0.1:1"\n', ["serve.bnd", "known: allow_other_price_scale, allow_remote, bind,"]),
+        (
+            '[serve]\nbnd = "tcp://127.0.0.1:1"\n',
+            ["serve.bnd", "known: allow_other_price_scale, allow_remote, bind,"],
+        ),
         ('[srve]\nbind = "tcp://127.0.0.1:1"\n', ["[srve]", "[serve]"]),
         ("colour = 1\n", ["'colour'", "log_level"]),
         ('[serve]\nmax_sessions = "many"\n', ["serve.max_sessions", "not a valid integer"]),
