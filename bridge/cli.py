@@ -30,7 +30,7 @@ from bridge.config import (
 from bridge.killswitch import KillSwitch, default_state_dir
 from env.config import WARMUP_BARS
 from train.cli import model_options as _model_options
-from train.cli import resolve_model_options
+from train.cli import pick_model_arguments, resolve_model_options
 
 _PATH = click.Path(path_type=Path)
 
@@ -189,6 +189,7 @@ def serve(
     from env.risk import RiskConfig, RiskConfigError
 
     control_source = ctx.get_parameter_source("control")
+    bundle, model, vecnorm = pick_model_arguments(ctx, bundle, model, vecnorm)
     try:
         risk = RiskConfig.load(risk_config) if risk_config is not None else RiskConfig()
     except RiskConfigError as exc:
@@ -363,6 +364,7 @@ def replay(
     except BarsFileError as exc:
         raise click.BadParameter(str(exc), param_hint="DATA") from None
     env_config = EnvConfig()
+    bundle, model, vecnorm = pick_model_arguments(ctx, bundle, model, vecnorm)
     if bundle is not None or model is not None or vecnorm is not None:
         card_path = resolve_model_options(bundle, model, vecnorm).card_path
         if card_path is not None:  # a bundle, or the one a deploy target serves now

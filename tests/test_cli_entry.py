@@ -234,3 +234,32 @@ def test_group_option_from_config(config_file: Path) -> None:
     with cli.make_context("ai-trading-bridge", ["--config", str(config_file), "serve"]) as ctx:
         assert ctx.params["log_level"] == "warning"
         assert ctx.get_parameter_source("log_level") is click.core.ParameterSource.DEFAULT_MAP
+
+
+def serve_context(args: list[str], group_args: list[str]) -> click.Context:
+    with cli.make_context("ai-trading-bridge", [*group_args, "serve"]) as ctx:
+        command = cli.get_command(ctx, "serve")
+        assert command is not None
+        return command.make_context("serve", args, parent=ctx)
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--bundle", "live"], ("live", None, None)),  # a flag's bundle beats the file's pair
+        ([], (None, "NQ_o1.zip", "v.pkl")),
+        (["--bundle", "live", "--model", "m.zip"], ("live", "m.zip", "v.pkl")),  # refused later
+    ],
+)
+def test_model_form_from_a_higher_source_replaces_the_other_form(
+    config_file: Path, flags: list[str], expected: tuple
+) -> None:
+    from train.cli import pick_model_arguments
+
+    config_file.write_text('[serve]\nmodel = "NQ_o1.zip"\nvecnorm = "v.pkl"\n', encoding="utf-8")
+    sub = serve_context(flags, ["--config", str(config_file)])
+    picked = pick_model_arguments(
+        sub, sub.params["bundle"], sub.params["model"], sub.params["vecnorm"]
+    )
+    names = tuple(None if p is None else p.name for p in picked)
+    assert names == expected

@@ -112,6 +112,31 @@ def resolve_model_options(
         raise click.ClickException(str(exc)) from None
 
 
+_SOURCE_RANK = {"COMMANDLINE": 3, "ENVIRONMENT": 2, "DEFAULT_MAP": 1}
+
+
+def pick_model_arguments(
+    ctx: click.Context, bundle: Path | None, model: Path | None, vecnorm: Path | None
+) -> tuple[Path | None, Path | None, Path | None]:
+    """The model arguments after precedence between the two forms: a bundle from a
+    higher source (flag > environment > config file) replaces two files from a lower one,
+    and the other way round, so ``--bundle X`` on the command line overrides ``model`` and
+    ``vecnorm`` in the config file. Given at the same level, both stay (and are refused)."""
+
+    def rank(name: str) -> int:
+        source = ctx.get_parameter_source(name)
+        return _SOURCE_RANK.get(source.name, 0) if source is not None else 0
+
+    if bundle is None or (model is None and vecnorm is None):
+        return bundle, model, vecnorm
+    files_rank = max(rank("model") if model else 0, rank("vecnorm") if vecnorm else 0)
+    if rank("bundle") > files_rank:
+        return bundle, None, None
+    if files_rank > rank("bundle"):
+        return None, model, vecnorm
+    return bundle, model, vecnorm
+
+
 def _one_bundle(argument: Path | None, option: Path | None) -> Path | None:
     if argument is not None and option is not None:
         raise click.ClickException("give the bundle once: as BUNDLE or as --bundle")
@@ -261,6 +286,8 @@ def validate(
     from train.validation import card_summary
     from train.validation import validate as run_validation
 
+    ctx = click.get_current_context()
+    bundle, model, vecnorm = pick_model_arguments(ctx, bundle, model, vecnorm)
     files = resolve_model_options(_one_bundle(bundle_arg, bundle), model, vecnorm)
     if episodes < 1:
         raise click.UsageError("--episodes must be >= 1")
@@ -336,6 +363,8 @@ def deploy(
     from train.deploy import DeployError, deploy_files
     from train.deploy import deploy as run_deploy
 
+    ctx = click.get_current_context()
+    bundle, model, vecnorm = pick_model_arguments(ctx, bundle, model, vecnorm)
     files = resolve_model_options(_one_bundle(bundle_arg, bundle), model, vecnorm)
     try:
         if files.bundle is not None:
