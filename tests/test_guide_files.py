@@ -220,3 +220,76 @@ def test_bundle_deploy_target_resolves_to_its_live_bundle_and_card(tmp_path: Pat
     assert files.target == target and files.bundle is not None
     assert files.bundle.parent == target / "versions"
     assert json.loads(files.card_path.read_text())["version"] == "A"  # what replay reads
+
+
+def fake_pair(folder: Path, tag: str) -> tuple[Path, Path]:
+    """A validated pair whose zip declares 228 observations (deploy never unpickles)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    zip_path, pkl_path = folder / FIXED_ZIP, folder / FIXED_PKL
+    with zipfile.ZipFile(zip_path, "w") as archive:
+        archive.writestr("data", json.dumps({"observation_space": {"_shape": [228]}}))
+        archive.writestr("tag", tag * 1000)
+    pkl_path.write_bytes(tag.encode() * 1000)
+    write_validation_record(zip_path, pkl_path, {"passed": True})
+    return zip_path, pkl_path
+
+
+@pytest.mark.parametrize(
+    ("step", "served"),
+    [
+        ("staged", "old"),
+        ("copy_backups", "old"),
+        ("backed_up", "old"),
+        ("switched_zip", None),  # new zip, old statistics: refused, never served mixed
+        ("switched_pkl", None),
+        ("pointer_written", None),
+    ],
+)
+def test_two_file_deploy_killed_midway_is_never_served_mixed(
+    tmp_path: Path, step: str, served: str | None
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from test_cli_entry import ROOT
+
+    from train.deploy import PAUSE_ENV
+
+    target = tmp_path / "bridge"
+    deploy_files(*fake_pair(tmp_path / "first", "A"), target)
+    deploy_files(*fake_pair(tmp_path / "second", "B"), target)  # a backup pair exists now
+    old = (target / LIVE_ZIP).read_bytes()
+    new_zip, new_pkl = fake_pair(tmp_path / "third", "C")
+    args = ["deploy", "--model", str(new_zip), "--vecnorm", str(new_pkl), "--target", str(target)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ai_trading_bridge", *args],
+        cwd=ROOT,
+        env={**os.environ, PAUSE_ENV: step},
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        deadline, line = time.monotonic() + 60, ""
+        while "deploy paused at" not in line and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if not line and proc.poll() is not None:
+                break
+        assert f"deploy paused at {step}" in line, f"deploy never reached {step}"
+        proc.send_signal(getattr(signal, "SIGKILL", signal.SIGTERM))
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stderr.close()
+
+    if served == "old":
+        assert resolve_model(bundle=target).model.read_bytes() == old
+    else:
+        with pytest.raises(ModelArgsError, match="does not match"):
+            resolve_model(bundle=target)
+    deploy_files(new_zip, new_pkl, target)  # the next deploy cleans up and succeeds
+    assert resolve_model(bundle=target).model.read_bytes() == new_zip.read_bytes()
+    assert not list(target.rglob(".staging-*"))

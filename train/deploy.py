@@ -293,6 +293,9 @@ def _clean_staging(target: Path) -> None:
                 shutil.rmtree(leftover, ignore_errors=True)
     for leftover in target.glob(f".{POINTER_FILE}.*.tmp"):
         leftover.unlink(missing_ok=True)
+    for leftover in target.glob(f"{STAGING_PREFIX}*"):  # a two-file deploy's staged copies
+        if leftover.is_file():
+            leftover.unlink(missing_ok=True)
 
 
 def check_deployable(
