@@ -198,6 +198,7 @@ def _read_config(ctx: click.Context, _param: click.Parameter, value: str | None)
 @click.option(
     "--config",
     "config_path",
+    type=click.Path(dir_okay=False),
     envvar=CONFIG_ENV,
     is_eager=True,
     expose_value=False,
