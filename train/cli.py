@@ -103,13 +103,13 @@ def resolve_model_options(
     vecnorm: Path | str | None,
     default_bundle: Path | None = None,
 ) -> ModelFiles:
-    """:func:`train.deploy.resolve_model`, with its refusal as a one-line CLI error."""
+    """:func:`train.deploy.resolve_model`, with its refusal as a usage error (exit 2)."""
     from train.deploy import ModelArgsError, resolve_model
 
     try:
         return resolve_model(bundle, model, vecnorm, default_bundle=default_bundle)
     except ModelArgsError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.UsageError(str(exc)) from None
 
 
 _SOURCE_RANK = {"COMMANDLINE": 3, "ENVIRONMENT": 2, "DEFAULT_MAP": 1}
@@ -139,7 +139,7 @@ def pick_model_arguments(
 
 def _one_bundle(argument: Path | None, option: Path | None) -> Path | None:
     if argument is not None and option is not None:
-        raise click.ClickException("give the bundle once: as BUNDLE or as --bundle")
+        raise click.UsageError("give the bundle once: as BUNDLE or as --bundle")
     return argument if argument is not None else option
 
 
