@@ -1,40 +1,51 @@
 """Where a bar sits in its trading session: which session, how long to its close, and
 whether the market is open now. The risk rails and the stale-data watchdog need these.
 
-Sessions come from the contract's calendar (``env.sessions.SessionCalendar``, built on
-pandas-market-calendars) when that module is installed; otherwise from CME Globex's
-regular week (17:00 to 16:00 exchange time, Sunday to Friday), which holidays and early
-closes are not part of.
+Sessions come from the contract's calendar (:class:`env.sessions.SessionCalendar`, built
+on pandas-market-calendars: holidays, early closes and the daily halt included). Building
+one takes about a second, so the daemon builds the served model's calendar at start and
+any other contract's on a background thread the first time it is seen; until that is
+ready the stream is placed on CME Globex's regular week (17:00 to 16:00 exchange time,
+Sunday to Friday), which is right for most CME products except on holidays.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+import threading
+from collections.abc import Hashable
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import NamedTuple
+
+import structlog
+
+from env.contracts import ContractSpec
+from env.sessions import SessionCalendar
+
+log = structlog.get_logger()
+
+GLOBEX_OPEN_HOUR = 17  # the session closing on day D opens at 17:00 the day before
+GLOBEX_CLOSE_HOUR = 16
+_BAR_STAMP = timedelta(seconds=1)  # bars are stamped with their close: look just before
 
 
 class SessionPoint(NamedTuple):
     """A bar's place in its session."""
 
     session: Hashable  # changes when a new session starts
-    minutes_to_close: float | None
-
-
-GLOBEX_OPEN_HOUR = 17  # the session of day D opens at 17:00 on the day before
-GLOBEX_CLOSE_HOUR = 16
+    minutes_to_close: float | None  # None or inf: not known / market closed
 
 
 def globex_point(local_time: datetime) -> SessionPoint:
-    """CME Globex's regular week: the session a naive exchange-local time belongs to is
-    named by the date it closes on (16:00)."""
-    session_day: date = (local_time + timedelta(hours=24 - GLOBEX_OPEN_HOUR)).date()
+    """CME Globex's regular week: the session of a naive exchange-local bar time is named
+    by the date it closes on (16:00)."""
+    stamp = local_time - _BAR_STAMP
+    session_day: date = (stamp + timedelta(hours=24 - GLOBEX_OPEN_HOUR)).date()
     close = datetime.combine(session_day, datetime.min.time()).replace(hour=GLOBEX_CLOSE_HOUR)
-    return SessionPoint(session_day, (close - local_time).total_seconds() / 60.0)
+    return SessionPoint(("globex", session_day), (close - local_time).total_seconds() / 60.0)
 
 
 def globex_is_open(local_time: datetime) -> bool:
-    """Whether CME Globex's regular week is trading at a naive exchange-local time."""
+    """Whether CME Globex's regular week trades at a naive exchange-local time."""
     weekday, hour = local_time.weekday(), local_time.hour
     if weekday == 5 or (weekday == 4 and hour >= GLOBEX_CLOSE_HOUR):
         return False
@@ -43,22 +54,58 @@ def globex_is_open(local_time: datetime) -> bool:
     return not GLOBEX_CLOSE_HOUR <= hour < GLOBEX_OPEN_HOUR
 
 
-def session_functions(
-    instrument: str, zone: tzinfo
-) -> tuple[Callable[[datetime], SessionPoint], Callable[[datetime], bool]]:
-    """``(point, is_open)`` for an instrument: ``point(local_time)`` places a naive
-    exchange-local bar time, ``is_open(utc_now)`` says whether the market trades now."""
-    try:
-        from env.contracts import resolve_contract  # type: ignore[import-not-found]
-        from env.sessions import SessionCalendar  # type: ignore[import-not-found]
+class Calendars:
+    """Session calendars by name, built once (at start, or in the background)."""
 
-        calendar = SessionCalendar.for_contract(resolve_contract(instrument))
-    except Exception:  # no calendar module or no such contract: CME Globex's week
-        return globex_point, lambda now: globex_is_open(now.astimezone(zone).replace(tzinfo=None))
+    def __init__(self, zone: tzinfo) -> None:
+        self.zone = zone
+        self._ready: dict[str, SessionCalendar | None] = {}
+        self._lock = threading.Lock()
 
-    def point(local_time: datetime) -> SessionPoint:
-        t_utc = local_time.replace(tzinfo=zone).astimezone(timezone.utc)
-        close = calendar.next_close(t_utc)
-        return SessionPoint(close, None if close is None else calendar.minutes_to_close(t_utc))
+    def build(self, spec: ContractSpec) -> None:
+        """Build ``spec``'s calendar now (start-up)."""
+        self._build(spec)
 
-    return point, calendar.is_open
+    def _build(self, spec: ContractSpec) -> None:
+        try:
+            calendar: SessionCalendar | None = SessionCalendar.for_contract(spec)
+        except Exception as exc:
+            log.warning(
+                "calendar_unavailable",
+                calendar=spec.calendar,
+                error=repr(exc),
+                detail="sessions follow CME Globex's regular week (no holidays)",
+            )
+            calendar = None
+        with self._lock:
+            self._ready[spec.calendar] = calendar
+
+    def get(self, spec: ContractSpec) -> SessionCalendar | None:
+        """The calendar if built; otherwise start building it and return None."""
+        with self._lock:
+            if spec.calendar in self._ready:
+                return self._ready[spec.calendar]
+            self._ready[spec.calendar] = None
+            building = spec.calendar
+        threading.Thread(
+            target=self._build, args=(spec,), name=f"calendar-{building}", daemon=True
+        ).start()
+        return None
+
+    def point(self, spec: ContractSpec, local_time: datetime) -> SessionPoint:
+        """The session and minutes to its close of a naive exchange-local bar time."""
+        calendar = self.get(spec)
+        if calendar is None:
+            return globex_point(local_time)
+        t_utc = local_time.replace(tzinfo=self.zone).astimezone(timezone.utc) - _BAR_STAMP
+        minutes = calendar.minutes_to_close(t_utc)
+        return SessionPoint(
+            (spec.calendar, calendar.session_index(t_utc)), minutes - _BAR_STAMP.seconds / 60
+        )
+
+    def is_open(self, spec: ContractSpec, utc_now: datetime) -> bool:
+        """Whether ``spec``'s market trades at ``utc_now``."""
+        calendar = self.get(spec)
+        if calendar is None:
+            return globex_is_open(utc_now.astimezone(self.zone).replace(tzinfo=None))
+        return calendar.is_open(utc_now)

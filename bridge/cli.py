@@ -18,6 +18,7 @@ from bridge.config import (
     DEFAULT_CONTROL,
     DEFAULT_EXCHANGE_TZ,
     DEFAULT_JOURNAL_DIR,
+    DEFAULT_LOG_FILE,
     DEFAULT_MAX_CLOCK_SKEW_S,
     DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_MAX_SESSIONS,
@@ -92,8 +93,10 @@ def _state_dir_option(command: Callable[..., None]) -> Callable[..., None]:
 @click.option(
     "--log-file",
     type=_PATH,
+    default=DEFAULT_LOG_FILE,
+    show_default=True,
     envvar="AITB_LOG_FILE",
-    help="Also append JSON log lines here (what `monitor` reads).",
+    help="Also append JSON log lines here (what `monitor` reads); 'none' for console only.",
 )
 @click.option(
     "--exchange-tz",
@@ -217,7 +220,15 @@ def serve(
         )
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
-    configure_queued_logging(log_file, (ctx.obj or {}).get("log_level", "info"))
+    if log_file is not None and str(log_file).lower() == "none":
+        log_file = None
+    try:
+        configure_queued_logging(log_file, (ctx.obj or {}).get("log_level", "info"))
+    except OSError as exc:
+        raise click.BadParameter(
+            f"cannot write {log_file}: {exc.strerror}; pick another file or 'none'",
+            param_hint="--log-file",
+        ) from None
     if allow_remote and not is_loopback(bind):
         warning = (
             f"WARNING: --bind {bind} accepts requests from other computers with NO "
@@ -415,13 +426,14 @@ def _print_replay(result) -> None:  # type: ignore[no-untyped-def]
 
 
 @click.command()
-@click.argument("logfile", type=_PATH)
+@click.argument("logfile", type=_PATH, default=DEFAULT_LOG_FILE)
 @click.option("--once", is_flag=True, help="Print one snapshot of the whole file and exit.")
 @click.option(
     "--refresh", type=float, default=1.0, show_default=True, help="Seconds between reads."
 )
 def monitor(logfile: Path, once: bool, refresh: float) -> None:
-    """Live view of a daemon's --log-file: action histograms, latency, warnings."""
+    """Live view of a daemon's --log-file (default: the daemon's default log file):
+    action histograms, latency, risk rails, warnings."""
     from rich.console import Console
 
     from bridge.monitor import follow, render, snapshot
@@ -464,4 +476,34 @@ def resume(state_dir: Path | None) -> None:
     click.echo("resumed: entries allowed" if released else "was not halted")
 
 
-COMMANDS: list[click.Command] = [serve, reload, replay, monitor, halt, resume]
+@click.command("export-plain")
+@click.argument("bundle", type=click.Path(path_type=Path, file_okay=False, exists=True))
+def export_plain_command(bundle: Path) -> None:
+    """Write BUNDLE's policy weights and normaliser statistics as plain numpy files
+    (policy.npz, normalizer.npz), checked equal to SB3; the daemon then serves the
+    bundle without unpickling anything."""
+    import pickle
+
+    from bridge.plain import PlainFormatError, export_plain
+    from bridge.policy import PolicyLoadError, load_model
+
+    try:
+        model, _ = load_model(bundle / "model.zip")
+        with open(bundle / "vecnormalize.pkl", "rb") as f:
+            vecnorm = pickle.load(f)  # the trader's own bundle, read once to convert it
+        written = export_plain(model, vecnorm, bundle)
+    except (PolicyLoadError, PlainFormatError, OSError, pickle.UnpicklingError) as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(1)
+    click.echo(f"wrote {written[0].name} and {written[1].name} in {bundle} (checked against SB3)")
+
+
+COMMANDS: list[click.Command] = [
+    serve,
+    reload,
+    replay,
+    monitor,
+    halt,
+    resume,
+    export_plain_command,
+]

@@ -11,7 +11,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from bridge.killswitch import default_state_dir
+from bridge.killswitch import default_log_file, default_state_dir
 from env.bars import EXCHANGE_TZ
 from env.risk import RiskConfig
 
@@ -19,7 +19,8 @@ DEFAULT_BIND = "tcp://127.0.0.1:5555"
 DEFAULT_CONTROL = "tcp://127.0.0.1:*"  # a free port, published in the state folder
 DEFAULT_MAX_MESSAGE_BYTES = 1 << 20  # 1 MiB
 DEFAULT_EXCHANGE_TZ = EXCHANGE_TZ  # CME Globex: the training data's wall clock
-DEFAULT_JOURNAL_DIR = Path("journal")
+DEFAULT_JOURNAL_DIR = default_state_dir() / "journal"  # per-user data folder, any OS
+DEFAULT_LOG_FILE = default_log_file()
 DEFAULT_BUNDLE = Path(__file__).resolve().parent / "default_model"
 DEFAULT_MAX_SESSIONS = 256  # client+instrument states kept; the least recently used go first
 DEFAULT_MAX_CLOCK_SKEW_S = 300.0  # bars more than 5 minutes in the future are refused

@@ -17,7 +17,7 @@ import numpy as np
 import structlog
 
 from bridge import protocol
-from bridge.calendar import session_functions
+from bridge.calendar import Calendars
 from bridge.config import DEFAULT_MAX_CLOCK_SKEW_S
 from bridge.killswitch import KillSwitch
 from bridge.orders import price_orders
@@ -25,8 +25,8 @@ from bridge.policy import LoadedPolicy
 from bridge.protocol import Envelope, ProtocolError
 from bridge.session import InstrumentSession, SessionStore
 from env.config import ACTION_NAMES, ENTRY_ACTIONS, WARMUP_BARS, Action
+from env.contracts import UnknownContractError, resolve_contract
 from env.features import build_observation, position_features
-from env.instruments import Instrument, get_instrument
 from env.mask import action_mask
 from env.risk import RailState, RiskConfig, is_stale
 from env.trading_env import EnvConfig
@@ -110,6 +110,7 @@ class Dispatcher:
         self.risk = risk if risk is not None else RiskConfig()
         self.kill_switch = kill_switch
         self._halted = False
+        self.calendars = Calendars(exchange_tz)
         self.wall_clock = wall_clock
         self.max_clock_skew_s = max_clock_skew_s
         self.allow_other_scale = allow_other_scale
@@ -303,9 +304,7 @@ class Dispatcher:
         stream.add_bar(bar)
         stream.last_bar_at, stream.stale = self.clock(), False
         rails = self._rails(stream)
-        if stream.calendar is None:
-            stream.calendar = session_functions(envelope.instrument or "", self.zone)
-        point = stream.calendar[0](bar.local_time)
+        point = self.calendars.point(terms.instrument, bar.local_time)
         rails.on_bar(point.session, bar.local_time, point.minutes_to_close)
         if position is not None:
             rails.on_position(position.side, pnl)
@@ -487,13 +486,14 @@ class Dispatcher:
         now = self.clock()
         stale = 0
         for (client, instrument), stream in self.sessions.items():
-            if stream.last_bar_at is None or stream.calendar is None:
+            if stream.last_bar_at is None or stream.terms is None:
                 continue
             if stream.stale:
                 stale += 1
                 continue
             waited = now - stream.last_bar_at
-            if is_stale(waited, period, self.risk.stale_after_bars, stream.calendar[1](utc_now)):
+            market_open = self.calendars.is_open(stream.terms.instrument, utc_now)
+            if is_stale(waited, period, self.risk.stale_after_bars, market_open):
                 stream.stale = True
                 stale += 1
                 log.warning(
@@ -568,22 +568,16 @@ class Dispatcher:
         name = envelope.instrument or ""
         trained = policy.env_config.instrument
         spec = stream.instrument_spec
-        known = _lookup_instrument(name)
-        if spec is not None:
-            instrument = Instrument(
-                symbol=known.symbol if known else name.split(" ")[0].upper(),
-                tick_size=spec["tick_size"],
-                point_value=spec["point_value"],
-                commission_per_side=known.commission_per_side if known else 0.0,
-            )
-        elif known is not None:
-            instrument = known
-        else:
+        try:
+            instrument = resolve_contract(name, spec)
+        except UnknownContractError:
             raise ProtocolError(
                 protocol.BAD_MESSAGE,
                 f"instrument {name!r} is not in the daemon's contract table, so its tick size "
                 "is unknown; send instrument_spec (tick_size, point_value) in hello",
-            )
+            ) from None
+        except ValueError as exc:
+            raise ProtocolError(protocol.BAD_MESSAGE, f"instrument_spec: {exc}") from None
         ratio = max(instrument.tick_size, trained.tick_size) / min(
             instrument.tick_size, trained.tick_size
         )
@@ -638,14 +632,6 @@ class Dispatcher:
             model_version=self.policy.version,
             parsed=obj is not None,
         )
-
-
-def _lookup_instrument(name: str) -> Instrument | None:
-    """The contract table's terms for a root or NinjaTrader name, or None."""
-    try:
-        return get_instrument(name)
-    except KeyError:
-        return None
 
 
 def _duration(seconds: float) -> str:

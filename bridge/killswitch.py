@@ -22,6 +22,11 @@ APP_NAME = "ai-trading-bridge"
 HALT_FILE = "halt.json"
 
 
+def default_log_file() -> Path:
+    """The daemon's JSON log in the per-user log folder (what ``monitor`` reads)."""
+    return Path(platformdirs.user_log_dir(APP_NAME, appauthor=False)) / "daemon.log"
+
+
 def default_state_dir() -> Path:
     """The per-user folder of the daemon's persistent state (kill switch)."""
     return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))

@@ -5,6 +5,10 @@ from the guide's two files (``--model NQ_o1_fixed.zip --vecnorm
 phase2_position_mgmt_final_vecnorm_fixed.pkl``), trained here or elsewhere, with
 sb3-contrib ``MaskablePPO`` or plain SB3 ``PPO`` (the mask is then applied to its logits).
 
+A bundle that carries ``policy.npz`` and ``normalizer.npz`` (:mod:`bridge.plain`) is
+served from those, with nothing unpickled; the pickles are only read for a bundle without
+them and for the guide's two files.
+
 Serving path, per decision:
 
 1. :class:`ObsNormalizer` is ``VecNormalize.normalize_obs`` with the saved statistics:
@@ -38,6 +42,7 @@ import numpy as np
 import structlog
 
 from bridge.config import DEFAULT_BUNDLE, ConfigError, ModelSource
+from bridge.plain import PLAIN_POLICY, PlainFormatError, has_plain, load_plain
 from env.config import (
     ACTION_NAMES,
     FEATURE_VERSION,
@@ -200,7 +205,8 @@ class LoadedPolicy:
         algorithm: ``"MaskablePPO"`` or ``"PPO"``.
         env_config: Instrument and execution settings the model was trained with.
         card: The model card (empty for the two-file form).
-        model: The SB3 model itself (reference predictions, checks).
+        model: The SB3 model itself (reference predictions, checks); None when served
+            from the plain files.
     """
 
     version: str
@@ -268,6 +274,8 @@ def load_policy(source: ModelSource) -> LoadedPolicy:
         files = source.resolved()
     except ConfigError as exc:
         raise PolicyLoadError(str(exc)) from None
+    if files.bundle is not None and files.bundle.is_dir() and has_plain(files.bundle):
+        return smoke_test(_load_plain_policy(source, files))
     _require_files(files)
     card = read_card(files.card_path) if files.card_path is not None else {}
     env_config = _env_config(card, files)
@@ -291,6 +299,29 @@ def load_policy(source: ModelSource) -> LoadedPolicy:
     return smoke_test(policy)
 
 
+def _load_plain_policy(source: ModelSource, files: ModelSource) -> LoadedPolicy:
+    """A bundle served from ``policy.npz`` + ``normalizer.npz``: nothing is unpickled."""
+    assert files.bundle is not None
+    card = read_card(files.bundle / "model.json")
+    try:
+        actor, normalizer = load_plain(files.bundle)
+    except PlainFormatError as exc:
+        raise PolicyLoadError(str(exc)) from None
+    hashed = files.model_path if files.model_path.is_file() else files.bundle / PLAIN_POLICY
+    sha256 = file_sha256(hashed)
+    return LoadedPolicy(
+        version=str(card.get("version") or f"{files.bundle.name}@{sha256[:12]}"),
+        sha256=sha256,
+        source=source,
+        algorithm=str(card.get("algorithm") or "MaskablePPO"),
+        env_config=_env_config(card, files),
+        card=card,
+        normalizer=normalizer,
+        actor=actor,
+        model=None,
+    )
+
+
 def smoke_test(policy: LoadedPolicy) -> LoadedPolicy:
     """Predict on random observations, flat and in a position; compare the fast path with
     SB3's own predict and fall back to the torch path if they disagree.
@@ -312,7 +343,7 @@ def smoke_test(policy: LoadedPolicy) -> LoadedPolicy:
                     f"under mask {mask.tolist()} (probabilities {probs}); "
                     "the model is not usable"
                 )
-            if not agrees_with_reference(policy, obs, mask.copy()):
+            if policy.model is not None and not agrees_with_reference(policy, obs, mask.copy()):
                 mismatches += 1
     except PolicyLoadError:
         raise
@@ -448,6 +479,14 @@ def load_normalizer(path: Path) -> ObsNormalizer:
     if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(std > 0)):
         raise PolicyLoadError(f"{path} holds non-finite or zero statistics; retrain or re-save it")
     return ObsNormalizer(mean, std, clip_obs, enabled=bool(getattr(vecnorm, "norm_obs", True)))
+
+
+def warm_imports() -> None:
+    """Import torch and SB3 now: a later reload of the guide's two files would otherwise
+    import them on the reload thread, and a module's first import holds the interpreter
+    for up to a second, stalling the requests being served meanwhile."""
+    import sb3_contrib  # noqa: F401
+    import stable_baselines3  # noqa: F401
 
 
 def load_model(path: Path) -> tuple[Any, str]:

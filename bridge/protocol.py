@@ -18,6 +18,7 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 from env.bars import check_bar
+from env.periods import BarPeriod
 
 PROTOCOL_VERSION = 1
 REQUEST_TYPES = ("hello", "history", "bar", "position", "ping")
@@ -259,24 +260,6 @@ def parse_position(value: Any, zone: tzinfo) -> Position:
     )
 
 
-BAR_PERIOD_TYPES = {  # NinjaTrader BarsPeriodType, lower case -> seconds (0: not time based)
-    "second": 1,
-    "minute": 60,
-    "day": 86400,
-    "week": 7 * 86400,
-    "month": 0,
-    "year": 0,
-    "tick": 0,
-    "volume": 0,
-    "range": 0,
-    "renko": 0,
-    "heikenashi": 0,
-    "kagi": 0,
-    "linebreak": 0,
-    "pointandfigure": 0,
-}
-
-
 def parse_instrument_spec(value: Any) -> dict[str, Any] | None:
     """hello's optional ``instrument_spec`` (NinjaTrader's MasterInstrument values)."""
     if value is None:
@@ -309,29 +292,22 @@ def parse_instrument_spec(value: Any) -> dict[str, Any] | None:
 
 
 def parse_bar_period(value: Any, path: str = "bar_period") -> dict[str, Any] | None:
-    """A BarPeriod object ``{"type": "minute", "value": 1}`` (type lower-cased), or None."""
+    """A BarPeriod object ``{"type": "minute", "value": 1}`` (NinjaTrader's capitalised
+    type names accepted, returned lower-case), or None when absent."""
     if value is None:
         return None
-    kind = value.get("type") if isinstance(value, dict) else None
-    size = value.get("value") if isinstance(value, dict) else None
-    if (
-        not isinstance(kind, str)
-        or kind.lower() not in BAR_PERIOD_TYPES
-        or not isinstance(size, int)
-        or isinstance(size, bool)
-        or not 1 <= size <= 1_000_000
-    ):
-        raise ProtocolError(
-            BAD_MESSAGE,
-            f'{path} must be an object like {{"type": "minute", "value": 1}} with type one of '
-            f"{', '.join(BAR_PERIOD_TYPES)}; got {_describe(value)}",
-        )
-    return {"type": kind.lower(), "value": size}
+    try:
+        return BarPeriod.from_json(value).to_json()
+    except (ValueError, TypeError) as exc:
+        raise ProtocolError(BAD_MESSAGE, f"{path}: {exc}") from None
 
 
 def period_seconds(period: dict[str, Any]) -> int:
-    """Seconds between bars of a time-based period; 0 for tick, volume, range, month..."""
-    return BAR_PERIOD_TYPES.get(str(period.get("type")).lower(), 0) * int(period.get("value", 0))
+    """Seconds between bars of a time-based period; 0 for tick, volume and range bars."""
+    try:
+        return BarPeriod.from_json(period).seconds or 0
+    except (ValueError, TypeError):
+        return 0
 
 
 def describe_period(period: dict[str, Any]) -> str:

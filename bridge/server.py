@@ -49,7 +49,13 @@ from bridge.dispatch import Dispatcher, Outcome
 from bridge.journal import Journal
 from bridge.killswitch import KillSwitch
 from bridge.monitoring import Monitor
-from bridge.policy import LoadedPolicy, NumpyActor, PolicyLoadError, load_policy
+from bridge.policy import (
+    LoadedPolicy,
+    NumpyActor,
+    PolicyLoadError,
+    load_policy,
+    warm_imports,
+)
 
 log = structlog.get_logger()
 
@@ -508,6 +514,8 @@ def build_server(
         risk=config.risk,
         kill_switch=KillSwitch(config.state_dir),
     )
+    dispatcher.calendars.build(policy.env_config.instrument)  # about a second; not per bar
+    warm_imports()  # so a reload thread never imports torch while requests are served
     journal = Journal(config.journal_dir) if config.journal_dir is not None else None
     if journal is not None:
         journal.open()

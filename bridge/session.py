@@ -42,7 +42,6 @@ class InstrumentSession:
         self.odd_gap_s = 0.0
         self.odd_gap_run = 0
         self.risk: Any = None  # env.risk.RailState of this stream, created on first use
-        self.calendar: Any = None  # (point, is_open) from bridge.calendar, on first use
         self.risk_state = ""  # last logged rail state
         self.last_bar_at: float | None = None  # monotonic arrival of the last bar
         self.stale = False  # the watchdog warned and no bar came since

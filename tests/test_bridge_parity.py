@@ -12,6 +12,7 @@ from bridge_helpers import running_server, serve_config, tiny_bars
 
 from bridge.replay import ReplayConfig, run_replay
 from env.config import ENTRY_ACTIONS, POSITION_MANAGEMENT_ACTIONS, Action
+from env.risk import RiskConfig
 from env.trading_env import TradingEnv
 
 pytest_plugins = ["bridge_helpers"]
@@ -49,7 +50,10 @@ def test_replay_through_daemon_matches_the_env_bit_for_bit(
         vecnorm = pickle.load(f)
     env_obs, env_actions, env_trades = run_in_env(tiny_policy, vecnorm, bars, t0)
 
-    with running_server(serve_config(tiny_bundle, tmp_path), tiny_policy) as server:
+    # The env runs without risk rails, so the daemon's are off here: this is the parity
+    # of features, mask, policy and order pricing.
+    config = serve_config(tiny_bundle, tmp_path, risk=RiskConfig(enabled=False))
+    with running_server(config, tiny_policy) as server:
         config = ReplayConfig(
             endpoint=server.endpoint, history=t0, debug=True, env=tiny_policy.env_config
         )
