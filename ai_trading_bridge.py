@@ -1,4 +1,27 @@
-"""ai-trading-bridge: the command line. Every subcommand lives in its package's ``cli``."""
+"""ai-trading-bridge: the command line. Every subcommand lives in its package's ``cli``.
+
+``python ai_trading_bridge.py`` with no arguments serves, exactly as
+``ai-trading-bridge serve`` does (the retraining guide's "Test with Live Connection" step).
+
+Settings come from, highest first: a command-line flag, an ``AITB_*`` environment variable,
+the config file, the built-in default (click's own order: command line, environment,
+``default_map``, default). Every option reads ``AITB_<COMMAND>_<OPTION>`` (click's
+``auto_envvar_prefix``, e.g. ``AITB_SERVE_MAX_SESSIONS``); the common ones also have a short
+name (``AITB_BIND``, ``AITB_CONTROL``, ``AITB_JOURNAL_DIR``, ``AITB_LOG_FILE``,
+``AITB_EXCHANGE_TZ``, ``AITB_DEPLOY_TARGET``, ``AITB_LOG_LEVEL``). The config file is TOML:
+``--config PATH``, else ``$AITB_CONFIG``, else ``config.toml`` in the per-user config
+folder (``platformdirs.user_config_dir("ai-trading-bridge")``); top-level keys are the
+group's options (``log_level``), one table per command holds that command's options::
+
+    log_level = "info"
+    [serve]
+    bind = "tcp://127.0.0.1:5555"
+    model = "NQ_o1.zip"                 # relative paths are relative to this file
+    vecnorm = "phase2_position_mgmt_final_vecnorm.pkl"
+
+An unknown table or key, or a value of the wrong type, refuses to start with one line
+naming the file and the key.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +32,16 @@ from typing import Any, TextIO
 
 import click
 import structlog
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, from PyPI
+    import tomli as tomllib
+
+APP_NAME = "ai-trading-bridge"
+ENV_PREFIX = "AITB"
+CONFIG_ENV = "AITB_CONFIG"
+CONFIG_FILE_NAME = "config.toml"
 
 
 def configure_logging(
@@ -65,7 +98,113 @@ def configure_logging(
     )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def default_config_path() -> Path:
+    """The config file read when neither ``--config`` nor ``$AITB_CONFIG`` names one:
+    ``config.toml`` in the per-user config folder (``%LOCALAPPDATA%\\ai-trading-bridge``
+    on Windows, ``~/.config/ai-trading-bridge`` on Linux,
+    ``~/Library/Application Support/ai-trading-bridge`` on macOS)."""
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)) / CONFIG_FILE_NAME
+
+
+def load_config_file(path: Path, group: click.Group) -> dict[str, Any]:
+    """Read a config file into click's ``default_map`` shape, every key checked against the
+    options of ``group`` and its commands.
+
+    Raises:
+        click.ClickException: unreadable file, invalid TOML, an unknown table or key, or a
+            value the option cannot take; the message names the file and the key.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise click.ClickException(f"config file {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise click.ClickException(f"config file {path} is not valid TOML: {exc}") from None
+    defaults: dict[str, Any] = {}
+    for key, value in data.items():
+        name = key.replace("-", "_")
+        command = group.commands.get(key) or group.commands.get(name)
+        if command is not None:
+            if not isinstance(value, dict):
+                raise click.ClickException(
+                    f"config file {path}: [{key}] must be a table of {key}'s options"
+                )
+            defaults[command.name or key] = {
+                k.replace("-", "_"): v for k, v in _checked(path, command, value, f"{key}.").items()
+            }
+        elif isinstance(value, dict):
+            tables = ", ".join(f"[{name}]" for name in sorted(group.commands))
+            raise click.ClickException(
+                f"config file {path}: unknown table [{key}] (known: {tables})"
+            )
+        else:
+            defaults.update(_checked(path, group, {key: value}, ""))
+    return defaults
+
+
+def _checked(path: Path, command: click.Command, values: dict[str, Any], where: str) -> dict:
+    """``values`` with relative paths made relative to the config file; unknown keys and
+    values the option refuses raise a one-line ClickException."""
+    options = {
+        p.name: p
+        for p in command.params
+        if isinstance(p, click.Option) and p.name and p.name != "config_path"
+    }
+    checked: dict[str, Any] = {}
+    ctx = click.Context(command, info_name=command.name)
+    for key, value in values.items():
+        option = options.get(key.replace("-", "_"))
+        if option is None:
+            known = ", ".join(sorted(options)) or "none"
+            raise click.ClickException(
+                f"config file {path}: unknown key '{where}{key}' (known: {known})"
+            )
+        if isinstance(option.type, click.Path) and isinstance(value, str):
+            value = str(path.parent / Path(value).expanduser())  # absolute stays absolute
+        try:
+            option.type_cast_value(ctx, value)
+        except click.BadParameter as exc:
+            raise click.ClickException(
+                f"config file {path}: '{where}{key}' = {value!r}: {exc.message}"
+            ) from None
+        checked[key] = value
+    return checked
+
+
+def _read_config(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """Eager ``--config`` callback: load the file into ``ctx.default_map`` before the
+    other options are parsed, so flags and environment variables still win over it."""
+    explicit = value is not None
+    path = Path(value) if value is not None else default_config_path()
+    if not explicit and not path.is_file():
+        return None
+    if explicit and not path.is_file():
+        raise click.ClickException(
+            f"config file {path} does not exist (named by --config or ${CONFIG_ENV}); "
+            "create it or give another path"
+        )
+    assert isinstance(ctx.command, click.Group)
+    ctx.default_map = load_config_file(path, ctx.command)
+    ctx.ensure_object(dict)["config_file"] = path
+    return str(path)
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": ENV_PREFIX},
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    envvar=CONFIG_ENV,
+    is_eager=True,
+    expose_value=False,
+    callback=_read_config,
+    help=f"TOML config file [${CONFIG_ENV}, else {CONFIG_FILE_NAME} in the user config folder].",
+)
 @click.option(
     "--log-level",
     default="info",
@@ -93,13 +232,17 @@ def _register() -> None:
 _register()
 
 
-def main() -> None:
-    """Console-script entry point."""
+def main(args: list[str] | None = None, serve_when_bare: bool = False) -> None:
+    """Console-script entry point; ``serve_when_bare`` runs ``serve`` when no argument is
+    given (``python ai_trading_bridge.py``, as the retraining guide starts the bridge)."""
     from bridge.console import ensure_std_streams
 
     ensure_std_streams()  # closed streams, cp1252 consoles and redirected output
-    cli(obj={})
+    args = sys.argv[1:] if args is None else args
+    if serve_when_bare and not args:
+        args = ["serve"]
+    cli.main(args=args, prog_name=APP_NAME, obj={})
 
 
 if __name__ == "__main__":
-    main()
+    main(serve_when_bare=True)

@@ -30,6 +30,8 @@ from bridge.config import (
 )
 from bridge.killswitch import KillSwitch, default_state_dir
 from env.config import WARMUP_BARS
+from train.cli import model_options as _model_options
+from train.cli import pick_model_arguments, resolve_model_options
 
 _PATH = click.Path(path_type=Path)
 
@@ -41,28 +43,6 @@ def _state_dir_option(command: Callable[..., None]) -> Callable[..., None]:
         envvar="AITB_STATE_DIR",
         help="Folder of the persistent kill switch (default: the per-user data folder).",
     )(command)
-
-
-def _model_options(command: Callable[..., None]) -> Callable[..., None]:
-    for option in reversed(
-        [
-            click.option(
-                "--bundle",
-                type=_PATH,
-                help="Model bundle folder (model.zip, vecnormalize.pkl, model.json).",
-            ),
-            click.option(
-                "--model", type=_PATH, help="SB3 model zip, e.g. NQ_o1_fixed.zip (with --vecnorm)."
-            ),
-            click.option(
-                "--vecnorm",
-                type=_PATH,
-                help="VecNormalize statistics, e.g. phase2_position_mgmt_final_vecnorm_fixed.pkl.",
-            ),
-        ]
-    ):
-        command = option(command)
-    return command
 
 
 @click.command()
@@ -212,6 +192,7 @@ def serve(
     from env.risk import RiskConfig, RiskConfigError
 
     control_source = ctx.get_parameter_source("control")
+    bundle, model, vecnorm = pick_model_arguments(ctx, bundle, model, vecnorm)
     try:
         risk = RiskConfig.load(risk_config) if risk_config is not None else RiskConfig()
     except RiskConfigError as exc:
@@ -263,6 +244,10 @@ def serve(
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(1)
     install_signal_handlers(server)
+    click.echo(
+        f"ai-trading-bridge serving {server.dispatcher.policy.version} "
+        f"({server.dispatcher.policy.source.describe()}) on {server.endpoint}; Ctrl+C stops"
+    )
     server.serve_forever()
     exit_now(0)  # everything is closed; skip the interpreter's slow teardown
 
@@ -352,9 +337,7 @@ def reload(
 @click.option(
     "--bars", "max_bars", type=int, default=None, help="Bar messages to send (default: all)."
 )
-@click.option(
-    "--bundle", type=_PATH, help="Execute with this bundle's instrument and execution settings."
-)
+@_model_options
 @click.option(
     "--timeout", type=float, default=2.0, show_default=True, help="Reply timeout per try (s)."
 )
@@ -371,11 +354,15 @@ def replay(
     history: int,
     max_bars: int | None,
     bundle: Path | None,
+    model: Path | None,
+    vecnorm: Path | None,
     timeout: float,
     retries: int,
 ) -> None:
     """Replay DATA (a bar file, or 'synthetic') through a running daemon as NinjaTrader
-    would, execute its replies, and print trades, PnL and the action histogram."""
+    would, execute its replies, and print trades, PnL and the action histogram. With a
+    model (the one the daemon serves), trades execute with its card's instrument and
+    execution settings; the guide's two files have no card, so the defaults apply."""
     from ai_trading_bridge import configure_logging
     from bridge.replay import ReplayConfig, run_replay
     from env.bars import BarsFileError, load_bars
@@ -388,18 +375,17 @@ def replay(
     except BarsFileError as exc:
         raise click.BadParameter(str(exc), param_hint="DATA") from None
     env_config = EnvConfig()
-    if bundle is not None:
-        try:  # a deploy target (current.json) names the bundle it serves now
-            card_path = ModelSource(bundle=bundle).resolved().card_path
-            assert card_path is not None
-            card = json.loads(card_path.read_text(encoding="utf-8"))
-            env_config = EnvConfig.from_dict(card.get("env", {}))
-        except (ConfigError, OSError, ValueError, TypeError) as exc:
-            raise click.BadParameter(
-                f"{bundle} is not a model bundle or deploy target ({exc}); pass the folder "
-                "holding model.json, or the folder `deploy` writes current.json in",
-                param_hint="--bundle",
-            ) from None
+    bundle, model, vecnorm = pick_model_arguments(ctx, bundle, model, vecnorm)
+    if bundle is not None or model is not None or vecnorm is not None:
+        card_path = resolve_model_options(bundle, model, vecnorm).card_path
+        if card_path is not None:  # a bundle, or the one a deploy target serves now
+            try:
+                card = json.loads(card_path.read_text(encoding="utf-8"))
+                env_config = EnvConfig.from_dict(card.get("env", {}))
+            except (OSError, ValueError, TypeError) as exc:
+                raise click.BadParameter(
+                    f"{card_path} is not a readable model card ({exc})", param_hint="--bundle"
+                ) from None
     options: dict[str, Any] = {"client": client} if client else {}
     try:
         config = ReplayConfig(

@@ -82,23 +82,22 @@ class ModelSource:
 
     def resolved(self) -> ModelSource:
         """The source with a deploy target (a folder with ``current.json``, written by
-        ``ai-trading-bridge deploy``) replaced by the bundle it points to now. Resolved
-        once per load, so a deploy switching the pointer mid-load cannot mix two models."""
+        ``ai-trading-bridge deploy``, of either form) replaced by the files it makes live
+        now. Resolved once per load, so a deploy switching the pointer mid-load cannot mix
+        two models (:func:`train.deploy.resolve_model`)."""
         if self.bundle is None:
             return self
-        from train.deploy import POINTER_FILE, read_pointer
+        from train.deploy import POINTER_FILE, ModelArgsError, resolve_model
 
         if not (self.bundle / POINTER_FILE).is_file():
             return self
         try:
-            pointer = read_pointer(self.bundle)
-            target = self.bundle / str(pointer["path"])  # type: ignore[index]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ConfigError(
-                f"{self.bundle / POINTER_FILE} is not a readable deploy pointer ({exc}); "
-                "run `ai-trading-bridge rollback` or deploy again"
-            ) from None
-        return ModelSource(bundle=target)
+            files = resolve_model(bundle=self.bundle)
+        except ModelArgsError as exc:
+            raise ConfigError(str(exc)) from None
+        if files.bundle is not None:
+            return ModelSource(bundle=files.bundle)
+        return ModelSource(model=files.model, vecnorm=files.vecnorm)
 
     @property
     def model_path(self) -> Path:

@@ -65,6 +65,16 @@ def test_validate_policy_inside_every_band_passes_with_full_report(tmp_path: Pat
     }
     assert set(report["trading"]) == {"model", "always_flat", "random_valid", "momentum"}
     assert report["trading"]["always_flat"]["trades"] == 0
+    backtest = report["backtest"]  # one contiguous walk, not the overlapping episodes
+    assert backtest["bar_period_s"] == 60 and backtest["periods_per_year"] == 252 * 23 * 60
+    assert backtest["span"]["first_decision"] == report["holdout_start"]
+    assert backtest["costs"]["instrument"] == "NQ"
+    model = report["trading"]["model"]
+    assert model["decisions"] == backtest["span"]["decision_bars"]
+    assert len(model["ci"]["sharpe_annualised"]) == 2
+    assert "Backtest: one contiguous walk through the held-out span" in out
+    assert set(report["episode_activity"]) == set(report["trading"])
+    assert "sharpe_annualised" not in report["episode_activity"]["model"]
     for plot in ("action_shares.png", "equity.png"):
         assert (report_dir / plot).read_bytes()[:8] == PNG_MAGIC
 

@@ -6,10 +6,14 @@ from __future__ import annotations
 import shlex
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from train.deploy import ModelFiles
 
 # Flag name -> TrainConfig field, for the flags that override the config.
 _OVERRIDES = (
@@ -80,6 +84,84 @@ def command_line(ctx: click.Context) -> str:
         else:
             words += [flag, str(value)]
     return shlex.join(w for w in words if w)
+
+
+_MODEL_PATH = click.Path(path_type=Path)
+
+
+def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The one set of model arguments of serve, reload, replay, validate and deploy:
+    ``--bundle`` (a bundle folder or a deploy target) or the guide's ``--model`` +
+    ``--vecnorm``, resolved by :func:`resolve_model_options`."""
+    for option in reversed(
+        [
+            click.option(
+                "--bundle",
+                type=_MODEL_PATH,
+                help="Model bundle folder (model.zip, vecnormalize.pkl, model.json) "
+                "or a deploy target.",
+            ),
+            click.option(
+                "--model",
+                type=_MODEL_PATH,
+                help="The guide's form: SB3 model zip, e.g. NQ_o1_fixed.zip (with --vecnorm).",
+            ),
+            click.option(
+                "--vecnorm",
+                type=_MODEL_PATH,
+                help="The guide's form: VecNormalize statistics, "
+                "e.g. phase2_position_mgmt_final_vecnorm_fixed.pkl (with --model).",
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+def resolve_model_options(
+    bundle: Path | str | None,
+    model: Path | str | None,
+    vecnorm: Path | str | None,
+    default_bundle: Path | None = None,
+) -> ModelFiles:
+    """:func:`train.deploy.resolve_model`, with its refusal as a usage error (exit 2)."""
+    from train.deploy import ModelArgsError, resolve_model
+
+    try:
+        return resolve_model(bundle, model, vecnorm, default_bundle=default_bundle)
+    except ModelArgsError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+_SOURCE_RANK = {"COMMANDLINE": 3, "ENVIRONMENT": 2, "DEFAULT_MAP": 1}
+
+
+def pick_model_arguments(
+    ctx: click.Context, bundle: Path | None, model: Path | None, vecnorm: Path | None
+) -> tuple[Path | None, Path | None, Path | None]:
+    """The model arguments after precedence between the two forms: a bundle from a
+    higher source (flag > environment > config file) replaces two files from a lower one,
+    and the other way round, so ``--bundle X`` on the command line overrides ``model`` and
+    ``vecnorm`` in the config file. Given at the same level, both stay (and are refused)."""
+
+    def rank(name: str) -> int:
+        source = ctx.get_parameter_source(name)
+        return _SOURCE_RANK.get(source.name, 0) if source is not None else 0
+
+    if bundle is None or (model is None and vecnorm is None):
+        return bundle, model, vecnorm
+    files_rank = max(rank("model") if model else 0, rank("vecnorm") if vecnorm else 0)
+    if rank("bundle") > files_rank:
+        return bundle, None, None
+    if files_rank > rank("bundle"):
+        return None, model, vecnorm
+    return bundle, model, vecnorm
+
+
+def _one_bundle(argument: Path | None, option: Path | None) -> Path | None:
+    if argument is not None and option is not None:
+        raise click.UsageError("give the bundle once: as BUNDLE or as --bundle")
+    return argument if argument is not None else option
 
 
 @click.command()
@@ -208,18 +290,8 @@ def train(
 
 
 @click.command()
-@click.argument("bundle", required=False, type=click.Path(exists=True, file_okay=False))
-@click.option(
-    "--model",
-    "model_file",
-    type=click.Path(exists=True, dir_okay=False),
-    help="The guide's form: model .zip (with --vecnorm).",
-)
-@click.option(
-    "--vecnorm",
-    type=click.Path(exists=True, dir_okay=False),
-    help="The guide's form: VecNormalize .pkl (with --model).",
-)
+@click.argument("bundle_arg", metavar="[BUNDLE]", required=False, type=_MODEL_PATH)
+@model_options
 @click.option(
     "--data",
     type=click.Path(exists=True, dir_okay=False),
@@ -238,11 +310,17 @@ def train(
     type=click.Path(file_okay=False),
     help="Where report.json and the plots go [BUNDLE/validation or ./validation].",
 )
-@click.option("--write-card", is_flag=True, help="Store the summary in the bundle's model.json.")
+@click.option(
+    "--write-card",
+    is_flag=True,
+    help="Store the summary in the bundle's model.json (the two-file form: in "
+    "MODEL.validation.json beside the zip, which deploy reads).",
+)
 def validate(
-    bundle: str | None,
-    model_file: str | None,
-    vecnorm: str | None,
+    bundle_arg: Path | None,
+    bundle: Path | None,
+    model: Path | None,
+    vecnorm: Path | None,
     data: str | None,
     data_timezone: str | None,
     episodes: int,
@@ -258,21 +336,18 @@ def validate(
     from train.validation import card_summary
     from train.validation import validate as run_validation
 
-    if (bundle is None) == (model_file is None):
-        raise click.UsageError("give a BUNDLE folder, or --model ZIP --vecnorm PKL")
-    if model_file is not None and vecnorm is None:
-        raise click.UsageError("--model needs --vecnorm")
+    ctx = click.get_current_context()
+    bundle, model, vecnorm = pick_model_arguments(ctx, bundle, model, vecnorm)
+    files = resolve_model_options(_one_bundle(bundle_arg, bundle), model, vecnorm)
     if episodes < 1:
         raise click.UsageError("--episodes must be >= 1")
     try:
-        if bundle is not None:
-            loaded = bundle_io.load_bundle(bundle)
+        if files.bundle is not None:
+            loaded = bundle_io.load_bundle(files.bundle)
             model_path, vecnorm_path, card = loaded.model_path, loaded.vecnorm_path, loaded.card
             default_dir = loaded.path / "validation"
         else:
-            if write_card:
-                raise click.UsageError("--write-card needs a BUNDLE folder")
-            model_path, vecnorm_path, card = Path(model_file), Path(vecnorm), None  # type: ignore[arg-type]
+            model_path, vecnorm_path, card = files.model, files.vecnorm, None
             default_dir = Path("validation")
         with warnings.catch_warnings():
             warnings.showwarning = _echo_warning
@@ -295,16 +370,22 @@ def validate(
         f"{episodes} episodes in {report['duration_s']:.1f} s; report: "
         f"{Path(report_dir or default_dir) / 'report.json'}"
     )
-    if write_card:
+    if write_card and files.bundle is not None:
         updated = dict(loaded.card)
         updated["validation"] = card_summary(report)
         bundle_io.write_card(loaded.path, updated)
         click.echo(f"validation summary written to {loaded.card_path}")
+    elif write_card:
+        from train.deploy import write_validation_record
+
+        record = write_validation_record(files.model, files.vecnorm, card_summary(report))
+        click.echo(f"validation summary written to {record}")
     sys.exit(0 if report["passed"] else 1)
 
 
 @click.command()
-@click.argument("bundle", type=click.Path(exists=True, file_okay=False))
+@click.argument("bundle_arg", metavar="[BUNDLE]", required=False, type=_MODEL_PATH)
+@model_options
 @click.option(
     "--target",
     required=True,
@@ -320,20 +401,38 @@ def validate(
     is_flag=True,
     help="Accept an observation layout different from the deployed model's.",
 )
-def deploy(bundle: str, target: str, force: bool, allow_layout_change: bool) -> None:
-    """Back up the live model and atomically make BUNDLE the deployed one."""
-    from train.deploy import DeployError
+def deploy(
+    bundle_arg: Path | None,
+    bundle: Path | None,
+    model: Path | None,
+    vecnorm: Path | None,
+    target: str,
+    force: bool,
+    allow_layout_change: bool,
+) -> None:
+    """Back up the live model and atomically make BUNDLE (or --model ZIP --vecnorm PKL,
+    the guide's two files, backed up as *_broken_backup) the deployed one."""
+    from train.deploy import DeployError, deploy_files
     from train.deploy import deploy as run_deploy
 
+    ctx = click.get_current_context()
+    bundle, model, vecnorm = pick_model_arguments(ctx, bundle, model, vecnorm)
+    files = resolve_model_options(_one_bundle(bundle_arg, bundle), model, vecnorm)
     try:
-        pointer = run_deploy(bundle, target, force=force, allow_layout_change=allow_layout_change)
+        if files.bundle is not None:
+            pointer = run_deploy(
+                files.bundle, target, force=force, allow_layout_change=allow_layout_change
+            )
+        else:
+            pointer = deploy_files(files.model, files.vecnorm, target, force=force)
     except DeployError as exc:
         raise click.ClickException(f"deploy refused: {exc}") from None
     if pointer["forced"]:
         click.secho(
             "WARNING: deployed a model that did not pass validation (--force)", fg="red", err=True
         )
-    click.echo(f"deployed {pointer['version']} to {target} ({pointer['path']})")
+    live = pointer.get("path") or f"{pointer['model']} + {pointer['vecnorm']}"
+    click.echo(f"deployed {pointer['version']} to {target} ({live})")
 
 
 @click.command()

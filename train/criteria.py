@@ -126,27 +126,19 @@ def guide_rule(result: RunResult) -> dict[str, Any]:
 
 
 def trading_summary(result: RunResult, episode_bars: int) -> dict[str, Any]:
-    """Trades, win rate, net PnL ($ and R), Sharpe and max drawdown of a run.
+    """What a policy's trading looks like per episode: trades, win rate, net R.
 
-    Sharpe is mean/std of per-episode net PnL, annualised by sqrt(252 x 390 /
-    episode_bars) (a 390-bar episode is one RTH day). Drawdown is on the equity curve
-    of the episodes laid end to end.
+    The episodes start at random bars and overlap, so their PnL is no backtest: Sharpe,
+    drawdown and equity come from one contiguous walk (:mod:`train.backtest`).
     """
     pnl = result.episode_pnl
     trades = np.asarray(result.trade_pnl)
-    std = float(pnl.std(ddof=1)) if len(pnl) > 1 else 0.0
-    sharpe_ep = float(pnl.mean() / std) if std > 0 else 0.0
-    equity = np.concatenate([[0.0], np.cumsum(pnl)])
-    drawdown = float((np.maximum.accumulate(equity) - equity).max())
     return {
         "episodes": len(pnl),
+        "episode_bars": episode_bars,
         "trades": len(trades),
         "trades_per_episode": round(len(trades) / max(len(pnl), 1), 3),
         "win_rate_pct": round(_pct((trades > 0).sum(), len(trades)), 2),
-        "net_pnl_usd": round(float(pnl.sum()), 2),
         "net_pnl_r": round(float(result.episode_r.sum()), 3),
         "mean_r_per_trade": round(float(np.mean(result.trade_r)), 4) if len(trades) else 0.0,
-        "sharpe_per_episode": round(sharpe_ep, 4),
-        "sharpe_annualised": round(sharpe_ep * float(np.sqrt(252 * 390 / episode_bars)), 3),
-        "max_drawdown_usd": round(drawdown, 2),
     }

@@ -125,8 +125,48 @@ def run_episodes(
 # -- policies ---------------------------------------------------------------------------
 
 
+def numpy_actor(policy) -> list[tuple[np.ndarray, np.ndarray, str]] | None:
+    """The actor of a standard SB3 MLP policy (flatten extractor, Linear + Tanh/ReLU
+    layers, linear action head) as float32 numpy ``(weight, bias, activation)`` layers;
+    None for any other architecture. One decision at a time (the contiguous walk), numpy
+    is ~50x faster than a torch forward pass plus a masked distribution."""
+    from stable_baselines3.common.torch_layers import FlattenExtractor
+    from torch import nn
+
+    if not isinstance(getattr(policy, "pi_features_extractor", None), FlattenExtractor):
+        return None
+    layers: list[tuple[np.ndarray, np.ndarray, str]] = []
+    for module in policy.mlp_extractor.policy_net:
+        if isinstance(module, nn.Linear):
+            layers.append(
+                (
+                    module.weight.detach().cpu().numpy().T.astype(np.float32),
+                    module.bias.detach().cpu().numpy().astype(np.float32),
+                    "",
+                )
+            )
+        elif isinstance(module, nn.Tanh | nn.ReLU) and layers and not layers[-1][2]:
+            weight, bias, _ = layers[-1]
+            layers[-1] = (weight, bias, "tanh" if isinstance(module, nn.Tanh) else "relu")
+        else:
+            return None
+    head = policy.action_net
+    if not isinstance(head, nn.Linear):
+        return None
+    layers.append(
+        (
+            head.weight.detach().cpu().numpy().T.astype(np.float32),
+            head.bias.detach().cpu().numpy().astype(np.float32),
+            "",
+        )
+    )
+    return layers
+
+
 class ModelPolicy:
-    """A MaskablePPO policy behind saved VecNormalize statistics, batched and masked."""
+    """A MaskablePPO policy behind saved VecNormalize statistics, batched and masked.
+    Deterministic decisions of a standard MLP run in numpy (:func:`numpy_actor`): the
+    argmax of the masked logits, which is the distribution's mode."""
 
     def __init__(self, model, vecnorm, deterministic: bool = True, seed: int = 0) -> None:
         import torch
@@ -135,11 +175,21 @@ class ModelPolicy:
         self.model = model
         self.vecnorm = vecnorm
         self.deterministic = deterministic
+        self._actor = numpy_actor(model.policy) if deterministic else None
         torch.manual_seed(seed)
 
     def __call__(self, obs: np.ndarray, masks: np.ndarray) -> np.ndarray:
         torch = self._torch
         normalized = self.vecnorm.normalize_obs(obs).astype(np.float32)
+        if self._actor is not None:
+            x = normalized
+            for weight, bias, activation in self._actor:
+                x = x @ weight + bias
+                if activation == "tanh":
+                    x = np.tanh(x)
+                elif activation == "relu":
+                    x = np.maximum(x, 0.0)
+            return np.where(masks.astype(bool), x, -np.inf).argmax(axis=1).astype(np.int64)
         policy = self.model.policy
         with torch.no_grad():
             tensor = torch.as_tensor(normalized, device=policy.device)

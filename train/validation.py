@@ -2,9 +2,10 @@
 
 Runs N held-out episodes (default 1000) with masks and the saved VecNormalize statistics,
 batched over many envs, reading the position from the env's state. Prints the guide's
-"POST-TRAINING VALIDATION RESULTS" table, the split by flat / in position, the criteria
-(see :mod:`train.criteria`) and trading results beside three baselines; writes
-``report.json`` and two PNG plots.
+"POST-TRAINING VALIDATION RESULTS" table, the split by flat / in position and the criteria
+(see :mod:`train.criteria`) from those episodes. The trading results beside three
+baselines come from one contiguous walk through the held-out span (:mod:`train.backtest`),
+never from the overlapping episodes. Writes ``report.json`` and two PNG plots.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from env.bars import Bars
 from env.config import ACTION_NAMES, WARMUP_BARS
 from env.trading_env import EnvConfig, TradingEnv
 from train import bundle as bundle_io
+from train.backtest import WalkResult, backtest
 from train.criteria import action_shares, evaluate_criteria, guide_rule, trading_summary
 from train.evaluation import (
     ModelPolicy,
@@ -74,7 +76,20 @@ def holdout_for_card(card: dict[str, Any] | None, bars: Bars | None) -> Bars:
     split = data.get("holdout_start_index")
     if split is None:
         split = round(len(full) * 0.8)
-    return full[int(split) - (WARMUP_BARS - 1) :]
+    end = data.get("holdout_end_index")
+    return full[int(split) - (WARMUP_BARS - 1) : None if end is None else int(end)]
+
+
+def policies_for(
+    model: Any, vecnorm: Any, seed: int, deterministic: bool = True
+) -> dict[str, PolicyFn]:
+    """The model and the baselines, fresh (the random baseline restarts from ``seed``)."""
+    return {
+        "model": ModelPolicy(model, vecnorm, deterministic=deterministic, seed=seed),
+        "always_flat": always_flat_policy,
+        "random_valid": RandomValidPolicy(seed),
+        "momentum": momentum_policy,
+    }
 
 
 def run_all(
@@ -86,21 +101,21 @@ def run_all(
     deterministic: bool = True,
 ) -> dict[str, RunResult]:
     bars, cfg = template.bars, template.config
-    policies: dict[str, PolicyFn] = {
-        "model": ModelPolicy(model, vecnorm, deterministic=deterministic, seed=seed),
-        "always_flat": always_flat_policy,
-        "random_valid": RandomValidPolicy(seed),
-        "momentum": momentum_policy,
-    }
     return {
         name: run_episodes(policy, bars, cfg, episodes, seed=seed, template=template)
-        for name, policy in policies.items()
+        for name, policy in policies_for(model, vecnorm, seed, deterministic).items()
     }
 
 
 def build_report(
-    results: dict[str, RunResult], env_config: EnvConfig, meta: dict[str, Any]
+    results: dict[str, RunResult],
+    env_config: EnvConfig,
+    meta: dict[str, Any],
+    backtest_section: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """The report: criteria and action shares from the episodes; ``trading`` (per policy)
+    and ``backtest`` (data, span, bar period, costs, bootstrap) from the contiguous walk;
+    ``episode_activity`` the per-episode trading (overlapping episodes, not a backtest)."""
     model = results["model"]
     criteria = evaluate_criteria(model)
     return {
@@ -126,9 +141,11 @@ def build_report(
         "action_shares_pct": {
             k: {n: round(v, 3) for n, v in d.items()} for k, d in action_shares(model).items()
         },
-        "trading": {
+        "episode_activity": {
             name: trading_summary(r, env_config.episode_bars) for name, r in results.items()
         },
+        "backtest": {k: v for k, v in (backtest_section or {}).items() if k != "policies"},
+        "trading": (backtest_section or {}).get("policies", {}),
     }
 
 
@@ -148,7 +165,9 @@ def card_summary(report: dict[str, Any]) -> dict[str, Any]:
         "action_shares_pct",
     )
     summary = {k: report[k] for k in keys if k in report}
-    summary["trading"] = report["trading"]["model"]
+    if "model" in report["trading"]:
+        summary["trading"] = report["trading"]["model"]
+        summary["backtest"] = report["backtest"]
     return summary
 
 
@@ -198,17 +217,30 @@ def format_report(report: dict[str, Any]) -> str:
             f"  {c['description']:<48}{c['value_pct']:7.2f}%  target {c['target']:<8} {mark}"
         )
 
-    lines += [
-        "",
-        "Trading results (net of commission and slippage):",
-        f"  {'policy':<14}{'trades':>8}{'win %':>8}{'net $':>12}{'net R':>9}"
-        f"{'Sharpe':>8}{'max DD $':>11}",
-    ]
-    for name, t in report["trading"].items():
-        lines.append(
-            f"  {name:<14}{t['trades']:8d}{t['win_rate_pct']:8.1f}{t['net_pnl_usd']:12.0f}"
-            f"{t['net_pnl_r']:9.1f}{t['sharpe_annualised']:8.2f}{t['max_drawdown_usd']:11.0f}"
-        )
+    bt = report.get("backtest") or {}
+    if bt:
+        span, costs = bt["span"], bt["costs"]
+        level = round(100 * bt["bootstrap"]["confidence"])
+        lines += [
+            "",
+            f"Backtest: one contiguous walk through the held-out span {span['first_decision']}"
+            f" .. {span['last_bar']}",
+            f"  data {bt['data']}; {span['decision_bars']} bars of {bt['bar_period_s']} s in "
+            f"{span['sessions']} sessions; Sharpe annualised by {bt['annualisation']}",
+            f"  costs: {costs['instrument']} ${costs['commission_per_side_usd']:g}/side "
+            f"commission + {costs['slippage_ticks']} tick slippage per fill; "
+            f"[{level}% bootstrap intervals]",
+            f"  {'policy':<14}{'trades':>7}{'win %':>7}{'net $':>10}{'net R':>8}"
+            f"{'R/trade':>8}{'Sharpe':>8}  {'Sharpe CI':<17}{'max DD $':>9}",
+        ]
+        for name, t in report["trading"].items():
+            ci = t["ci"].get("sharpe_annualised")
+            ci_text = f"[{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "-"
+            lines.append(
+                f"  {name:<14}{t['trades']:7d}{t['win_rate_pct']:7.1f}{t['net_pnl_usd']:10.0f}"
+                f"{t['net_pnl_r']:8.1f}{t['mean_r_per_trade']:8.3f}"
+                f"{t['sharpe_annualised']:8.2f}  {ci_text:<17}{t['max_drawdown_usd']:9.0f}"
+            )
     lines.append("")
     lines.append(
         "✅ MODEL VALIDATION PASSED"
@@ -218,7 +250,9 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_plots(report: dict[str, Any], results: dict[str, RunResult], out: Path) -> list[Path]:
+def write_plots(
+    report: dict[str, Any], walks: dict[str, WalkResult] | None, out: Path
+) -> list[Path]:
     """Action shares (flat vs in position) against the target bands; equity vs baselines."""
     import matplotlib
 
@@ -258,10 +292,10 @@ def write_plots(report: dict[str, Any], results: dict[str, RunResult], out: Path
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(8, 4))
-    for name, result in results.items():
-        ax.plot(np.concatenate([[0.0], np.cumsum(result.episode_pnl)]), label=name)
-    ax.set_xlabel("held-out episode (laid end to end)")
-    ax.set_ylabel("cumulative net PnL ($)")
+    for name, walked in (walks or {}).items():
+        ax.plot(walked.equity, label=name)
+    ax.set_xlabel("held-out decision bar (one contiguous walk)")
+    ax.set_ylabel("net equity, marked to market ($)")
     ax.legend()
     fig.tight_layout()
     equity_path = out / EQUITY_PLOT
@@ -290,6 +324,9 @@ def validate(
     template = TradingEnv(holdout, env_config)
     model, vecnorm = load_policy(model_path, vecnorm_path, template)
     results = run_all(model, vecnorm, template, episodes, seed, deterministic)
+    section, walks = backtest(
+        policies_for(model, vecnorm, seed, deterministic), holdout, env_config, seed=seed
+    )
     meta = {
         "model": str(model_path),
         "vecnormalize": str(vecnorm_path),
@@ -304,11 +341,11 @@ def validate(
         "holdout_source": holdout.source,
         "validated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    report = build_report(results, env_config, meta)
+    report = build_report(results, env_config, meta, section)
     report["duration_s"] = round(time.perf_counter() - started, 2)
     if report_dir is not None:
         report_dir.mkdir(parents=True, exist_ok=True)
-        report["plots"] = [str(p) for p in write_plots(report, results, report_dir)]
+        report["plots"] = [str(p) for p in write_plots(report, walks, report_dir)]
         (report_dir / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report, format_report(report)
 

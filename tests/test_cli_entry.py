@@ -1,0 +1,265 @@
+"""`python ai_trading_bridge.py` serves as the guide runs it; settings come from flags,
+AITB_* environment variables and the config file, in that order."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from bridge_helpers import Client, bar_message, history_message, tiny_bars
+from click.testing import CliRunner
+
+from ai_trading_bridge import cli, default_config_path
+from bridge.config import DEFAULT_BIND
+from env.config import WARMUP_BARS
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "ai_trading_bridge.py"
+SERVING = re.compile(r"^ai-trading-bridge serving (\S+) \((.*)\) on (tcp://127\.0\.0\.1:\d+);")
+START_TIMEOUT_S = 90
+
+
+def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The test's environment without the developer's AITB_* settings or config file."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AITB_")}
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "xdg")  # no per-user config.toml
+    env.update(extra)
+    return env
+
+
+def start_script(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    """Start the script and return it with its first stdout line."""
+    process = subprocess.Popen(
+        [sys.executable, str(SCRIPT), *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        # Windows delivers Ctrl+Break only to a process group of its own.
+        creationflags=getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0),
+    )
+    assert process.stdout is not None
+    first = process.stdout.readline()  # blocks until the line, or EOF if it exits
+    if not first:
+        process.wait(timeout=START_TIMEOUT_S)
+        raise AssertionError(f"the daemon exited with {process.returncode} before serving")
+    return process, first
+
+
+def decide_one_bar(endpoint: str) -> dict:
+    bars = tiny_bars()
+    client = Client(endpoint)
+    try:
+        hello = client.ask(
+            {"v": 1, "type": "hello", "client": "t", "instrument": "NQ 12-25", "seq": 1}
+        )
+        assert hello["ok"] is True
+        history = client.ask(history_message(bars, 0, WARMUP_BARS, client="t", seq=2))
+        assert history["ready"] is True
+        return client.ask(bar_message(bars, WARMUP_BARS, seq=3, client="t"))
+    finally:
+        client.close()
+
+
+def stop_with_sigint(process: subprocess.Popen) -> int:
+    """SIGINT, as Ctrl+C sends it; on Windows the console's Ctrl+Break (SIGBREAK)."""
+    process.send_signal(getattr(signal, "CTRL_BREAK_EVENT", signal.SIGINT))
+    try:
+        return process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+@pytest.mark.parametrize("via", ["env", "config"])
+def test_script_without_arguments_serves_decides_and_stops_on_sigint(
+    tmp_path: Path, via: str
+) -> None:
+    if via == "env":
+        env = clean_env(tmp_path, AITB_BIND="tcp://127.0.0.1:*", AITB_CONTROL="none")
+    else:
+        config = tmp_path / "my settings" / "config.toml"
+        config.parent.mkdir()
+        config.write_text(
+            '[serve]\nbind = "tcp://127.0.0.1:*"\ncontrol = "none"\njournal_dir = "journal"\n',
+            encoding="utf-8",
+        )
+        env = clean_env(tmp_path, AITB_CONFIG=str(config))
+    process, first = start_script([], tmp_path, env)
+    try:
+        match = SERVING.match(first)
+        assert match, f"first line does not say what is served where: {first!r}"
+        card = json.loads((ROOT / "bridge" / "default_model" / "model.json").read_text())
+        assert match.group(1) == card["version"]  # serve's default: the bundled demo model
+        reply = decide_one_bar(match.group(3))
+    finally:
+        code = stop_with_sigint(process)
+    assert reply["ok"] is True and reply["warming_up"] is False
+    assert reply["mask"][reply["action"]] == 1
+    assert code == 0
+    journal = tmp_path / ("my settings" if via == "config" else "") / "journal"
+    assert any(journal.glob("*.jsonl")), "the journal went somewhere else"
+
+
+def test_script_with_arguments_stays_the_cli(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "serve", "--help"],
+        cwd=tmp_path,
+        env=clean_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0
+    assert "--bind" in result.stdout and "Usage: ai-trading-bridge serve" in result.stdout
+
+
+# -- precedence: flag > environment > config file > default ----------------------------
+
+
+def serve_params(args: list[str], group_args: list[str] | None = None) -> dict:
+    """serve's parsed parameters, as the real group would hand them over."""
+    with cli.make_context("ai-trading-bridge", [*(group_args or []), "serve"]) as ctx:
+        command = cli.get_command(ctx, "serve")
+        assert command is not None
+        return command.make_context("serve", args, parent=ctx).params
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in [k for k in os.environ if k.startswith("AITB_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    path = tmp_path / "conf" / "config.toml"
+    path.parent.mkdir()
+    path.write_text(
+        'log_level = "warning"\n'
+        "[serve]\n"
+        'bind = "tcp://127.0.0.1:7001"\n'
+        "max-sessions = 5\n"
+        'journal_dir = "journals"\n'
+        'model = "NQ_o1.zip"\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    ("env", "flags", "expected"),
+    [
+        ({}, [], "tcp://127.0.0.1:7001"),
+        ({"AITB_BIND": "tcp://127.0.0.1:7002"}, [], "tcp://127.0.0.1:7002"),
+        ({"AITB_SERVE_BIND": "tcp://127.0.0.1:7003"}, [], "tcp://127.0.0.1:7003"),
+        (
+            {"AITB_BIND": "tcp://127.0.0.1:7002"},
+            ["--bind", "tcp://127.0.0.1:7004"],
+            "tcp://127.0.0.1:7004",
+        ),
+    ],
+)
+def test_bind_precedence_flag_env_config(
+    config_file: Path, monkeypatch: pytest.MonkeyPatch, env: dict, flags: list, expected: str
+) -> None:
+    monkeypatch.setenv("AITB_CONFIG", str(config_file))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert serve_params(flags)["bind"] == expected
+
+
+def test_config_file_values_and_paths_relative_to_the_file(
+    config_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    params = serve_params([], ["--config", str(config_file)])
+    assert params["max_sessions"] == 5
+    assert params["journal_dir"] == config_file.parent / "journals"
+    assert params["model"] == config_file.parent / "NQ_o1.zip"
+    monkeypatch.setenv("AITB_SERVE_MAX_SESSIONS", "9")  # every option has an AITB_ name
+    assert serve_params([], ["--config", str(config_file)])["max_sessions"] == 9
+
+
+def test_without_any_setting_the_defaults_apply(config_file: Path) -> None:
+    assert not default_config_path().exists()
+    assert serve_params([])["bind"] == DEFAULT_BIND
+
+
+def test_config_file_in_the_user_config_folder_is_read(config_file: Path, tmp_path: Path) -> None:
+    default = default_config_path()
+    assert tmp_path / "xdg" in default.parents and default.name == "config.toml"
+    default.parent.mkdir(parents=True)
+    default.write_text('[serve]\nbind = "tcp://127.0.0.1:7009"\n', encoding="utf-8")
+    assert serve_params([])["bind"] == "tcp://127.0.0.1:7009"
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        (
+            '[serve]\nbnd = "tcp://127.0.0.1:1"\n',
+            ["serve.bnd", "known: allow_other_price_scale, allow_remote, bind,"],
+        ),
+        ('[srve]\nbind = "tcp://127.0.0.1:1"\n', ["[srve]", "[serve]"]),
+        ("colour = 1\n", ["'colour'", "log_level"]),
+        ('[serve]\nmax_sessions = "many"\n', ["serve.max_sessions", "not a valid integer"]),
+        ("[serve\n", ["not valid TOML"]),
+    ],
+)
+def test_bad_config_file_refuses_to_start_with_one_line(
+    config_file: Path, monkeypatch: pytest.MonkeyPatch, text: str, names: list[str]
+) -> None:
+    config_file.write_text(text, encoding="utf-8")
+    monkeypatch.setenv("AITB_CONFIG", str(config_file))
+    result = CliRunner().invoke(cli, ["serve"])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and str(config_file) in lines[0], result.output
+    for name in names:
+        assert name in lines[0]
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_missing_named_config_file_is_an_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["--config", str(tmp_path / "nope.toml"), "serve"])
+    assert result.exit_code == 1 and "nope.toml does not exist" in result.output
+
+
+def test_group_option_from_config(config_file: Path) -> None:
+    with cli.make_context("ai-trading-bridge", ["--config", str(config_file), "serve"]) as ctx:
+        assert ctx.params["log_level"] == "warning"
+        assert ctx.get_parameter_source("log_level") is click.core.ParameterSource.DEFAULT_MAP
+
+
+def serve_context(args: list[str], group_args: list[str]) -> click.Context:
+    with cli.make_context("ai-trading-bridge", [*group_args, "serve"]) as ctx:
+        command = cli.get_command(ctx, "serve")
+        assert command is not None
+        return command.make_context("serve", args, parent=ctx)
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--bundle", "live"], ("live", None, None)),  # a flag's bundle beats the file's pair
+        ([], (None, "NQ_o1.zip", "v.pkl")),
+        (["--bundle", "live", "--model", "m.zip"], ("live", "m.zip", "v.pkl")),  # refused later
+    ],
+)
+def test_model_form_from_a_higher_source_replaces_the_other_form(
+    config_file: Path, flags: list[str], expected: tuple
+) -> None:
+    from train.cli import pick_model_arguments
+
+    config_file.write_text('[serve]\nmodel = "NQ_o1.zip"\nvecnorm = "v.pkl"\n', encoding="utf-8")
+    sub = serve_context(flags, ["--config", str(config_file)])
+    picked = pick_model_arguments(
+        sub, sub.params["bundle"], sub.params["model"], sub.params["vecnorm"]
+    )
+    names = tuple(None if p is None else p.name for p in picked)
+    assert names == expected
