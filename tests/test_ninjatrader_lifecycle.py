@@ -15,10 +15,14 @@ from __future__ import annotations
 
 import csv
 import re
+import subprocess
+import sys
+import zipfile
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 from ninjatrader_sim import (
@@ -37,7 +41,7 @@ from ninjatrader_sim import (
     reply_for,
     strategy_sources,
 )
-from test_ninjatrader import Daemon, compile_cs, free_port
+from test_ninjatrader import REPO, Daemon, compile_cs, free_port
 
 HARNESS_DIR = Path(__file__).resolve().parent / "ninjatrader_harness"
 
@@ -432,3 +436,59 @@ def test_two_instances_trade_against_the_real_daemon(sim: Path, tmp_path: Path) 
     assert all(e["reply"]["ok"] for e in bars), [e["reply"] for e in bars]
     assert all(e["reply"]["mask"] in ([1, 1, 1, 0, 0, 0], IN_POSITION_MASK) for e in bars)
     assert events(run, "strategy_stopped") == []
+
+
+# ------------------------------------------------------------- the import archive
+
+
+def test_import_archive_holds_the_sources_and_they_compile(tmp_path: Path) -> None:
+    """ninjatrader/build_archive.py builds what Tools > Import > NinjaScript Add-On takes:
+    Info.xml plus every source under its bin/Custom folder; extracted, they compile at
+    C# 5 against the NinjaTrader API double, with no DLL."""
+    out = tmp_path / "AITradingBridge.zip"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "ninjatrader" / "build_archive.py"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    with zipfile.ZipFile(out) as archive:
+        names = archive.namelist()
+        info = ElementTree.fromstring(archive.read("Info.xml"))
+        archive.extractall(tmp_path / "custom")
+    expected = {p.relative_to(REPO / "ninjatrader").as_posix() for p in strategy_sources()} | {
+        "Info.xml"
+    }
+    assert set(names) == expected
+    assert "Strategies/AITradingBridge.cs" in names
+    assert {"Json.cs", "Transport.cs", "Protocol.cs", "Session.cs"} <= {
+        Path(n).name for n in names if n.startswith("AddOns/AITradingBridge/")
+    }
+    assert re.fullmatch(r"8\.\d+\.\d+\.\d+", info.findtext("Export/Version") or "")
+    extracted = sorted((tmp_path / "custom").rglob("*.cs"))
+    compiled = compile_cs(
+        tmp_path / "custom.dll",
+        [HARNESS_DIR / "NinjaTraderStubs.cs", *extracted],
+        "-target:library",
+        "-r:System.Xml.dll",
+        "-warnaserror+",
+    )
+    assert compiled.returncode == 0, compiled.stdout + compiled.stderr
+    text = " ".join(p.read_text() for p in extracted)
+    assert not re.search(r"netmq|asyncio|nacl", text, re.IGNORECASE)
+    assert not [n for n in names if n.lower().endswith(".dll")]
+
+
+def test_import_archive_build_without_the_strategy_says_what_is_missing(tmp_path: Path) -> None:
+    script = REPO / "ninjatrader" / "build_archive.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--source", str(tmp_path), "--out", str(tmp_path / "x.zip")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "AITradingBridge.cs is missing" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "x.zip").exists()
