@@ -113,6 +113,27 @@ def test_restart_adopting_the_account_position_protects_and_reports_it(
     assert bars[0]["position"]["sl_price"] == 21000.0 - 40 * TICK
 
 
+def test_adopted_position_closed_by_its_target_leaves_no_stop_working(
+    sim: Path, scripted: ScriptedDaemon, tmp_path: Path
+) -> None:
+    """The adopted stop and target are separate orders; when one fills the strategy must
+    cancel the other, or a stale stop would open a new position later."""
+    history, live = bars_with_live(
+        [(21000.0, 21001.0, 20999.0, 21000.0), (21000.0, 21021.0, 20999.0, 21018.0)]
+    )
+    scenario = Scenario(
+        scripted.endpoint,
+        tmp_path,
+        accounts={"Sim101": (1, 21000.0)},
+        history=history,
+        live=live,
+        props={"A": {"AccountPositionAtStart": "Adopt"}},
+    )
+    result = final(scenario.run(sim))
+    assert (result["position"], result["account_position"]) == (0, 0)
+    assert result["working"] == ""
+
+
 # ------------------------------------------------------------------ 2. time zone
 
 

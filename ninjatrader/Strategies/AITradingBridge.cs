@@ -61,6 +61,8 @@ namespace NinjaTrader.NinjaScript.Strategies
         // Order state (under orderGate).
         private string activeSignal;
         private bool adopted;              // managing an adopted account position
+        private Order adoptedStopOrder;
+        private Order adoptedTargetOrder;
         private double stopPrice = double.NaN;
         private double targetPrice = double.NaN;
         private bool trailing;
@@ -251,13 +253,13 @@ namespace NinjaTrader.NinjaScript.Strategies
             int quantity = Position.Quantity;
             if (Position.MarketPosition == MarketPosition.Long)
             {
-                ExitLongStopMarket(0, true, quantity, stopPrice, AdoptedStopName, "");
-                ExitLongLimit(0, true, quantity, targetPrice, AdoptedTargetName, "");
+                adoptedStopOrder = ExitLongStopMarket(0, true, quantity, stopPrice, AdoptedStopName, "");
+                adoptedTargetOrder = ExitLongLimit(0, true, quantity, targetPrice, AdoptedTargetName, "");
             }
             else if (Position.MarketPosition == MarketPosition.Short)
             {
-                ExitShortStopMarket(0, true, quantity, stopPrice, AdoptedStopName, "");
-                ExitShortLimit(0, true, quantity, targetPrice, AdoptedTargetName, "");
+                adoptedStopOrder = ExitShortStopMarket(0, true, quantity, stopPrice, AdoptedStopName, "");
+                adoptedTargetOrder = ExitShortLimit(0, true, quantity, targetPrice, AdoptedTargetName, "");
             }
         }
 
@@ -615,6 +617,15 @@ namespace NinjaTrader.NinjaScript.Strategies
                         entryTime = AitbTimes.ToUtc(FormingBarTime(time), displayZone);
                         entryTimeProvisional = true;
                     }
+                }
+                if ((name == AdoptedStopName || name == AdoptedTargetName) && Position.MarketPosition == MarketPosition.Flat)
+                {
+                    // The adopted stop and target are two separate orders, not an OCO pair.
+                    Order other = name == AdoptedStopName ? adoptedTargetOrder : adoptedStopOrder;
+                    if (other != null && (other.OrderState == OrderState.Working || other.OrderState == OrderState.Accepted))
+                        CancelOrder(other);
+                    adoptedStopOrder = null;
+                    adoptedTargetOrder = null;
                 }
                 if (State == State.Realtime)
                     Say(string.Format(CultureInfo.InvariantCulture, "fill: {0} {1} @ {2} ({3})", name, quantity, price, marketPosition));

@@ -154,6 +154,7 @@ namespace NinjaTrader.Cbi
         public int Filled { get; internal set; }
         internal Order OcoPartner;
         internal bool IsEntry;
+        internal bool LiveUntilCancelled;
         internal bool IsLong { get { return OrderAction == OrderAction.Buy || OrderAction == OrderAction.BuyToCover; } }
     }
 
@@ -517,22 +518,27 @@ namespace NinjaTrader.NinjaScript
 
         public Order ExitLongStopMarket(int barsInProgressIndex, bool isLiveUntilCancelled, int quantity, double stopPrice, string signalName, string fromEntrySignal)
         {
-            return SimExitWorking(OrderAction.Sell, OrderType.StopMarket, quantity, stopPrice, signalName, fromEntrySignal);
+            return SimExitWorking(OrderAction.Sell, OrderType.StopMarket, quantity, stopPrice, signalName, fromEntrySignal, isLiveUntilCancelled);
         }
 
         public Order ExitShortStopMarket(int barsInProgressIndex, bool isLiveUntilCancelled, int quantity, double stopPrice, string signalName, string fromEntrySignal)
         {
-            return SimExitWorking(OrderAction.BuyToCover, OrderType.StopMarket, quantity, stopPrice, signalName, fromEntrySignal);
+            return SimExitWorking(OrderAction.BuyToCover, OrderType.StopMarket, quantity, stopPrice, signalName, fromEntrySignal, isLiveUntilCancelled);
         }
 
         public Order ExitLongLimit(int barsInProgressIndex, bool isLiveUntilCancelled, int quantity, double limitPrice, string signalName, string fromEntrySignal)
         {
-            return SimExitWorking(OrderAction.Sell, OrderType.Limit, quantity, limitPrice, signalName, fromEntrySignal);
+            return SimExitWorking(OrderAction.Sell, OrderType.Limit, quantity, limitPrice, signalName, fromEntrySignal, isLiveUntilCancelled);
         }
 
         public Order ExitShortLimit(int barsInProgressIndex, bool isLiveUntilCancelled, int quantity, double limitPrice, string signalName, string fromEntrySignal)
         {
-            return SimExitWorking(OrderAction.BuyToCover, OrderType.Limit, quantity, limitPrice, signalName, fromEntrySignal);
+            return SimExitWorking(OrderAction.BuyToCover, OrderType.Limit, quantity, limitPrice, signalName, fromEntrySignal, isLiveUntilCancelled);
+        }
+
+        public void CancelOrder(Order order)
+        {
+            if (SimWorking.Contains(order)) SimCancel(order);
         }
 
         public void SetStopLoss(CalculationMode mode, double value) { SetStopLoss("", mode, value, false); }
@@ -621,7 +627,7 @@ namespace NinjaTrader.NinjaScript
             return order;
         }
 
-        private Order SimExitWorking(OrderAction action, OrderType type, int quantity, double price, string signalName, string fromEntrySignal)
+        private Order SimExitWorking(OrderAction action, OrderType type, int quantity, double price, string signalName, string fromEntrySignal, bool liveUntilCancelled)
         {
             foreach (Order existing in SimWorking)
                 if (existing.Name == signalName && existing.OrderType == type)
@@ -635,6 +641,7 @@ namespace NinjaTrader.NinjaScript
             order.OrderAction = action;
             order.OrderType = type;
             order.Quantity = quantity;
+            order.LiveUntilCancelled = liveUntilCancelled;
             if (type == OrderType.StopMarket) order.StopPrice = price; else order.LimitPrice = price;
             SimEmit("order", "name", signalName, "action", action.ToString(), "type", type.ToString(), "quantity", quantity, "price", price);
             SimSubmitWorking(order);
@@ -785,7 +792,7 @@ namespace NinjaTrader.NinjaScript
             else update();
             if (mp == MarketPosition.Flat)
                 foreach (Order o in SimWorking.ToArray())
-                    if (!o.IsEntry) SimCancel(o);
+                    if (!o.IsEntry && !o.LiveUntilCancelled) SimCancel(o);
         }
 
         private void SimSubmitBracket(Order entry, double fillPrice)
