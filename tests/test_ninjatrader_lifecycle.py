@@ -297,6 +297,28 @@ def test_late_flat_update_inside_enter_long_keeps_the_new_trade_managed(
     assert all(p["sl_price"] == 20998.0 and p["tp_price"] == 21028.0 for p in later), later
 
 
+@pytest.mark.parametrize("fill_inside_enter", [False, True])
+def test_entry_bracket_and_fill_reach_the_daemon_whenever_the_fill_arrives(
+    sim: Path, scripted: ScriptedDaemon, tmp_path: Path, fill_inside_enter: bool
+) -> None:
+    """A fill may be reported inside EnterLong (before it returns) or on a later tick:
+    either way the stop and target are worked and the daemon hears the position."""
+    scripted.decide = lambda r, i: buy(r, 20990.0, 21010.0) if i == 0 else None
+    scenario = Scenario(
+        scripted.endpoint,
+        tmp_path,
+        options={"A": {"fill_inside_enter": fill_inside_enter}},
+    )
+    run = scenario.run(sim)
+    assert len(entries(run)) == 1
+    assert final(run)["working"] == "Stop loss@20990;Profit target@21010"
+    (fill,) = [p["position"] for p in scripted.of_type("position") if p["position"]["side"]]
+    assert (fill["sl_price"], fill["tp_price"], fill["quantity"]) == (20990.0, 21010.0, 1)
+    assert fill["entry_time"].endswith("Z")
+    later = [b["position"] for b in scripted.of_type("bar")[1:]]
+    assert later and all(p["side"] == 1 and p["sl_price"] == 20990.0 for p in later)
+
+
 # ------------------------------------------------------------ 7. client-side limits
 
 
@@ -450,6 +472,9 @@ def test_two_instances_trade_against_the_real_daemon(sim: Path, tmp_path: Path) 
         journal = daemon.journal()
     finally:
         daemon.stop()
+    hellos = [e for e in journal if e.get("request", {}).get("type") == "hello"]
+    assert len(hellos) == 2 and all(e["reply"]["ok"] for e in hellos)
+    assert {e["request"]["account"] for e in hellos} == {"Sim101", "Live1"}
     bars = [e for e in journal if e.get("request", {}).get("type") == "bar"]
     assert len(bars) == 2 * len(live)
     assert all(e["request"]["bar"]["time"].endswith("Z") for e in bars)
