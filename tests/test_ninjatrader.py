@@ -26,11 +26,13 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import zmq
+from ninjatrader_sim import Scenario, build_sim, quiet_bars
 
 REPO = Path(__file__).resolve().parents[1]
 NINJATRADER_DIR = REPO / "ninjatrader"
@@ -282,6 +284,15 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = compile_cs(exe, [HARNESS_DIR / "Harness.cs", *ADDON_SOURCES], "-warnaserror+")
     assert result.returncode == 0, result.stdout + result.stderr
     require_tool("mono")
+    return exe
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The strategy class on the NinjaTrader double (see tests/ninjatrader_sim.py)."""
+    exe = tmp_path_factory.mktemp("sim") / "sim.exe"
+    result = build_sim(exe)
+    assert result.returncode == 0, result.stdout + result.stderr
     return exe
 
 
@@ -830,6 +841,39 @@ def test_daemon_restart_recovers_with_same_seq_and_resent_history(
     hello, history = seen.index(("hello", None)), seen.index(("history", None))
     request_type = {"decision": "bar", "position": "position"}[recovered["event"]]
     assert hello < history < seen.index((request_type, recovered["seq"]))
+
+
+def test_strategy_class_with_two_instances_trades_against_the_real_daemon(
+    sim: Path, daemon: Daemon, tmp_path: Path
+) -> None:
+    """The real strategy class on the NinjaTrader double (test_ninjatrader_lifecycle.py):
+    Sim101 and a live account on the same chart type, one daemon. Both say hello with
+    the v1.1 fields and get every bar decided (no out_of_order from a shared client id),
+    with times in UTC."""
+    history = quiet_bars(datetime(2025, 11, 7, 9, 31), 200)
+    live = quiet_bars(history[-1].time + timedelta(minutes=1), 5)
+    scenario = Scenario(
+        daemon.endpoint,
+        tmp_path,
+        instances=[("A", "Sim101"), ("B", "Live1")],
+        timezone="America/New_York",
+        history=history,
+        live=live,
+        props={"A": {"TimeoutMs": 5000}, "B": {"TimeoutMs": 5000}},
+    )
+    run = scenario.run(sim, timeout=120)
+    clients = {"nt8-Sim101-NQ-1Minute", "nt8-Live1-NQ-1Minute"}
+    journal = [e for e in daemon.journal() if e.get("request", {}).get("client") in clients]
+    hellos = [e for e in journal if e["request"]["type"] == "hello"]
+    assert len(hellos) == 2 and all(e["reply"]["ok"] for e in hellos)
+    assert {e["request"]["account"] for e in hellos} == {"Sim101", "Live1"}
+    bars = [e for e in journal if e["request"]["type"] == "bar"]
+    assert len(bars) == 2 * len(live)
+    assert {e["request"]["client"] for e in bars} == clients
+    assert all(e["request"]["bar"]["time"].endswith("Z") for e in bars)
+    assert all(e["reply"]["ok"] for e in bars), [e["reply"] for e in bars]
+    assert all(e["reply"]["mask"] in (FLAT_MASK, IN_POSITION_MASK) for e in bars)
+    assert [e for e in run if e["event"] == "strategy_stopped"] == []
 
 
 # ----------------------------------------------------- unreachable or hostile peers

@@ -26,7 +26,6 @@ from xml.etree import ElementTree
 
 import pytest
 from ninjatrader_sim import (
-    IN_POSITION_MASK,
     TICK,
     Bar,
     Scenario,
@@ -41,7 +40,7 @@ from ninjatrader_sim import (
     reply_for,
     strategy_sources,
 )
-from test_ninjatrader import REPO, Daemon, compile_cs, free_port
+from test_ninjatrader import REPO, compile_cs
 
 HARNESS_DIR = Path(__file__).resolve().parent / "ninjatrader_harness"
 
@@ -447,41 +446,6 @@ def test_risk_reply_is_shown_and_its_model_action_never_traded(
     assert "daily_loss" in printed(run)
     texts = [e["text"] for e in events(run, "draw_text")]
     assert any("daily_loss" in t and "session loss limit reached" in t for t in texts)
-
-
-# ------------------------------------------------------------------ the real daemon
-
-
-def test_two_instances_trade_against_the_real_daemon(sim: Path, tmp_path: Path) -> None:
-    """Sim101 and a live account on the same chart type, one daemon: both get every bar
-    decided (no out_of_order from a shared client id), in UTC, with the v1.1 hello."""
-    daemon = Daemon(free_port(), tmp_path / "daemon").start()
-    try:
-        history = quiet_bars(datetime(2025, 11, 7, 9, 31), 200)
-        live = quiet_bars(history[-1].time + timedelta(minutes=1), 5)
-        scenario = Scenario(
-            daemon.endpoint,
-            tmp_path,
-            instances=[("A", "Sim101"), ("B", "Live1")],
-            timezone="America/New_York",
-            history=history,
-            live=live,
-            props={"A": {"TimeoutMs": 5000}, "B": {"TimeoutMs": 5000}},
-        )
-        run = scenario.run(sim, timeout=120)
-        journal = daemon.journal()
-    finally:
-        daemon.stop()
-    hellos = [e for e in journal if e.get("request", {}).get("type") == "hello"]
-    assert len(hellos) == 2 and all(e["reply"]["ok"] for e in hellos)
-    assert {e["request"]["account"] for e in hellos} == {"Sim101", "Live1"}
-    bars = [e for e in journal if e.get("request", {}).get("type") == "bar"]
-    assert len(bars) == 2 * len(live)
-    assert all(e["request"]["bar"]["time"].endswith("Z") for e in bars)
-    assert len({e["request"]["client"] for e in bars}) == 2
-    assert all(e["reply"]["ok"] for e in bars), [e["reply"] for e in bars]
-    assert all(e["reply"]["mask"] in ([1, 1, 1, 0, 0, 0], IN_POSITION_MASK) for e in bars)
-    assert events(run, "strategy_stopped") == []
 
 
 # ------------------------------------------------------------- the import archive
