@@ -202,6 +202,7 @@ class Scenario:
     live: list[Bar] = field(default_factory=list)
     wait_ms: int = 5000
     lockfile: Path | None = None
+    flatten: dict[int, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.history:
@@ -219,6 +220,8 @@ class Scenario:
         ]
         if self.lockfile is not None:
             lines.append(f"lockfile\t{self.lockfile}")
+        for index, name in self.flatten.items():
+            lines.append(f"flatten\t{index}\t{name}")
         for name, (signed, average) in self.accounts.items():
             lines.append(f"account\t{name}\t{signed}\t{average!r}")
         for instance, account in self.instances:

@@ -92,6 +92,20 @@ def test_restart_with_account_long_never_opens_a_second_position(
     assert "Sim101" in printed(run) and "Long 1" in printed(run)
 
 
+def test_refusing_strategy_trades_again_once_the_account_is_flat(
+    sim: Path, scripted: ScriptedDaemon, tmp_path: Path
+) -> None:
+    scripted.decide = lambda r, i: buy(r, r["bar"]["close"] - 10, r["bar"]["close"] + 10)
+    run = Scenario(
+        scripted.endpoint, tmp_path, accounts={"Sim101": (1, 21000.0)}, flatten={2: "Sim101"}
+    ).run(sim)
+    (flattened,) = events(run, "manual_flatten")
+    placed = entries(run)
+    assert len(placed) == 1 and run.index(placed[0]) > run.index(flattened)
+    assert final(run)["account_position"] == 1
+    assert "trading resumes" in printed(run)
+
+
 def test_restart_adopting_the_account_position_protects_and_reports_it(
     sim: Path, scripted: ScriptedDaemon, tmp_path: Path
 ) -> None:
@@ -131,6 +145,38 @@ def test_adopted_position_closed_by_its_target_leaves_no_stop_working(
     result = final(scenario.run(sim))
     assert (result["position"], result["account_position"]) == (0, 0)
     assert result["working"] == ""
+
+
+def test_adopted_position_follows_the_daemons_breakeven(
+    sim: Path, scripted: ScriptedDaemon, tmp_path: Path
+) -> None:
+    history, live = bars_with_live(
+        [
+            (21008.0, 21011.0, 21007.0, 21010.0),
+            (21010.0, 21012.0, 21009.0, 21011.0),
+            (21011.0, 21012.0, 21010.0, 21011.0),
+        ]
+    )
+    scripted.decide = lambda r, i: (
+        reply_for(r, 3, orders={"stop_price": 21000.25}) if i == 0 else None
+    )
+    scenario = Scenario(
+        scripted.endpoint,
+        tmp_path,
+        accounts={"Sim101": (1, 21000.0)},
+        history=history,
+        live=live,
+        props={"A": {"AccountPositionAtStart": "Adopt"}},
+    )
+    run = scenario.run(sim)
+    changes = [e for e in events(run, "order_change") if e["name"] == "AITB Adopted stop"]
+    assert [c["price"] for c in changes] == [21000.25]
+    assert [b["position"]["sl_price"] for b in scripted.of_type("bar")] == [
+        20990.0,
+        21000.25,
+        21000.25,
+    ]
+    assert "Stop loss" not in final(run)["working"] and final(run)["position"] == 1
 
 
 # ------------------------------------------------------------------ 2. time zone

@@ -19,6 +19,7 @@
 //   prop       <id> <property> <value>             a value set in the strategy dialog
 //   option     <id> <fill_inside_enter|late_flat_updates> <0|1>
 //   wait_ms    <milliseconds>                      how long to wait for each decision
+//   flatten    <live bar index> <account name>     the trader flattens the account by hand
 //   history    <time> <open> <high> <low> <close> <volume>   (display time zone)
 //   live       <time> <open> <high> <low> <close> <volume>
 
@@ -54,6 +55,7 @@ public sealed class SimDriver : ISimSink
     private int periodValue = 1;
     private int waitMs = 5000;
     private FileStream lockedFile;
+    private readonly Dictionary<int, string> manualFlattens = new Dictionary<int, string>();
 
     public static int Main(string[] args)
     {
@@ -153,6 +155,7 @@ public sealed class SimDriver : ISimSink
                     if (f[2] == "fill_inside_enter") byId[f[1]].SimFillInsideEnter = f[3] == "1";
                     else if (f[2] == "late_flat_updates") byId[f[1]].SimLateFlatUpdates = f[3] == "1";
                     break;
+                case "flatten": manualFlattens[int.Parse(f[1], CultureInfo.InvariantCulture)] = f[2]; break;
                 case "wait_ms": waitMs = int.Parse(f[1], CultureInfo.InvariantCulture); break;
                 case "history": history.Add(ParseBar(f)); break;
                 case "live": live.Add(ParseBar(f)); break;
@@ -250,6 +253,13 @@ public sealed class SimDriver : ISimSink
         for (int k = 0; k < live.Count; k++)
         {
             SimBar bar = live[k];
+            string flattened;
+            if (manualFlattens.TryGetValue(k, out flattened))
+            {
+                // Another window (Chart Trader, SuperDOM) closes the account position.
+                AccountNamed(flattened).SimPosition.SetSigned(0, 0);
+                Emit("", "manual_flatten", new object[] { "account", flattened, "bar", k });
+            }
             double[] ticks = bar.Close >= bar.Open
                 ? new double[] { bar.Open, bar.Low, bar.High, bar.Close }
                 : new double[] { bar.Open, bar.High, bar.Low, bar.Close };
