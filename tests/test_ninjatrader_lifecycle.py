@@ -117,6 +117,9 @@ def test_restart_adopting_the_account_position_protects_and_reports_it(
         props={"A": {"AccountPositionAtStart": "Adopt", "AdoptedStopTicks": 40}},
     )
     run = scenario.run(sim)
+    # NinjaTrader only honours AdoptAccountPosition in a strategy that declares
+    # IsAdoptAccountPositionAware (Help Guide, "StartBehavior").
+    assert events(run, "strategy_error") == []
     assert entries(run) == [], "never a second position"
     stops = [e for e in events(run, "order") if e["type"] == "StopMarket"]
     assert stops and stops[0]["price"] == 21000.0 - 40 * TICK

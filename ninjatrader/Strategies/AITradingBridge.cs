@@ -86,6 +86,10 @@ namespace NinjaTrader.NinjaScript.Strategies
                 IsExitOnSessionCloseStrategy = true;
                 ExitOnSessionCloseSeconds = 30;
                 StartBehavior = StartBehavior.WaitUntilFlat;
+                // Required before NinjaTrader honours StartBehavior.AdoptAccountPosition (Help
+                // Guide, "StartBehavior"); the strategy handles an adopted position itself
+                // (AdoptPosition) and only adopts when the trader chooses Adopt.
+                IsAdoptAccountPositionAware = true;
                 RealtimeErrorHandling = RealtimeErrorHandling.StopCancelClose;
                 // Not the default Recalculate: this strategy never trades on historical bars,
                 // so a recalculation after a connection loss would rebuild a flat position

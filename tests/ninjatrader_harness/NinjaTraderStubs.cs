@@ -31,7 +31,8 @@
 //   RealtimeErrorHandling applies ("RealtimeErrorHandling": StopCancelClose cancels the
 //   strategy's orders, closes its position and terminates it).
 // - StartBehavior with a non-flat account position ("Syncing Account Positions"):
-//   AdoptAccountPosition makes the account position the strategy's own; the
+//   AdoptAccountPosition (only with IsAdoptAccountPositionAware = true, "StartBehavior";
+//   otherwise the strategy does not start) makes the account position the strategy's own; the
 //   *SynchronizeAccount behaviours flatten the account to the strategy's (flat)
 //   historical position; WaitUntilFlat/ImmediatelySubmit leave the account as it is and
 //   trade on top of it.
@@ -483,6 +484,8 @@ namespace NinjaTrader.NinjaScript
         public int ExitOnSessionCloseSeconds { get; set; }
         public bool IsInstantiatedOnEachOptimizationIteration { get; set; }
         public StartBehavior StartBehavior { get; set; }
+        /// <summary>"StartBehavior": AdoptAccountPosition needs this set to true first.</summary>
+        public bool IsAdoptAccountPositionAware { get; set; }
         public RealtimeErrorHandling RealtimeErrorHandling { get; set; }
         public StopTargetHandling StopTargetHandling { get; set; }
         public ConnectionLossHandling ConnectionLossHandling { get; set; }
@@ -843,6 +846,15 @@ namespace NinjaTrader.NinjaScript
         /// <summary>Strategy start in real time with the account's position ("Syncing Account Positions").</summary>
         internal void SimApplyStartBehavior()
         {
+            if (StartBehavior == StartBehavior.AdoptAccountPosition && !IsAdoptAccountPositionAware)
+            {
+                // Help Guide, "StartBehavior": "In order to use AdoptAccountPosition you will
+                // need to first set IsAdoptAccountPositionAware to true." The strategy does not
+                // start (the double's reading of the rule: nothing is adopted, nothing trades).
+                SimEmit("strategy_error", "why", "AdoptAccountPosition needs IsAdoptAccountPositionAware = true");
+                SimSetState(State.Terminated);
+                return;
+            }
             Position account = Account.SimPosition;
             if (account.MarketPosition == MarketPosition.Flat) return;
             if (StartBehavior == StartBehavior.AdoptAccountPosition)

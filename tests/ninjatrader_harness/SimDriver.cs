@@ -248,6 +248,7 @@ public sealed class SimDriver : ISimSink
             if (s.State == State.Terminated) continue;
             s.SimSetState(State.Transition);
             s.SimApplyStartBehavior();
+            if (s.State == State.Terminated) continue;
             s.SimSetState(State.Realtime);
         }
         for (int k = 0; k < live.Count; k++)
