@@ -421,6 +421,21 @@ def test_two_instances_get_distinct_client_ids_and_log_files(
     assert all(len(p.read_text().splitlines()) == 1 + len(scenario.live) for p in logs)
 
 
+def test_two_instances_on_one_account_and_instrument_never_stack_positions(
+    sim: Path, scripted: ScriptedDaemon, tmp_path: Path
+) -> None:
+    """Two charts of NQ on Sim101, both told BUY: each strategy's own position is flat, but
+    the account already holds the first one's contract, so the second must not add one
+    (nor may a manual position or another strategy's be stacked on)."""
+    scripted.decide = lambda r, i: buy(r, r["bar"]["close"] - 10, r["bar"]["close"] + 10)
+    scenario = Scenario(scripted.endpoint, tmp_path, instances=[("A", "Sim101"), ("B", "Sim101")])
+    run = scenario.run(sim)
+    placed = entries(run)
+    assert len(placed) == 1
+    assert all(abs(e["account_position"]) <= 1 for e in events(run, "fill"))
+    assert "does not own" in printed(run)
+
+
 def test_locked_decision_log_falls_back_to_a_new_file_and_says_so(
     sim: Path, scripted: ScriptedDaemon, tmp_path: Path
 ) -> None:

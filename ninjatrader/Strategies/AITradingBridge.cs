@@ -488,6 +488,14 @@ namespace NinjaTrader.NinjaScript.Strategies
                 case AitbProtocol.Buy:
                 case AitbProtocol.Sell:
                     {
+                        // The strategy only enters when its own position is flat, so any account
+                        // position in this instrument belongs to someone else: a second chart of
+                        // this strategy, another strategy, or a manual order. Never stack on it.
+                        Position account = PositionAccount;
+                        if (account != null && account.MarketPosition != MarketPosition.Flat)
+                            return string.Format(CultureInfo.InvariantCulture,
+                                "not executed: account {0} holds {1} {2} {3} that this strategy does not own; never a second position",
+                                Account.Name, account.MarketPosition, account.Quantity, Instrument.FullName);
                         string limit = limits.EntryRefusal(d, Quantity, bid, ask, tick);
                         if (limit != null) return "not executed: " + limit;
                         int entrySide = d.Action == AitbProtocol.Buy ? 1 : -1;
