@@ -1,11 +1,12 @@
-"""The NinjaTrader 8 client (ninjatrader/AITradingBridge.cs), tested on Linux with Mono.
+"""The NinjaTrader 8 client (ninjatrader/), tested on Linux with Mono.
 
-The NinjaTrader-free half of the strategy file (ZMTP 3.0 REQ client, JSON, protocol
-session, worker thread, trailing and guard rules) is compiled with the console harness
-in tests/ninjatrader_harness/ and run against the real daemon
+The NinjaTrader-free helpers (ninjatrader/AddOns/AITradingBridge/: ZMTP 3.0 REQ client,
+JSON, protocol session, worker thread, trailing and guard rules) are compiled with the
+console harness in tests/ninjatrader_harness/ and run against the real daemon
 (``python -m ai_trading_bridge serve``) on a random loopback port, against a pyzmq echo
-server, against hostile TCP servers and against a dead port. The strategy class itself
-is compiled against a stub of the NinjaTrader 8 API, so a wrong member name fails here.
+server, against hostile TCP servers and against a dead port. The strategy class
+(ninjatrader/Strategies/AITradingBridge.cs) is compiled against the NinjaTrader 8 API
+double, so a wrong member name fails here; test_ninjatrader_lifecycle.py runs it.
 
 Mono's C# compiler is required: ``apt-get install -y --no-install-recommends mono-mcs``.
 Without it these tests fail (they never skip): CI installs it.
@@ -25,15 +26,18 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import zmq
+from ninjatrader_sim import Scenario, build_sim, quiet_bars
 
 REPO = Path(__file__).resolve().parents[1]
 NINJATRADER_DIR = REPO / "ninjatrader"
-STRATEGY_SOURCE = NINJATRADER_DIR / "AITradingBridge.cs"
+STRATEGY_SOURCE = NINJATRADER_DIR / "Strategies" / "AITradingBridge.cs"
+ADDON_SOURCES = sorted((NINJATRADER_DIR / "AddOns" / "AITradingBridge").glob("*.cs"))
 HARNESS_DIR = Path(__file__).resolve().parent / "ninjatrader_harness"
 INSTALL_HINT = (
     "needs the Mono C# compiler and runtime: apt-get install -y --no-install-recommends "
@@ -275,13 +279,20 @@ def assert_decision_valid(d: dict[str, Any]) -> None:
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Harness.cs + AITradingBridge.cs (AITB_HARNESS: no NinjaTrader types), at C# 5."""
+    """Harness.cs + the add-on helpers (no NinjaTrader types), at C# 5."""
     exe = tmp_path_factory.mktemp("harness") / "harness.exe"
-    result = compile_cs(
-        exe, [HARNESS_DIR / "Harness.cs", STRATEGY_SOURCE], "-define:AITB_HARNESS", "-warnaserror+"
-    )
+    result = compile_cs(exe, [HARNESS_DIR / "Harness.cs", *ADDON_SOURCES], "-warnaserror+")
     assert result.returncode == 0, result.stdout + result.stderr
     require_tool("mono")
+    return exe
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The strategy class on the NinjaTrader double (see tests/ninjatrader_sim.py)."""
+    exe = tmp_path_factory.mktemp("sim") / "sim.exe"
+    result = build_sim(exe)
+    assert result.returncode == 0, result.stdout + result.stderr
     return exe
 
 
@@ -535,10 +546,10 @@ def test_mono_missing_fails_with_install_hint(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_strategy_compiles_against_ninjatrader_api_stubs(tmp_path: Path) -> None:
-    """The whole file, strategy class included, at C# 5 against the NT8 API model."""
+    """Every file, strategy class included, at C# 5 against the NT8 API model."""
     result = compile_cs(
         tmp_path / "strategy.dll",
-        [HARNESS_DIR / "NinjaTraderStubs.cs", STRATEGY_SOURCE],
+        [HARNESS_DIR / "NinjaTraderStubs.cs", STRATEGY_SOURCE, *ADDON_SOURCES],
         "-target:library",
         "-r:System.Xml.dll",
         "-warnaserror+",
@@ -556,6 +567,8 @@ def test_strategy_compiles_against_ninjatrader_api_stubs(tmp_path: Path) -> None
         ("EnterLong(Quantity, signal)", "EnterLong(signal, Quantity)"),
         ("Instrument.MasterInstrument.TickSize", "Instrument.TickSize"),
         ("Bars.GetVolume(i)", "Bars.GetVolumes(i)"),
+        ("GetCurrentBid()", "GetCurrentBidPrice()"),
+        ("PositionAccount.MarketPosition", "AccountPosition.MarketPosition"),
         (
             "OnPositionUpdate(Position position, double averagePrice, int quantity,",
             "OnPositionUpdate(Position position, double averagePrice, long quantity,",
@@ -570,7 +583,7 @@ def test_stub_compile_rejects_api_mistakes(tmp_path: Path, original: str, mistak
     broken.write_text(source.replace(original, mistake, 1))
     result = compile_cs(
         tmp_path / "strategy.dll",
-        [HARNESS_DIR / "NinjaTraderStubs.cs", broken],
+        [HARNESS_DIR / "NinjaTraderStubs.cs", broken, *ADDON_SOURCES],
         "-target:library",
         "-r:System.Xml.dll",
     )
@@ -585,7 +598,7 @@ def test_strategy_rejects_newer_csharp_than_ninjatrader_accepts(tmp_path: Path) 
     )
     result = compile_cs(
         tmp_path / "strategy.dll",
-        [HARNESS_DIR / "NinjaTraderStubs.cs", broken],
+        [HARNESS_DIR / "NinjaTraderStubs.cs", broken, *ADDON_SOURCES],
         "-target:library",
         "-r:System.Xml.dll",
     )
@@ -593,7 +606,7 @@ def test_strategy_rejects_newer_csharp_than_ninjatrader_accepts(tmp_path: Path) 
 
 
 def test_ninjatrader_folder_references_no_third_party_dll() -> None:
-    files = [p for p in NINJATRADER_DIR.rglob("*") if p.is_file()]
+    files = [p for p in NINJATRADER_DIR.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
     assert STRATEGY_SOURCE in files
     assert not [p for p in files if p.suffix.lower() == ".dll"]
     pattern = re.compile(r"netmq|asyncio|nacl", re.IGNORECASE)
@@ -601,12 +614,18 @@ def test_ninjatrader_folder_references_no_third_party_dll() -> None:
     assert not {k: v for k, v in offenders.items() if v}
 
 
-def test_harness_build_leaves_out_ninjatrader_types() -> None:
-    """Only the strategy class may touch NinjaTrader types, and it sits inside the define."""
-    source = STRATEGY_SOURCE.read_text()
-    guarded = source[source.index("#if !AITB_HARNESS\n    //") :]
-    assert "class AITradingBridge : Strategy" in guarded
-    assert "class AITradingBridge" not in source[: source.index("#if !AITB_HARNESS\n    //")]
+def test_only_the_strategy_file_touches_ninjatrader_types() -> None:
+    """The helpers compile without NinjaTrader (the harness build proves it); the strategy
+    file holds the strategy class and nothing else at namespace level."""
+    for path in ADDON_SOURCES:
+        text = path.read_text()
+        assert "namespace NinjaTrader.NinjaScript.AddOns.AITradingBridgeClient" in text, path
+        assert "using NinjaTrader.Cbi" not in text and "Strategies" not in text, path
+    strategy = STRATEGY_SOURCE.read_text()
+    assert "namespace NinjaTrader.NinjaScript.Strategies\n" in strategy
+    type_pattern = r"^    (?:public |internal )?\S*\s*(?:class|struct|enum) (\w+)"
+    declared = re.findall(type_pattern, strategy, re.M)
+    assert declared == ["AITradingBridge"]
 
 
 # ------------------------------------------------------------------------- pure parts
@@ -822,6 +841,39 @@ def test_daemon_restart_recovers_with_same_seq_and_resent_history(
     hello, history = seen.index(("hello", None)), seen.index(("history", None))
     request_type = {"decision": "bar", "position": "position"}[recovered["event"]]
     assert hello < history < seen.index((request_type, recovered["seq"]))
+
+
+def test_strategy_class_with_two_instances_trades_against_the_real_daemon(
+    sim: Path, daemon: Daemon, tmp_path: Path
+) -> None:
+    """The real strategy class on the NinjaTrader double (test_ninjatrader_lifecycle.py):
+    Sim101 and a live account on the same chart type, one daemon. Both say hello with
+    the v1.1 fields and get every bar decided (no out_of_order from a shared client id),
+    with times in UTC."""
+    history = quiet_bars(datetime(2025, 11, 7, 9, 31), 200)
+    live = quiet_bars(history[-1].time + timedelta(minutes=1), 5)
+    scenario = Scenario(
+        daemon.endpoint,
+        tmp_path,
+        instances=[("A", "Sim101"), ("B", "Live1")],
+        timezone="America/New_York",
+        history=history,
+        live=live,
+        props={"A": {"TimeoutMs": 5000}, "B": {"TimeoutMs": 5000}},
+    )
+    run = scenario.run(sim, timeout=120)
+    clients = {"nt8-Sim101-NQ-1Minute", "nt8-Live1-NQ-1Minute"}
+    journal = [e for e in daemon.journal() if e.get("request", {}).get("client") in clients]
+    hellos = [e for e in journal if e["request"]["type"] == "hello"]
+    assert len(hellos) == 2 and all(e["reply"]["ok"] for e in hellos)
+    assert {e["request"]["account"] for e in hellos} == {"Sim101", "Live1"}
+    bars = [e for e in journal if e["request"]["type"] == "bar"]
+    assert len(bars) == 2 * len(live)
+    assert {e["request"]["client"] for e in bars} == clients
+    assert all(e["request"]["bar"]["time"].endswith("Z") for e in bars)
+    assert all(e["reply"]["ok"] for e in bars), [e["reply"] for e in bars]
+    assert all(e["reply"]["mask"] in (FLAT_MASK, IN_POSITION_MASK) for e in bars)
+    assert [e for e in run if e["event"] == "strategy_stopped"] == []
 
 
 # ----------------------------------------------------- unreachable or hostile peers

@@ -1,7 +1,7 @@
-// Harness.cs -- console driver for the NinjaTrader-free half of AITradingBridge.cs.
+// Harness.cs -- console driver for the NinjaTrader-free helpers in ninjatrader/AddOns/AITradingBridge/.
 //
 // Built by tests/test_ninjatrader.py:
-//   mcs -langversion:5 -define:AITB_HARNESS -out:harness.exe Harness.cs AITradingBridge.cs
+//   mcs -langversion:5 -out:harness.exe Harness.cs ../../ninjatrader/AddOns/AITradingBridge/*.cs
 // Run as:
 //   mono harness.exe <scenario> <endpoint> [key=value ...]
 // Every result is one JSON object per line on stdout (written with AitbJsonWriter, so
@@ -26,7 +26,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using System.Threading;
-using NinjaTrader.NinjaScript.Strategies;
+using NinjaTrader.NinjaScript.AddOns.AITradingBridgeClient;
 
 public static class Harness
 {
