@@ -27,6 +27,7 @@ _OVERRIDES = (
     "seed",
     "device",
     "reward",
+    "dual_lr",
     "instrument",
     "episode_bars",
     "checkpoint_every",
@@ -100,7 +101,12 @@ def command_line(ctx: click.Context) -> str:
 )
 @click.option("--seed", type=int, help="[0]")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="[auto]")
-@click.option("--reward", type=click.Choice(["default", "seed"]), help="Reward preset [default].")
+@click.option(
+    "--reward",
+    type=click.Choice(["constrained", "default", "seed"]),
+    help="Reward preset [constrained: default + shaping tuned online to the guide's bands].",
+)
+@click.option("--dual-lr", type=float, help="Step of the constrained preset's multipliers [0.05].")
 @click.option("--instrument", type=click.Choice(["NQ", "MNQ", "ES", "MES"]), help="[NQ]")
 @click.option("--episode-bars", type=int, help="Decisions per episode [390].")
 @click.option("--checkpoint-every", type=int, help="Steps between checkpoints, 0 = none [250000].")

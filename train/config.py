@@ -41,7 +41,11 @@ class TrainConfig:
         holdout_fraction: Trailing share of the bars held out of training.
         seed: Seeds the policy, the envs and the episode starts.
         device: ``auto``, ``cpu`` or ``cuda`` for the policy network.
-        reward: Reward preset (``env.reward``).
+        reward: Reward preset (``env.reward``); ``constrained`` (the default) adjusts
+            its shaping terms online from the guide's action-share bands
+            (``train.shaping``), ``seed`` is the guide's table unchanged.
+        dual_lr: Dual-ascent step of the ``constrained`` preset's multipliers (R per
+            decision per unit of band violation, per rollout).
         instrument: Contract root symbol.
         episode_bars: Decisions per episode.
         checkpoint_every: Steps between checkpoints (model + VecNormalize); 0 = none.
@@ -67,7 +71,8 @@ class TrainConfig:
     holdout_fraction: float = 0.2
     seed: int = 0
     device: str = "auto"
-    reward: str = "default"
+    reward: str = "constrained"
+    dual_lr: float = 0.05
     instrument: str = "NQ"
     episode_bars: int = 390
     checkpoint_every: int = 250_000
@@ -107,6 +112,8 @@ class TrainConfig:
                 raise ValueError(f"{key} must be in (0, 1], got {getattr(self, key)!r}")
         if self.ent_coef < 0:
             raise ValueError(f"ent_coef must be >= 0, got {self.ent_coef!r}")
+        if not self.dual_lr >= 0:
+            raise ValueError(f"dual_lr must be >= 0, got {self.dual_lr!r}")
         for key in ("checkpoint_every", "eval_every", "eval_episodes", "torch_threads"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key} must be >= 0, got {getattr(self, key)!r}")
