@@ -25,7 +25,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 def run(steps: int, seed: int, n_bars: int, edge: float, out: Path) -> dict:
     from train.backtest import backtest
     from train.config import TrainConfig
-    from train.evaluation import RandomValidPolicy, always_flat_policy, momentum_policy
+    from train.evaluation import (
+        PolicyFn,
+        RandomValidPolicy,
+        always_flat_policy,
+        momentum_policy,
+    )
     from train.planted_edge import expected_r_per_trade, oracle_policy, planted_edge_bars
     from train.training import DataSplit, train
     from train.validation import load_policy, policies_for
@@ -41,7 +46,7 @@ def run(steps: int, seed: int, n_bars: int, edge: float, out: Path) -> dict:
     env_config = EnvConfig.from_dict(bundle.card["env"])
     holdout = split.holdout
     model, vecnorm = load_policy(bundle.model_path, bundle.vecnorm_path, TradingEnv(holdout))
-    policies = {
+    policies: dict[str, PolicyFn] = {
         "model": policies_for(model, vecnorm, seed)["model"],
         "oracle": oracle_policy,
         "always_flat": always_flat_policy,
