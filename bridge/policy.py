@@ -40,6 +40,7 @@ import structlog
 from bridge.config import DEFAULT_BUNDLE, ConfigError, ModelSource
 from env.config import (
     ACTION_NAMES,
+    COMPATIBLE_FEATURE_VERSIONS,
     FEATURE_VERSION,
     N_ACTIONS,
     POSITION_FEATURE_COUNT,
@@ -383,7 +384,7 @@ def read_card(path: Path) -> dict[str, Any]:
     if size is not None and size != TOTAL_OBSERVATION_SIZE:
         raise PolicyLoadError(_observation_size_message(size, f"model card {path}"))
     features = observation.get("feature_version")
-    if features is not None and features != FEATURE_VERSION:
+    if features is not None and features not in (FEATURE_VERSION, *COMPATIBLE_FEATURE_VERSIONS):
         raise PolicyLoadError(
             f"model card {path} says the model was trained on features {features!r}, but this "
             f"daemon computes {FEATURE_VERSION!r}; serve it with the ai-trading-bridge version "

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import math
+import os
+import re
+import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 
-# Exchange-local wall clock of the training data (CME Globex). Naive times are taken as
-# exchange-local; times with ``Z`` or an offset are converted to this zone.
+from env.periods import MINUTE_1, BarPeriod, detect_bar_period
+
+if TYPE_CHECKING:
+    from env.contracts import ContractSpec
+
+# Exchange-local wall clock of CME Globex, the default zone of bar times.
 EXCHANGE_TZ = "America/Chicago"
 
 
@@ -27,6 +35,12 @@ class Bars:
         time: ``datetime64[s]`` close time of each bar, exchange-local, strictly increasing.
         open, high, low, close, volume: float64 arrays of the same length.
         source: Where the bars came from (a path or a generator description).
+        timezone: IANA zone of the wall clock ``time`` is in (the contract's exchange
+            zone; times in a file in another zone are converted on loading).
+        bar_period: What one bar spans; detected from the spacing of ``time`` when not
+            given (one minute for a series too short to tell).
+        data_timezone: Zone the source's naive times were read in (``"UTC"`` for a
+            NinjaTrader export), recorded in the model card; empty when unknown.
     """
 
     time: np.ndarray
@@ -36,6 +50,14 @@ class Bars:
     close: np.ndarray
     volume: np.ndarray
     source: str = ""
+    timezone: str = EXCHANGE_TZ
+    bar_period: BarPeriod = None  # type: ignore[assignment]  # set in __post_init__
+    data_timezone: str = ""
+
+    def __post_init__(self) -> None:
+        if self.bar_period is None:
+            period = detect_bar_period(self.time) if len(self.time) >= 2 else MINUTE_1
+            object.__setattr__(self, "bar_period", period)
 
     def __len__(self) -> int:
         return len(self.close)
@@ -51,6 +73,9 @@ class Bars:
             self.close[index],
             self.volume[index],
             self.source,
+            self.timezone,
+            self.bar_period,
+            self.data_timezone,
         )
 
     @property
@@ -84,70 +109,163 @@ def check_bar(open_: float, high: float, low: float, close: float, volume: float
 
 
 _NT_TIME_FORMATS = {15: "%Y%m%d %H%M%S", 8: "%Y%m%d"}
+_NT_TIME = re.compile(r"^\s*\d{8}( \d{6})?\s*$")
+_COMMA_DECIMAL = re.compile(r"^\s*[-+]?\d+,\d+\s*$")
+_HEADER = ["time", "open", "high", "low", "close", "volume"]
+
+# NinjaTrader 8 writes its exports in UTC (NT8 help guide, "Importing": "exports are
+# always done in UTC"); the export's naive times are read in this zone unless told.
+NINJATRADER_EXPORT_TZ = "UTC"
+
+# Share of intraday bars that may close while the calendar says the market is closed
+# (a few odd prints, a settlement bar) before the loader warns about the time zone.
+OUT_OF_SESSION_WARN_FRACTION = 0.02
 
 
-def _parse_number(text: str, name: str) -> float:
+class BarsTimezoneWarning(UserWarning):
+    """Bars that close when the contract's calendar says the market is closed."""
+
+
+def _parse_number(text: str, name: str, decimal_comma: bool) -> float:
+    if decimal_comma and _COMMA_DECIMAL.match(text):
+        text = text.replace(",", ".")
     try:
         return float(text)
     except ValueError:
-        raise ValueError(f"{name} {text.strip()!r} is not a number") from None
+        hint = ""
+        if _COMMA_DECIMAL.match(text):
+            hint = "; comma decimals need a ';'-separated file (or write '.' decimals)"
+        raise ValueError(f"{name} {text.strip()!r} is not a number{hint}") from None
 
 
-def _parse_time(text: str, ninjatrader: bool, zone: ZoneInfo) -> datetime:
+def _parse_time(text: str, ninjatrader: bool, source: ZoneInfo, target: ZoneInfo) -> datetime:
+    """Wall-clock time in ``target`` of a file time; naive times are in ``source``."""
     text = text.strip()
     if ninjatrader:
         fmt = _NT_TIME_FORMATS.get(len(text))
         if fmt is None:
             raise ValueError(f"time {text!r} is not yyyyMMdd HHmmss or yyyyMMdd")
         try:
-            return datetime.strptime(text, fmt)
+            parsed = datetime.strptime(text, fmt)
         except ValueError:
             raise ValueError(f"time {text!r} is not yyyyMMdd HHmmss or yyyyMMdd") from None
+        if len(text) == 8:
+            return parsed  # a daily bar is a trading date, in no zone
+    else:
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"time {text!r} is not an ISO-8601 time") from None
+        if parsed.tzinfo is None and len(text) <= 10:
+            return parsed  # a date alone: a daily bar
+    if parsed.tzinfo is None:
+        if source is target:
+            return parsed
+        parsed = parsed.replace(tzinfo=source)
+    return parsed.astimezone(target).replace(tzinfo=None)
+
+
+def _read_text(path: Path) -> str:
+    """The file's text: UTF-8 (with or without BOM) or UTF-16 (a PowerShell ``>``
+    redirect writes UTF-16 LE with a BOM), detected from the bytes."""
     try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"time {text!r} is not an ISO-8601 time") from None
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(zone)
-    return parsed.replace(tzinfo=None)
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise BarsFileError(f"{path}: cannot read bars: {exc.strerror or exc}") from None
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        encoding = "utf-16"
+    elif len(raw) >= 4 and raw[1:4:2] == b"\x00\x00" and raw[0:1] != b"\x00":
+        encoding = "utf-16-le"  # UTF-16 without a BOM: every other byte is 0
+    else:
+        encoding = "utf-8-sig"
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise BarsFileError(
+            f"{path}:{line}: byte {exc.start} is not {encoding} text; save the file as UTF-8 "
+            "(NinjaTrader's Export does; in PowerShell use Out-File -Encoding utf8)"
+        ) from None
 
 
-def load_bars(path: str | Path, exchange_tz: str = EXCHANGE_TZ) -> Bars:
+def load_bars(
+    path: str | os.PathLike[str],
+    exchange_tz: str | None = None,
+    *,
+    contract: ContractSpec | None = None,
+    data_timezone: str | None = None,
+    bar_period: BarPeriod | None = None,
+    check_sessions: bool = True,
+) -> Bars:
     """Load bars from a NinjaTrader 8 text export or a CSV file.
 
-    Formats (detected from the first line):
+    Formats (detected from the first line; UTF-8 or UTF-16 text):
 
     - NinjaTrader 8 minute export: ``yyyyMMdd HHmmss;open;high;low;close;volume``
+      (comma decimals, as a European-locale PC writes them, are read too).
     - NinjaTrader 8 daily export: ``yyyyMMdd;open;high;low;close;volume``
-    - CSV with the header ``time,open,high,low,close,volume`` and ISO-8601 times; a time
-      with ``Z`` or an offset is converted to ``exchange_tz`` (naive times are taken as
-      exchange-local, as NinjaTrader exports are).
+    - CSV with the header ``time,open,high,low,close,volume`` (or ``;``-separated, then
+      comma decimals are allowed) and ISO-8601 times.
+
+    Time zones. Bar times come out as the wall clock of ``exchange_tz`` (default: the
+    contract's exchange zone, America/Chicago for CME Globex):
+
+    - NinjaTrader exports are read as UTC (NinjaTrader writes exports in UTC, NT8 help
+      guide "Importing"); ``data_timezone`` says otherwise for a file written elsewhere.
+    - CSV times with ``Z`` or an offset are honoured; naive CSV times are in
+      ``data_timezone`` if given, else already in the exchange zone.
+    - Daily bars (a date only) are trading dates, not converted.
+
+    Args:
+        path: The file.
+        exchange_tz: Zone of the returned times; default ``contract.timezone``.
+        contract: The traded contract (zone and session calendar); default NQ.
+        data_timezone: IANA zone of the file's naive times (see above).
+        bar_period: The bar period; default detected from the spacing.
+        check_sessions: Warn (``BarsTimezoneWarning``) when intraday bars close while
+            the contract's calendar says the market is closed: the cheap way to catch a
+            file read in the wrong zone.
 
     Raises:
-        BarsFileError: naming the file, the line number and the problem. Nothing is
-            returned from a file with any bad line.
+        BarsFileError: one line naming the file, the line number, the problem and the
+            fix. Nothing is returned from a file with any bad line.
     """
+    from env.contracts import resolve_contract
+
     path = Path(path)
-    zone = ZoneInfo(exchange_tz)
+    spec = contract or resolve_contract("NQ")
+    target_name = exchange_tz or spec.timezone
     try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BarsFileError(f"{path}: cannot read bars: {exc}") from None
+        target = ZoneInfo(target_name)
+        if data_timezone is not None:
+            ZoneInfo(data_timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise BarsFileError(
+            f"{path}: unknown time zone ({exc}); use an IANA name such as 'UTC' or "
+            "'America/Chicago'"
+        ) from None
+    lines = _read_text(path).splitlines()
     first = next((i for i, line in enumerate(lines) if line.strip()), None)
     if first is None:
         raise BarsFileError(f"{path}: file is empty; expected OHLCV bars")
 
-    header = [c.strip().lower() for c in lines[first].split(",")]
-    if header == ["time", "open", "high", "low", "close", "volume"]:
-        separator, ninjatrader, start = ",", False, first + 1
-    elif ";" in lines[first]:
-        separator, ninjatrader, start = ";", True, first
+    head = lines[first]
+    separator = ";" if ";" in head else ","
+    header = [c.strip().lower() for c in head.split(separator)]
+    if header == _HEADER:
+        ninjatrader, start = False, first + 1
+        source_name = data_timezone or target_name
+    elif separator == ";" and _NT_TIME.match(head.split(";")[0]):
+        ninjatrader, start = True, first
+        source_name = data_timezone or NINJATRADER_EXPORT_TZ
     else:
         raise BarsFileError(
             f"{path}:{first + 1}: unknown format; expected a NinjaTrader 8 export "
             "'yyyyMMdd HHmmss;open;high;low;close;volume' or a CSV with the header "
             "'time,open,high,low,close,volume'"
         )
+    source = target if source_name == target_name else ZoneInfo(source_name)
+    decimal_comma = separator == ";"
 
     times: list[datetime] = []
     values: list[tuple[float, float, float, float, float]] = []
@@ -155,7 +273,7 @@ def load_bars(path: str | Path, exchange_tz: str = EXCHANGE_TZ) -> Bars:
         if not line.strip():
             continue
         try:
-            time, row = _parse_line(line, separator, ninjatrader, zone)
+            time, row = _parse_line(line, separator, ninjatrader, source, target, decimal_comma)
         except ValueError as exc:
             raise BarsFileError(f"{path}:{number}: {exc}") from None
         if times and time <= times[-1]:
@@ -169,7 +287,7 @@ def load_bars(path: str | Path, exchange_tz: str = EXCHANGE_TZ) -> Bars:
         raise BarsFileError(f"{path}: no bars found")
 
     array = np.array(values, dtype=np.float64)
-    return Bars(
+    bars = Bars(
         time=np.array(times, dtype="datetime64[s]"),
         open=array[:, 0].copy(),
         high=array[:, 1].copy(),
@@ -177,24 +295,92 @@ def load_bars(path: str | Path, exchange_tz: str = EXCHANGE_TZ) -> Bars:
         close=array[:, 3].copy(),
         volume=array[:, 4].copy(),
         source=str(path),
+        timezone=target_name,
+        bar_period=bar_period,  # type: ignore[arg-type]  # None: detected
+        data_timezone=source_name,
     )
+    if check_sessions:
+        warn_if_outside_sessions(bars, spec)
+    return bars
 
 
 def _parse_line(
-    line: str, separator: str, ninjatrader: bool, zone: ZoneInfo
+    line: str,
+    separator: str,
+    ninjatrader: bool,
+    source: ZoneInfo,
+    target: ZoneInfo,
+    decimal_comma: bool,
 ) -> tuple[datetime, tuple[float, float, float, float, float]]:
     fields = line.split(separator)
     if len(fields) != 6:
+        hint = ""
+        if separator == "," and len(fields) > 6:
+            hint = (
+                "; comma decimals in a comma-separated file? write '.' decimals or "
+                "separate the fields with ';'"
+            )
         raise ValueError(
-            f"expected 6 fields (time, open, high, low, close, volume), got {len(fields)}"
+            f"expected 6 fields (time, open, high, low, close, volume), got {len(fields)}{hint}"
         )
-    time = _parse_time(fields[0], ninjatrader, zone)
+    time = _parse_time(fields[0], ninjatrader, source, target)
     names = ("open", "high", "low", "close", "volume")
-    o, h, lo, c, v = (_parse_number(text, name) for text, name in zip(fields[1:], names))
+    o, h, lo, c, v = (
+        _parse_number(text, name, decimal_comma) for text, name in zip(fields[1:], names)
+    )
     problem = check_bar(o, h, lo, c, v)
     if problem:
         raise ValueError(problem)
     return time, (o, h, lo, c, v)
+
+
+def utc_seconds(bars: Bars) -> np.ndarray:
+    """int64 UTC seconds of each bar's close time (``bars.time`` is wall clock in
+    ``bars.timezone``). Ambiguous fall-back hours are resolved from the bar order."""
+    import pandas as pd  # type: ignore[import-untyped]
+
+    index = pd.DatetimeIndex(bars.time)
+    try:
+        local = index.tz_localize(bars.timezone, ambiguous="infer", nonexistent="shift_forward")
+    except Exception:
+        local = index.tz_localize(
+            bars.timezone, ambiguous=np.zeros(len(index), dtype=bool), nonexistent="shift_forward"
+        )
+    return (
+        local.tz_convert("UTC").tz_localize(None).to_numpy(dtype="datetime64[s]").astype(np.int64)
+    )
+
+
+def warn_if_outside_sessions(bars: Bars, spec: ContractSpec) -> float:
+    """Warn when many intraday bars close while ``spec``'s calendar says the market is
+    closed; return that share (0 for daily bars or when the calendar cannot tell).
+
+    A file read in the wrong zone puts its bars into the daily halt and the weekend.
+    """
+    from env.sessions import SessionCalendar, UnknownCalendarError
+
+    if len(bars) < 2 or not bars.bar_period.is_intraday or bars.bar_period.seconds is None:
+        return 0.0
+    close_utc = utc_seconds(bars)
+    first = np.datetime64(int(close_utc[0]), "s").astype("datetime64[D]") - np.timedelta64(7, "D")
+    last = np.datetime64(int(close_utc[-1]), "s").astype("datetime64[D]") + np.timedelta64(7, "D")
+    try:
+        calendar = SessionCalendar.for_contract(spec, str(first), str(last))
+    except UnknownCalendarError:
+        return 0.0
+    outside = ~np.isfinite(calendar.minutes_to_close_array(close_utc))
+    share = float(outside.mean())
+    if share > OUT_OF_SESSION_WARN_FRACTION:
+        example = str(bars.time[int(np.argmax(outside))]).replace("T", " ")
+        warnings.warn(
+            f"{bars.source}: {share:.0%} of the bars close while {spec.symbol}'s calendar "
+            f"({spec.calendar}) says the market is closed (first: {example} "
+            f"{bars.timezone}); are the file's times really {bars.data_timezone}? "
+            "NinjaTrader exports are UTC; set the data time zone (--data-timezone) if not",
+            BarsTimezoneWarning,
+            stacklevel=3,
+        )
+    return share
 
 
 def save_bars_csv(bars: Bars, path: str | Path) -> None:

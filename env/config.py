@@ -17,7 +17,13 @@ TOTAL_OBSERVATION_SIZE = TOTAL_MARKET_FEATURES + POSITION_FEATURE_COUNT  # 228
 
 # Version of the per-bar feature set. A model card records it and the daemon refuses a
 # model whose feature version differs from the one this code computes.
-FEATURE_VERSION = "scalefree-v1"
+FEATURE_VERSION = "scalefree-v2"
+# Earlier versions whose models this code still serves, and on which bars (see the
+# version history in env/features.py): v1 differs from v2 only on bars of a day or longer
+# and on bars whose ATR fell below one tick.
+COMPATIBLE_FEATURE_VERSIONS: dict[str, str] = {
+    "scalefree-v1": "intraday bars; identical while ATR is at least one tick",
+}
 
 # Bars of history after which every indicator behind the features is defined (ATR(14),
 # RSI(14), SMA(20) of volume, EMA(20) and its 5-bar slope), plus the 20-bar window.

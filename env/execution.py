@@ -17,9 +17,8 @@ import math
 from dataclasses import dataclass
 
 from env.config import Action
+from env.contracts import tick_decimals
 from env.instruments import Instrument
-
-_TICK_EPSILON = 1e-9
 
 
 @dataclass(frozen=True)
@@ -46,19 +45,45 @@ class ExecutionConfig:
             raise ValueError(f"slippage_ticks must be >= 0, got {self.slippage_ticks!r}")
 
 
+def _ticks(price: float, tick: float) -> float:
+    """``price`` in ticks, snapped to the nearest whole count when within float error.
+
+    The tolerance is relative (1e-9 of a tick, more for huge counts): ``1.0817 / 0.00005``
+    is 21633.999999999996 in floats, which is the whole count 21634.
+    """
+    count = price / tick
+    nearest = round(count)
+    if abs(count - nearest) <= max(1e-9, abs(count) * 1e-12):
+        return float(nearest)
+    return count
+
+
+def price_of_ticks(count: int, tick: float) -> float:
+    """The price of a whole number of ticks, written as the exchange writes it: the float
+    nearest to ``count x tick`` in the tick's decimals (``21634 x 0.00005`` is 1.0817,
+    not 1.0817000000000001), so NinjaTrader sees a price exactly on its tick grid."""
+    return round(count * tick, tick_decimals(tick))
+
+
 def floor_to_tick(price: float, tick: float) -> float:
-    """Largest tick multiple at or below ``price``."""
-    return math.floor(price / tick + _TICK_EPSILON) * tick
+    """Largest tick multiple at or below ``price`` (an integer tick count, see
+    :func:`price_of_ticks`)."""
+    return price_of_ticks(math.floor(_ticks(price, tick)), tick)
 
 
 def ceil_to_tick(price: float, tick: float) -> float:
     """Smallest tick multiple at or above ``price``."""
-    return math.ceil(price / tick - _TICK_EPSILON) * tick
+    return price_of_ticks(math.ceil(_ticks(price, tick)), tick)
 
 
 def round_to_tick(price: float, tick: float) -> float:
     """Nearest tick multiple."""
-    return round(price / tick) * tick
+    return price_of_ticks(round(_ticks(price, tick)), tick)
+
+
+def on_tick_grid(price: float, tick: float) -> bool:
+    """Whether ``price`` is a whole number of ticks (within float error)."""
+    return float(_ticks(price, tick)).is_integer()
 
 
 def bracket_prices(
@@ -134,7 +159,7 @@ class Trade:
     entry_price: float
     exit_bar: int
     exit_price: float
-    exit_reason: str  # "stop", "target" or "flatten"
+    exit_reason: str  # "stop", "target", "flatten" or "session_close"
     entry_atr: float
     pnl_points: float
     commission: float
@@ -278,12 +303,13 @@ class SimulatedPosition:
             )
         return None
 
-    def flatten(self, bar: int, close: float) -> Trade | None:
-        """Close at market at a bar's close (episode or session end)."""
+    def flatten(self, bar: int, close: float, reason: str = "flatten") -> Trade | None:
+        """Close at market at a bar's close (``"flatten"``: episode end;
+        ``"session_close"``: NinjaTrader's Exit on session close)."""
         self.pending_side = 0
         if self.side == 0:
             return None
-        return self._close(bar, close - self.side * self.slippage, "flatten")
+        return self._close(bar, close - self.side * self.slippage, reason)
 
     def _fill_entry(self, bar: int, open_: float) -> None:
         self.side = self.pending_side

@@ -14,13 +14,30 @@ idx  name                  definition
 6    ema20_slope5_atr      (EMA20 - EMA20[t-5]) / ATR
 7    rsi14                 (RSI14 - 50) / 50, in [-1, 1]
 8    log_volume_ratio      log((volume + 1) / (SMA20(volume) + 1))
-9    time_sin              sin(2 pi minute_of_day / 1440)
-10   time_cos              cos(2 pi minute_of_day / 1440)
+9    time_sin              sin(2 pi minute_of_day / 1440); 0 on bars of a day or longer
+10   time_cos              cos(2 pi minute_of_day / 1440); 0 on bars of a day or longer
 ===  ====================  ==================================================
 
 ATR is Wilder's ATR(14) (a plain mean of the true ranges until 14 bars are known), floored
-at ``1e-6 x close`` so a run of zero-range bars cannot divide by zero. RSI14 uses Wilder
-smoothing the same way. EMA20 starts at the first close.
+at one tick of the traded contract (and at ``1e-6 x close`` when no tick is given): a
+price cannot move less than a tick, and a run of one-price bars (a limit lock) would
+otherwise shrink ATR towards zero and every ``/ ATR`` feature, bracket and R-multiple
+with it. RSI14 uses Wilder smoothing the same way. EMA20 starts at the first close.
+
+The volume feature is defined for any volume >= 0: a series without volume (many FX
+vendors ship 0) gives log(1 / 1) = 0 on every bar.
+
+Time of day only means something on intraday bars. On daily (or longer) bars the close
+time is the same every bar, so the two time features would be a constant in training
+that VecNormalize divides by a variance of ~0 (and any other value live would explode);
+they are 0 there, in both paths.
+
+Version history (``FEATURE_VERSION``):
+
+- ``scalefree-v1``: ATR floor ``1e-6 x close``; time features on every bar period.
+- ``scalefree-v2``: ATR floor one tick; time features 0 on bars of a day or longer.
+  Identical to v1 on intraday bars whose ATR stays at or above one tick (every bar of
+  the bundled NQ 1-minute demo data), so v1 models stay servable.
 
 Both paths run the same code, bar by bar: :class:`IndicatorState` updates the recursive
 indicators and :func:`bar_features` turns one bar and its indicators into the 11 values,
@@ -54,11 +71,13 @@ EMA_SLOPE_LAG = 5
 VOLUME_SMA_PERIOD = 20
 ATR_FLOOR_FRACTION = 1e-6
 MINUTES_PER_DAY = 1440
+NO_TIME_OF_DAY = -1  # minute_of_day of a bar whose period is a day or longer
 
 # Time-of-day encodings as lookup tables, so both paths read the very same float.
 _ANGLE = 2.0 * np.pi * np.arange(MINUTES_PER_DAY, dtype=np.float64) / MINUTES_PER_DAY
-TIME_SIN: list[float] = np.sin(_ANGLE).tolist()
-TIME_COS: list[float] = np.cos(_ANGLE).tolist()
+# Index -1 (NO_TIME_OF_DAY) reads the trailing 0.0: no time of day on daily bars.
+TIME_SIN: list[float] = [*np.sin(_ANGLE).tolist(), 0.0]
+TIME_COS: list[float] = [*np.cos(_ANGLE).tolist(), 0.0]
 
 
 class IndicatorState:
@@ -72,10 +91,13 @@ class IndicatorState:
         "ema_history",
         "n_bars",
         "prev_close",
+        "tick_size",
         "volumes",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, tick_size: float = 0.0) -> None:
+        """Args: tick_size: the contract's tick, the ATR floor (0: ``1e-6 x close`` only)."""
+        self.tick_size = tick_size
         self.n_bars = 0
         self.prev_close = 0.0
         self.atr = 0.0
@@ -109,7 +131,7 @@ class IndicatorState:
         self.volumes.append(volume)
         self.prev_close = close
 
-        atr = max(self.atr, close * ATR_FLOOR_FRACTION)
+        atr = max(self.atr, self.tick_size, close * ATR_FLOOR_FRACTION)
         if self.avg_loss > 0.0:
             rsi = 100.0 - 100.0 / (1.0 + self.avg_gain / self.avg_loss)
         else:
@@ -139,7 +161,8 @@ def bar_features(
     Args:
         open_, high, low, close, volume: The bar.
         indicators: :meth:`IndicatorState.update`'s output for this bar.
-        minute_of_day: 0..1439, of the bar's close time.
+        minute_of_day: 0..1439, of the bar's close time; ``NO_TIME_OF_DAY`` on bars of
+            a day or longer (both time features 0).
     """
     prev_close, atr, ema, ema_lag, rsi, volume_sma = indicators
     body_top = open_ if open_ > close else close
@@ -166,13 +189,23 @@ def compute_market_features(
     close: np.ndarray,
     volume: np.ndarray,
     minute_of_day: np.ndarray,
+    tick_size: float = 0.0,
+    intraday: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Batch path: features of every bar of a series.
+
+    Args:
+        open_, high, low, close, volume: float64 arrays of the bars.
+        minute_of_day: Exchange-local minute of each bar's close.
+        tick_size: The contract's tick (the ATR floor).
+        intraday: False for bars of a day or longer: time features 0.
 
     Returns:
         ``(features, atr)``: float32 (n, 11) and the float64 ATR (floored) of each bar.
     """
-    state = IndicatorState()
+    state = IndicatorState(tick_size)
+    if not intraday:
+        minute_of_day = np.full(len(close), NO_TIME_OF_DAY, dtype=np.int64)
     rows = []
     atr = []
     for o, h, lo, c, v, m in zip(
@@ -193,8 +226,12 @@ def compute_market_features(
 class StreamingFeatures:
     """Streaming path: features bar by bar, and the 220-value window of the last 20 bars."""
 
-    def __init__(self) -> None:
-        self.indicators = IndicatorState()
+    def __init__(self, tick_size: float = 0.0, intraday: bool = True) -> None:
+        """Args: tick_size: the traded contract's tick (the ATR floor; serve with the
+        same tick the model was trained on). intraday: False for bars of a day or
+        longer (time features 0), from the model's bar period."""
+        self.indicators = IndicatorState(tick_size)
+        self.intraday = intraday
         self._rows = np.zeros((WINDOW_SIZE, MARKET_FEATURE_COUNT), dtype=np.float32)
         self.n_bars = 0
         self.close = math.nan
@@ -211,8 +248,9 @@ class StreamingFeatures:
     ) -> np.ndarray:
         """Add one closed bar; return its 11 features (float32)."""
         indicators = self.indicators.update(high, low, close, volume)
+        minute = minute_of_day if self.intraday else NO_TIME_OF_DAY
         self._rows[:-1] = self._rows[1:]
-        self._rows[-1] = bar_features(open_, high, low, close, volume, indicators, minute_of_day)
+        self._rows[-1] = bar_features(open_, high, low, close, volume, indicators, minute)
         self.n_bars += 1
         self.close = close
         self.atr = indicators[1]

@@ -37,6 +37,14 @@ and getting stopped out at the entry: ~90 trades per held-out episode losing ~13
 against up to ~27 R of bonus (90 x 0.3). With the guide's amounts, scripted random entries
 on every flat bar scored +56 per episode against +3.9 for staying flat.
 
+Bound: every step's reward (shaping plus a closing trade's R) is clipped to
+``[-MAX_STEP_REWARD, MAX_STEP_REWARD]`` = [-20, 20]. A trade's R is its P&L over the
+entry ATR's dollar value; with the ATR floored at one tick a trade stopped out through a
+price gap can still be hundreds of R (a 130-point NQ gap after a limit lock is 520 R at a
+0.25 ATR), and one such step would dominate every gradient of a whole training run. The
+bound is twice the invalid-action penalty and ten times the 2-ATR bracket target, so it
+binds only on such gaps; ``info["trade"]`` keeps the trade's unclipped figures.
+
 Status: at the budgets measured (2-3M steps) no policy trained on either preset meets
 every validation criterion; the default is far closer (docs/reward_comparison.md).
 """
@@ -56,6 +64,12 @@ SEED_MANAGEMENT_REWARD = {
     Action.DISABLE_TRAIL: 0.2,
 }
 NO_OP_MANAGEMENT_COST = -0.05
+MAX_STEP_REWARD = 20.0  # bound on any single step's reward (module docstring)
+
+
+def clip_step_reward(reward: float) -> float:
+    """``reward`` within ``[-MAX_STEP_REWARD, MAX_STEP_REWARD]``."""
+    return min(MAX_STEP_REWARD, max(-MAX_STEP_REWARD, reward))
 
 
 class RewardFn(Protocol):

@@ -3,9 +3,11 @@
 The generator reproduces the stylised facts a trading policy meets on Nasdaq-100 futures,
 so every command runs with no data file:
 
-- CME Globex hours in exchange-local (Chicago) time: Sunday 17:00 to Friday 16:00 with a
-  daily halt 16:00-17:00, so bars close at 17:01 .. 16:00 and the series has session gaps;
-  the reopen after a halt or a weekend gaps in price.
+- CME Globex hours from the contract's session calendar (pandas-market-calendars, the
+  one ``env.sessions`` serves everything else from): Sunday 17:00 to Friday 16:00
+  Chicago time with a daily halt 16:00-17:00, holidays and early closes (e.g. 12:00 on
+  Martin Luther King Day), so bars close at 17:01 .. 16:00 and the series has session
+  gaps; the reopen after a halt, weekend or holiday gaps in price.
 - Volatility clustering: a GARCH(1,1) variance process.
 - Intraday seasonality: volatility and volume follow a U shape around the cash session
   (08:30-15:00), with quiet overnight hours.
@@ -24,6 +26,8 @@ from functools import lru_cache
 import numpy as np
 
 from env.bars import Bars
+from env.contracts import resolve_contract
+from env.sessions import SessionCalendar
 
 TICK = 0.25
 START_PRICE = 21000.0
@@ -35,20 +39,28 @@ DEFAULT_DAYS = 60
 DEFAULT_SEED = 7
 
 
-def session_minutes(first_day: datetime, n_days: int) -> np.ndarray:
-    """Close times of every 1-minute bar in ``n_days`` Globex sessions (datetime64[s]).
+def session_minutes(first_day: datetime, n_days: int, contract: str = "NQ") -> np.ndarray:
+    """Close times (exchange-local, datetime64[s]) of every 1-minute bar in the first
+    ``n_days`` sessions of ``contract``'s calendar whose trading day is ``first_day`` or
+    later: from one minute after each session's open to its close."""
+    import pandas as pd  # type: ignore[import-untyped]
 
-    A session opens at 17:00 on the evening before its trading day and its last bar
-    closes at 16:00; trading days are Monday to Friday.
-    """
-    times: list[np.ndarray] = []
-    day = first_day
-    while len(times) < n_days:
-        if day.weekday() < 5:
-            open_time = np.datetime64(day - timedelta(hours=7), "s")  # 17:00 the evening before
-            times.append(open_time + np.arange(1, 23 * 60 + 1) * np.timedelta64(60, "s"))
-        day += timedelta(days=1)
-    return np.concatenate(times)
+    spec = resolve_contract(contract)
+    end = first_day + timedelta(days=2 * n_days + 14)
+    calendar = SessionCalendar.for_contract(spec, first_day - timedelta(days=7), end)
+    first_open = np.datetime64(first_day - timedelta(days=1), "s").astype(np.int64)
+    chosen = np.flatnonzero(calendar.opens >= first_open)[:n_days]
+    if len(chosen) < n_days:
+        raise ValueError(f"the {spec.calendar} calendar has fewer than {n_days} sessions")
+    minute = 60
+    utc = np.concatenate(
+        [
+            np.arange(calendar.opens[i] + minute, calendar.closes[i] + 1, minute)
+            for i in chosen.tolist()
+        ]
+    )
+    local = pd.DatetimeIndex(utc.astype("datetime64[s]")).tz_localize("UTC")
+    return local.tz_convert(spec.timezone).tz_localize(None).to_numpy(dtype="datetime64[s]")
 
 
 def _seasonal_profile(minute_of_day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,7 +12,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from env.bars import Bars
+from env.bars import Bars, load_bars, utc_seconds
 from env.config import (
     ACTION_NAMES,
     MARKET_FEATURE_COUNT,
@@ -21,11 +22,25 @@ from env.config import (
     WARMUP_BARS,
     Action,
 )
+from env.contracts import ContractSpec
 from env.execution import ExecutionConfig, SimulatedPosition, bracket_prices
 from env.features import compute_market_features, position_features
 from env.instruments import DEFAULT_INSTRUMENT, Instrument
-from env.mask import FLAT_MASK, IN_POSITION_MASK
-from env.reward import INVALID_ACTION_PENALTY, REWARD_PRESETS, SHAPING_TERMS, shaping_reward
+from env.mask import (
+    FLAT_MASK,
+    FLAT_NO_ENTRY_MASK,
+    IN_POSITION_MASK,
+    NO_ENTRY_MINUTES_BEFORE_CLOSE,
+    entry_blocked_by_close,
+)
+from env.periods import BarPeriod, default_episode_bars
+from env.reward import (
+    INVALID_ACTION_PENALTY,
+    REWARD_PRESETS,
+    SHAPING_TERMS,
+    clip_step_reward,
+    shaping_reward,
+)
 from env.synthetic import default_bars
 
 _PM_BITS = {Action.MOVE_TO_BE: 1, Action.ENABLE_TRAIL: 2, Action.DISABLE_TRAIL: 4}
@@ -40,9 +55,24 @@ class EnvConfig:
         execution: Bracket, trailing and slippage settings.
         reward: Reward preset name, ``"default"``, ``"constrained"`` (default plus
             settable shaping terms, :meth:`TradingEnv.set_shaping`) or ``"seed"``.
-        episode_bars: Decisions per episode.
+        episode_bars: Decisions per episode; 0: the default for the bars' period
+            (``env.periods.default_episode_bars``: 390 one-minute bars, 60 hourly or
+            daily bars). ``TradingEnv`` without a config uses 0.
         max_invalid_streak: Consecutive invalid actions after which the episode is
             truncated; an unmasked agent cannot stall an episode forever.
+        bar_period: The period the env trades; None: the bars' own. Given, it must
+            match the bars' (a model trained on 1-minute bars is not a 5-minute model).
+        flatten_at_session_close: Close a position at the session's close, as
+            NinjaTrader's strategy setting "Exit on session close" (on by default) does.
+        exit_seconds_before_close: NinjaTrader's "Exit on session close seconds" (30 by
+            default): the flatten happens on the bar closing within this many seconds
+            of the session's close (or the last bar before a halt, weekend or holiday).
+        no_entry_minutes_before_close: No BUY/SELL (masked) on a bar closing less than
+            this many minutes before its session's close; 0: no limit. The same rule as
+            the daemon's ``session_close`` risk rail (``env.mask.entry_blocked_by_close``).
+
+    Sessions come from the contract's calendar (``env.sessions``) and apply to intraday
+    bars; on daily or longer bars positions are held across days.
     """
 
     instrument: Instrument = DEFAULT_INSTRUMENT
@@ -50,14 +80,45 @@ class EnvConfig:
     reward: str = "default"
     episode_bars: int = 390
     max_invalid_streak: int = 1000
+    bar_period: BarPeriod | None = None
+    flatten_at_session_close: bool = True
+    exit_seconds_before_close: int = 30
+    no_entry_minutes_before_close: float = NO_ENTRY_MINUTES_BEFORE_CLOSE
 
     def __post_init__(self) -> None:
         if self.reward not in REWARD_PRESETS:
             raise ValueError(
                 f"unknown reward preset {self.reward!r}; expected one of {sorted(REWARD_PRESETS)}"
             )
-        if self.episode_bars < 1:
-            raise ValueError(f"episode_bars must be >= 1, got {self.episode_bars}")
+        if self.episode_bars < 0:
+            raise ValueError(f"episode_bars must be >= 1 (or 0: default), got {self.episode_bars}")
+        if self.exit_seconds_before_close < 0:
+            raise ValueError(
+                f"exit_seconds_before_close must be >= 0, got {self.exit_seconds_before_close}"
+            )
+        if not 0 <= self.no_entry_minutes_before_close <= 1440:
+            raise ValueError(
+                "no_entry_minutes_before_close must be 0..1440, got "
+                f"{self.no_entry_minutes_before_close}"
+            )
+
+    def resolved(self, bar_period: BarPeriod) -> EnvConfig:
+        """This config for bars of ``bar_period``: the period filled in and a 0
+        ``episode_bars`` replaced by the period's default.
+
+        Raises:
+            ValueError: when the config names another period than ``bar_period``.
+        """
+        if self.bar_period is not None and self.bar_period != bar_period:
+            raise ValueError(
+                f"the bars are {bar_period} bars but the env config says {self.bar_period}; "
+                "use bars of the model's period (or set the period explicitly)"
+            )
+        return dataclasses.replace(
+            self,
+            bar_period=bar_period,
+            episode_bars=self.episode_bars or default_episode_bars(bar_period),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form, as stored in a model card."""
@@ -67,6 +128,10 @@ class EnvConfig:
             "reward": self.reward,
             "episode_bars": self.episode_bars,
             "max_invalid_streak": self.max_invalid_streak,
+            "bar_period": None if self.bar_period is None else self.bar_period.to_json(),
+            "flatten_at_session_close": self.flatten_at_session_close,
+            "exit_seconds_before_close": self.exit_seconds_before_close,
+            "no_entry_minutes_before_close": self.no_entry_minutes_before_close,
         }
 
     @classmethod
@@ -77,9 +142,11 @@ class EnvConfig:
             raise ValueError(f"unknown env config keys {sorted(unknown)}")
         values = dict(data)
         if "instrument" in values:
-            values["instrument"] = Instrument(**values["instrument"])
+            values["instrument"] = ContractSpec.from_dict(values["instrument"])
         if "execution" in values:
             values["execution"] = ExecutionConfig(**values["execution"])
+        if values.get("bar_period") is not None:
+            values["bar_period"] = BarPeriod.from_json(values["bar_period"])
         return cls(**values)
 
 
@@ -137,16 +204,30 @@ class TradingEnv(gym.Env):
 
     metadata = {"render_modes": []}
 
-    def __init__(self, bars: Bars | None = None, config: EnvConfig | None = None) -> None:
+    def __init__(
+        self, bars: Bars | str | os.PathLike[str] | None = None, config: EnvConfig | None = None
+    ) -> None:
         super().__init__()
-        self.config = config or EnvConfig()
-        self.bars = bars if bars is not None else default_bars()
+        config = config or EnvConfig(episode_bars=0)
+        if isinstance(bars, (str, os.PathLike)):
+            bars = load_bars(bars, contract=config.instrument)
+        elif bars is None:
+            bars = default_bars()
+        elif not isinstance(bars, Bars):
+            raise TypeError(
+                "bars must be a Bars series or the path of a bar file (str or PathLike), "
+                f"got {type(bars).__name__}"
+            )
+        self.bars = bars
+        self.config = config = config.resolved(bars.bar_period)
         n = len(self.bars)
         self._first_decision = WARMUP_BARS - 1
-        if n < self._first_decision + self.config.episode_bars + 1:
+        need = self._first_decision + config.episode_bars + 1
+        if n < need:
             raise ValueError(
-                f"{n} bars is too short for episodes of {self.config.episode_bars} bars; "
-                f"need at least {self._first_decision + self.config.episode_bars + 1}"
+                f"{bars.source or 'bars'}: {n} bars is too short for one episode of "
+                f"{config.episode_bars} bars (needs {need} with the warm-up); use more bars "
+                "or fewer per episode (--episode-bars)"
             )
         self.observation_space = spaces.Box(
             low=-np.inf, high=np.inf, shape=(TOTAL_OBSERVATION_SIZE,), dtype=np.float32
@@ -155,8 +236,16 @@ class TradingEnv(gym.Env):
 
         b = self.bars
         features, atr = compute_market_features(
-            b.open, b.high, b.low, b.close, b.volume, b.minute_of_day
+            b.open,
+            b.high,
+            b.low,
+            b.close,
+            b.volume,
+            b.minute_of_day,
+            tick_size=config.instrument.tick_size,
+            intraday=b.bar_period.is_intraday,
         )
+        self._flatten_at, self._no_entry = session_rules(b, config)
         self.market_features = features
         self._features_flat = features.reshape(-1)
         self._open = b.open.tolist()
@@ -223,8 +312,11 @@ class TradingEnv(gym.Env):
         )
 
     def action_masks(self) -> np.ndarray:
-        """Binary mask of valid actions: ``[1,1,1,0,0,0]`` flat, all ones in a position."""
-        return (FLAT_MASK if self.book.side == 0 else IN_POSITION_MASK).copy()
+        """Binary mask of valid actions: ``[1,1,1,0,0,0]`` flat (``[1,0,0,0,0,0]`` in the
+        last minutes before a session's close), all ones in a position."""
+        if self.book.side != 0:
+            return IN_POSITION_MASK.copy()
+        return (FLAT_NO_ENTRY_MASK if self._no_entry[self.t] else FLAT_MASK).copy()
 
     # -- gymnasium API ---------------------------------------------------------------
 
@@ -252,7 +344,9 @@ class TradingEnv(gym.Env):
         action = int(action)
         book = self.book
         side_before = book.side
-        if side_before == 0 and action >= Action.MOVE_TO_BE:
+        if side_before == 0 and (
+            action >= Action.MOVE_TO_BE or (action != Action.HOLD and self._no_entry[self.t])
+        ):
             return self._invalid(action)
         self._invalid_streak = 0
 
@@ -269,6 +363,8 @@ class TradingEnv(gym.Env):
         self.t = t
         trade = book.on_bar(t, self._open[t], self._high[t], self._low[t], self._close[t])
         terminated = t >= self._end
+        if trade is None and book.side != 0 and self._flatten_at[t]:
+            trade = book.flatten(t, self._close[t], "session_close")
         if terminated and book.side != 0:
             trade = book.flatten(t, self._close[t])
         if trade is not None or book.side == 0:
@@ -281,7 +377,7 @@ class TradingEnv(gym.Env):
         if trade is not None:
             reward += trade.r_multiple
             info["trade"] = trade
-        return self._get_obs(), reward, terminated, False, info
+        return self._get_obs(), clip_step_reward(reward), terminated, False, info
 
     # -- internals -------------------------------------------------------------------
 
@@ -292,7 +388,8 @@ class TradingEnv(gym.Env):
             "action": action,
             "position": self.book.side,
             "reason": f"Action {action} ({ACTION_NAMES[action]}) invalid when "
-            f"position={self.book.side}",
+            f"position={self.book.side}"
+            + (" (no entries this close to the session's close)" if action < 3 else ""),
         }
         truncated = self._invalid_streak >= self.config.max_invalid_streak
         return self._get_obs(), INVALID_ACTION_PENALTY, False, truncated, info
@@ -326,3 +423,35 @@ class TradingEnv(gym.Env):
     def current_price(self) -> float:
         """Close of the bar just closed."""
         return self._close[self.t]
+
+
+def session_rules(bars: Bars, config: EnvConfig) -> tuple[list[bool], list[bool]]:
+    """Per bar: whether a position is flattened at its close, and whether an entry is
+    refused at its close, from the contract's session calendar (intraday bars only).
+
+    A bar flattens when it closes within ``exit_seconds_before_close`` of its session's
+    close, or when the next bar belongs to another session (a halt, weekend or holiday
+    lies between them: a gap is a gap). Entries are refused on those bars and on bars
+    closing less than ``no_entry_minutes_before_close`` before the close.
+    """
+    n = len(bars)
+    period = bars.bar_period
+    if n == 0 or not period.is_intraday or period.seconds is None:
+        return [False] * n, [False] * n
+    from env.sessions import SessionCalendar
+
+    close_utc = utc_seconds(bars)
+    day = np.timedelta64(7, "D")
+    first = np.datetime64(int(close_utc[0]), "s").astype("datetime64[D]") - day
+    last = np.datetime64(int(close_utc[-1]), "s").astype("datetime64[D]") + day
+    calendar = SessionCalendar.for_contract(config.instrument, str(first), str(last))
+    minutes = calendar.minutes_to_close_array(close_utc)
+    session = calendar.bar_session_ids(close_utc)
+    boundary = np.zeros(n, dtype=bool)
+    boundary[:-1] = session[1:] != session[:-1]
+    at_close = minutes * 60.0 <= config.exit_seconds_before_close
+    flatten = (at_close | boundary) if config.flatten_at_session_close else np.zeros(n, bool)
+    limit = config.no_entry_minutes_before_close
+    no_entry = np.array([entry_blocked_by_close(m, limit) for m in minutes.tolist()])
+    no_entry |= at_close | boundary
+    return flatten.tolist(), no_entry.tolist()

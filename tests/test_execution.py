@@ -121,8 +121,8 @@ def test_trailing_follows_best_price_and_stays_below_close() -> None:
 def test_get_instrument_from_ninjatrader_name() -> None:
     assert get_instrument("NQ 12-25") is NQ
     assert get_instrument("mes") is INSTRUMENTS["MES"]
-    with pytest.raises(KeyError, match="expected one of"):
-        get_instrument("CL 01-26")
+    with pytest.raises(KeyError, match="--tick-size"):
+        get_instrument("XYZ 01-26")
 
 
 @st.composite

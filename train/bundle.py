@@ -2,7 +2,9 @@
 
 ``model.zip`` and ``vecnormalize.pkl`` are plain SB3 files (``MaskablePPO.load``,
 ``VecNormalize.load``); ``model.json`` is the model card (SPEC.md, "Artifacts"). The
-daemon reads the card's ``version``, ``observation.feature_version`` and ``env``.
+daemon reads the card's ``version``, ``observation.feature_version`` and ``env``, and
+the contract facts ``instrument``, ``tick_size``, ``point_value``, ``bar_period`` and
+``data_timezone``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from env.config import (
     TOTAL_OBSERVATION_SIZE,
     WINDOW_SIZE,
 )
+from env.periods import MINUTE_1
 
 CARD_FORMAT = "ai-trading-bridge/model-card-v1"
 MODEL_FILE = "model.zip"
@@ -201,6 +204,7 @@ def build_card(
         "observation": observation_spec(),
         "actions": list(ACTION_NAMES),
         "env": env_config,
+        **contract_fields(env_config, data),
         "algorithm": "MaskablePPO",
         "policy": "MlpPolicy",
         "hyperparameters": hyperparameters,
@@ -216,6 +220,24 @@ def build_card(
     if extra:
         card.update(extra)
     return card
+
+
+def contract_fields(env_config: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    """The card's top-level facts about what the model trades: ``instrument`` (root),
+    ``tick_size``, ``point_value``, ``bar_period`` (``{"type": "minute", "value": 1}``)
+    and ``data_timezone`` (the zone the training file's naive times were read in).
+
+    A card without them (older bundles) means NQ 1-minute bars.
+    """
+    instrument = env_config.get("instrument") or {}
+    period = data.get("bar_period") or env_config.get("bar_period") or MINUTE_1.to_json()
+    return {
+        "instrument": instrument.get("symbol", "NQ"),
+        "tick_size": instrument.get("tick_size"),
+        "point_value": instrument.get("point_value"),
+        "bar_period": period,
+        "data_timezone": data.get("data_timezone") or None,
+    }
 
 
 def file_hashes(path: str | Path) -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,18 @@ _OVERRIDES = (
     "torch_threads",
     "name",
     "synthetic_days",
+    "tick_size",
+    "point_value",
+    "commission",
+    "calendar",
+    "data_timezone",
+    "bar_period",
 )
+
+
+def _echo_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+    """A warning (e.g. a data file's time zone looks wrong) as one line on stderr."""
+    click.echo(f"warning: {message}", err=True)
 
 
 def command_line(ctx: click.Context) -> str:
@@ -107,8 +119,27 @@ def command_line(ctx: click.Context) -> str:
     help="Reward preset [constrained: default + shaping tuned online to the guide's bands].",
 )
 @click.option("--dual-lr", type=float, help="Step of the constrained preset's multipliers [0.05].")
-@click.option("--instrument", type=click.Choice(["NQ", "MNQ", "ES", "MES"]), help="[NQ]")
-@click.option("--episode-bars", type=int, help="Decisions per episode [390].")
+@click.option(
+    "--instrument",
+    help="Contract root or NinjaTrader name: ES MES NQ MNQ YM MYM RTY M2K CL MCL NG RB HO GC "
+    "MGC SI SIL HG ZN ZB ZF ZT 6E M6E 6J 6B 6A 6C ZC ZS ZW, or any other with --tick-size "
+    "and --point-value [NQ].",
+)
+@click.option("--tick-size", type=float, help="Contract tick size, price units [the table's].")
+@click.option(
+    "--point-value", type=float, help="Account currency per point per contract [the table's]."
+)
+@click.option("--commission", type=float, help="Commission per contract per side [the table's].")
+@click.option("--calendar", help="pandas-market-calendars session calendar name [the contract's].")
+@click.option(
+    "--data-timezone",
+    help="IANA zone of the data file's times without an offset [UTC for a NinjaTrader "
+    "export, the exchange zone for a CSV].",
+)
+@click.option("--bar-period", help="Bar period, e.g. minute:5 or day:1 [detected from the data].")
+@click.option(
+    "--episode-bars", type=int, help="Decisions per episode [390 for 1-minute bars, 60 daily]."
+)
 @click.option("--checkpoint-every", type=int, help="Steps between checkpoints, 0 = none [250000].")
 @click.option(
     "--eval-every", type=int, help="Steps between held-out evaluations, 0 = none [100000]."
@@ -150,15 +181,20 @@ def train(
         config = TrainConfig.from_mapping(flags, base)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    bundle = run_training(
-        config,
-        out,
-        data_path=data,
-        resume=resume,
-        command=command_line(click.get_current_context()),
-        progress_bar=progress,
-        validate_episodes=validate_episodes,
-    )
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _echo_warning
+            bundle = run_training(
+                config,
+                out,
+                data_path=data,
+                resume=resume,
+                command=command_line(click.get_current_context()),
+                progress_bar=progress,
+                validate_episodes=validate_episodes,
+            )
+    except ValueError as exc:  # a bad data file, too few bars, a bad contract spec
+        raise click.ClickException(str(exc)) from None
     validation = bundle.card.get("validation")
     status = (
         "not validated"

@@ -19,7 +19,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-from env.instruments import INSTRUMENTS
+from env.bars import Bars
+from env.contracts import ContractSpec, resolve_contract
+from env.periods import BarPeriod, default_episode_bars
 from env.reward import REWARD_PRESETS
 
 VEC_KINDS = ("dummy", "subproc")
@@ -46,8 +48,11 @@ class TrainConfig:
             (``train.shaping``), ``seed`` is the guide's table unchanged.
         dual_lr: Dual-ascent step of the ``constrained`` preset's multipliers (R per
             decision per unit of band violation, per rollout).
-        instrument: Contract root symbol.
-        episode_bars: Decisions per episode.
+        instrument: Contract root or NinjaTrader name (``"6E"``, ``"6E 03-26"``); a
+            contract outside ``env.contracts``' table needs ``tick_size`` and
+            ``point_value``.
+        episode_bars: Decisions per episode; 0: the default for the data's bar period
+            (390 one-minute bars, 78 five-minute bars, 60 hourly or daily bars).
         checkpoint_every: Steps between checkpoints (model + VecNormalize); 0 = none.
         eval_every: Steps between held-out evaluations; 0 = none.
         eval_episodes: Held-out episodes per evaluation.
@@ -55,6 +60,13 @@ class TrainConfig:
         name: Model name, the first part of the bundle's version string.
         synthetic_days: Sessions of synthetic bars when no data file is given (the
             embedded default series is 60 days; more days, less memorisation).
+        tick_size, point_value, commission, calendar: The contract's terms when they
+            differ from the table's or the contract is not in it (a ``[contract]``
+            section of the config file, or ``--tick-size`` etc.); None: the table's.
+        data_timezone: IANA zone of the data file's naive times; None: UTC for a
+            NinjaTrader export (NinjaTrader writes exports in UTC), the exchange zone
+            for a CSV.
+        bar_period: ``"minute:5"``-style override of the period detected from the data.
     """
 
     timesteps: int = 5_000_000
@@ -74,13 +86,19 @@ class TrainConfig:
     reward: str = "constrained"
     dual_lr: float = 0.05
     instrument: str = "NQ"
-    episode_bars: int = 390
+    episode_bars: int = 0
     checkpoint_every: int = 250_000
     eval_every: int = 100_000
     eval_episodes: int = 50
     torch_threads: int = 1
     name: str = "NQ"
     synthetic_days: int = 60
+    tick_size: float | None = None
+    point_value: float | None = None
+    commission: float | None = None
+    calendar: str | None = None
+    data_timezone: str | None = None
+    bar_period: str | None = None
 
     def __post_init__(self) -> None:
         positive = (
@@ -89,9 +107,12 @@ class TrainConfig:
             "batch_size",
             "n_epochs",
             "n_envs",
-            "episode_bars",
             "synthetic_days",
         )
+        if self.episode_bars < 0:
+            raise ValueError(
+                f"episode_bars must be >= 1 (0: from the bar period), got {self.episode_bars!r}"
+            )
         for key in positive:
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)!r}")
@@ -120,9 +141,46 @@ class TrainConfig:
         _choice("vec", self.vec, VEC_KINDS)
         _choice("device", self.device, DEVICES)
         _choice("reward", self.reward, tuple(REWARD_PRESETS))
-        _choice("instrument", self.instrument, tuple(INSTRUMENTS))
+        self.contract_spec()  # an unknown contract or a bad spec fails here, by name
+        self.period()
+        if self.data_timezone is not None:
+            _check_zone("data_timezone", self.data_timezone)
         if not self.name or any(c in self.name for c in "/\\ "):
             raise ValueError(f"name must be non-empty without spaces or slashes, got {self.name!r}")
+
+    def contract_spec(self) -> ContractSpec:
+        """The traded contract: the table's terms with this config's overrides.
+
+        Raises:
+            ValueError: for an unknown contract without a spec (the message says how to
+                supply one) or an invalid value.
+        """
+        overrides = {
+            "tick_size": self.tick_size,
+            "point_value": self.point_value,
+            "commission_per_side": self.commission,
+            "calendar": self.calendar,
+        }
+        return resolve_contract(self.instrument, overrides)
+
+    def period(self) -> BarPeriod | None:
+        """The ``bar_period`` override, or None (detect from the data)."""
+        return None if self.bar_period is None else parse_bar_period(self.bar_period)
+
+    def bars_options(self) -> dict[str, Any]:
+        """Keyword arguments of ``env.bars.load_bars`` for this config's data."""
+        return {
+            "contract": self.contract_spec(),
+            "data_timezone": self.data_timezone,
+            "bar_period": self.period(),
+        }
+
+    def for_bars(self, bars: Bars) -> TrainConfig:
+        """This config with ``episode_bars`` 0 replaced by the default for the bars'
+        period."""
+        if self.episode_bars:
+            return self
+        return dataclasses.replace(self, episode_bars=default_episode_bars(bars.bar_period))
 
     @property
     def n_steps_per_env(self) -> int:
@@ -162,7 +220,9 @@ class TrainConfig:
             raise ValueError(f"unknown training config keys {unknown}; known: {sorted(known)}")
         defaults = cls()
         for key, value in values.items():
-            expected = type(getattr(defaults, key))
+            if key in _OPTIONAL_TYPES and value is None:
+                continue
+            expected = _OPTIONAL_TYPES.get(key) or type(getattr(defaults, key))
             ok = isinstance(value, expected) and not isinstance(value, bool)
             if expected is float and isinstance(value, int) and not isinstance(value, bool):
                 values = {**values, key: float(value)}
@@ -177,6 +237,10 @@ class TrainConfig:
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a JSON (``.json``) or TOML (anything else) config file into a flat dict.
 
+    A ``contract`` section (TOML ``[contract]``, JSON ``"contract": {...}``) may give
+    ``symbol``, ``tick_size``, ``point_value``, ``commission`` and ``calendar``; they
+    become ``instrument``, ``tick_size`` etc.
+
     Raises:
         ValueError: naming the file, when it cannot be parsed or is not a flat table.
     """
@@ -186,9 +250,64 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         data = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
     except (OSError, ValueError) as exc:
         raise ValueError(f"{path}: cannot read training config: {exc}") from None
+    if isinstance(data, dict) and isinstance(data.get("contract"), dict):
+        data = {**data}
+        contract = data.pop("contract")
+        unknown = sorted(set(contract) - set(_CONTRACT_KEYS))
+        if unknown:
+            raise ValueError(
+                f"{path}: unknown [contract] keys {unknown}; known: {sorted(_CONTRACT_KEYS)}"
+            )
+        data.update({_CONTRACT_KEYS[k]: v for k, v in contract.items()})
     if not isinstance(data, dict) or any(isinstance(v, dict | list) for v in data.values()):
         raise ValueError(f"{path}: a training config is a flat table of key = value")
     return data
+
+
+# Config fields whose default is None, and the type a value must have.
+_OPTIONAL_TYPES: dict[str, type] = {
+    "tick_size": float,
+    "point_value": float,
+    "commission": float,
+    "calendar": str,
+    "data_timezone": str,
+    "bar_period": str,
+}
+_CONTRACT_KEYS = {
+    "symbol": "instrument",
+    "tick_size": "tick_size",
+    "point_value": "point_value",
+    "commission": "commission",
+    "commission_per_side": "commission",
+    "calendar": "calendar",
+}
+
+
+def parse_bar_period(text: str) -> BarPeriod:
+    """``"minute:5"`` (or ``"minute"``, ``"day:1"``) as a :class:`BarPeriod`.
+
+    Raises:
+        ValueError: naming the expected form.
+    """
+    kind, _, value = text.strip().lower().partition(":")
+    try:
+        return BarPeriod(kind, int(value) if value else 1)
+    except ValueError as exc:
+        raise ValueError(
+            f"bar_period {text!r}: {exc}; write it like 'minute:5' or 'day:1'"
+        ) from None
+
+
+def _check_zone(key: str, zone: str) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"{key} {zone!r} is not a time zone; use an IANA name such as 'UTC' or "
+            "'America/Chicago'"
+        ) from None
 
 
 def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -35,6 +35,7 @@ from typing import Any
 
 import structlog
 
+from env.config import COMPATIBLE_FEATURE_VERSIONS
 from train import bundle as bundle_io
 
 log = structlog.get_logger()
@@ -168,7 +169,7 @@ def check_deployable(
     spec = bundle_io.observation_spec()
     obs = new.card.get("observation", {})
     for key in ("size", "feature_version"):
-        if obs.get(key) != spec[key]:
+        if obs.get(key) != spec[key] and obs.get(key) not in COMPATIBLE_FEATURE_VERSIONS:
             problems.append(
                 f"bundle observation {key} {obs.get(key)!r} differs from this code's {spec[key]!r}"
             )

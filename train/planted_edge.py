@@ -136,7 +136,7 @@ def oracle_policy(obs: np.ndarray, masks: np.ndarray) -> np.ndarray:
     """On a signal bar (volume above twice its 20-bar average) and flat: enter in the
     direction of its body; else HOLD."""
     flat = masks[:, Action.MOVE_TO_BE] == 0
-    signal = flat & (obs[:, _VOLUME] > SIGNAL_THRESHOLD)
+    signal = flat & (obs[:, _VOLUME] > SIGNAL_THRESHOLD) & (masks[:, Action.BUY] > 0)
     actions = np.zeros(len(obs), np.int64)
     actions[signal & (obs[:, _BODY] > 0)] = Action.BUY
     actions[signal & (obs[:, _BODY] < 0)] = Action.SELL

@@ -24,7 +24,6 @@ import structlog
 
 from env.bars import Bars, load_bars
 from env.config import ACTION_NAMES, WARMUP_BARS
-from env.instruments import get_instrument
 from env.synthetic import DEFAULT_DAYS, default_bars
 from env.trading_env import EnvConfig, TradingEnv
 from train import bundle as bundle_io
@@ -69,7 +68,9 @@ def split_bars(bars: Bars, holdout_fraction: float, episode_bars: int) -> DataSp
     return DataSplit(bars, split)
 
 
-def load_data(path: str | Path | None, synthetic_days: int = DEFAULT_DAYS) -> tuple[Bars, str]:
+def load_data(
+    path: str | Path | None, synthetic_days: int = DEFAULT_DAYS, **load_options: Any
+) -> tuple[Bars, str]:
     """Bars from ``path`` (NinjaTrader export or CSV), or the synthetic series
     (``synthetic_days`` sessions; the embedded default is 60); and the sha256 of the
     file's bytes or of the generated arrays."""
@@ -86,7 +87,7 @@ def load_data(path: str | Path | None, synthetic_days: int = DEFAULT_DAYS) -> tu
         ):
             digest.update(np.ascontiguousarray(array).tobytes())
         return bars, digest.hexdigest()
-    return load_bars(path), bundle_io.sha256_file(path)
+    return load_bars(path, **load_options), bundle_io.sha256_file(path)
 
 
 def data_card(data: DataSplit, sha256: str) -> dict[str, Any]:
@@ -102,12 +103,14 @@ def data_card(data: DataSplit, sha256: str) -> dict[str, Any]:
         "start_index": data.offset,
         "holdout_start_index": data.offset + data.split,
         "holdout_end_index": data.offset + len(b),
+        "data_timezone": b.data_timezone,
+        "bar_period": b.bar_period.to_json(),
     }
 
 
 def env_config_for(config: TrainConfig) -> EnvConfig:
     return EnvConfig(
-        instrument=get_instrument(config.instrument),
+        instrument=config.contract_spec(),
         reward=config.reward,
         episode_bars=config.episode_bars,
     )
@@ -224,11 +227,13 @@ def train(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if data is None:
-        bars, sha256 = load_data(data_path, config.synthetic_days)
+        bars, sha256 = load_data(data_path, config.synthetic_days, **config.bars_options())
+        config = config.for_bars(bars)
         split = split_bars(bars, config.holdout_fraction, config.episode_bars)
     else:
         split, sha256 = data
         bars = split.bars
+        config = config.for_bars(bars)
     env_config = env_config_for(config)
     venv = make_vec_env(config, split.train, env_config)
     tb_dir = str(out / TENSORBOARD_DIR) if tensorboard_available() else None

@@ -89,7 +89,7 @@ def run_job(job: Job) -> dict[str, Any]:
     from train.training import DataSplit, configure_torch, load_data, train
 
     configure_torch(job.config.torch_threads)
-    bars, sha256 = load_data(job.data_path, job.config.synthetic_days)
+    bars, sha256 = load_data(job.data_path, job.config.synthetic_days, **job.config.bars_options())
     fold = job.fold
     window = bars[fold.train_start : fold.test_end]
     split = DataSplit(window, fold.test_start - fold.train_start, offset=fold.train_start)
@@ -201,7 +201,8 @@ def walkforward(
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    bars, _ = load_data(data_path, config.synthetic_days)
+    bars, _ = load_data(data_path, config.synthetic_days, **config.bars_options())
+    config = config.for_bars(bars)
     plan = make_folds(
         len(bars), folds, test_fraction, mode, min_bars=WARMUP_BARS + config.episode_bars + 1
     )
