@@ -14,7 +14,7 @@ from ai_trading_bridge import cli
 from env.config import Action
 from env.synthetic import generate_bars
 from env.trading_env import EnvConfig, TradingEnv
-from train.shaping import DualAscent, rollout_shares
+from train.shaping import BANDS, DualAscent, rollout_shares
 
 
 def _shares(hold: float, buy: float, sell: float, pm: float) -> dict[str, np.ndarray]:
@@ -73,8 +73,8 @@ def test_env_pays_the_shaping_terms_only_in_the_constrained_preset(reward: str, 
 
 
 def test_train_default_is_constrained_and_the_card_holds_the_multipliers(tmp_path: Path) -> None:
-    """An untrained policy picks HOLD on ~1/3 of flat bars and BUY, SELL on ~1/3 each:
-    after a few rollouts the HOLD bonus and both entry costs must have risen."""
+    """Each term's first step goes the way the first rollout's shares say (a share below
+    its band raises a bonus / lowers a cost), and the card records every update."""
     out = tmp_path / "b"
     args = [
         "train",
@@ -104,8 +104,15 @@ def test_train_default_is_constrained_and_the_card_holds_the_multipliers(tmp_pat
     assert card["env"]["reward"] == "constrained"
     shaping = card["shaping"]
     assert shaping["updates"] == 6 and len(shaping["history"]) == 6
-    terms = shaping["final_terms"]
-    assert terms["hold_bonus"] > 0 and terms["buy_cost"] > 0 and terms["sell_cost"] > 0
+    assert shaping["measure"] == "deterministic"
     first = shaping["history"][0]
-    assert first["shares_pct"]["hold_bonus"] < 79  # what drove the step
+    for name, (_, _, low, high, sign) in BANDS.items():
+        share, term = first["shares_pct"][name], first["terms"][name]
+        if share < low + 1:
+            assert sign * term > 0, (name, share, term)
+        elif share > high - 1:
+            assert sign * term < 0, (name, share, term)
+        else:
+            assert term == 0, (name, share, term)
     assert shaping["bands_pct"]["management_cost"] == [40.0, 60.0]
+    assert shaping["final_terms"] == shaping["history"][-1]["terms"]
