@@ -171,7 +171,7 @@ def make_callback(dual: DualAscent) -> Any:
             obs = observations.reshape(len(masks), -1)
             with torch.no_grad():
                 tensor = torch.as_tensor(obs, device=policy.device)
-                dist = policy.get_distribution(tensor, action_masks=masks.astype(bool))
+                dist = policy.get_distribution(tensor, action_masks=masks.astype(bool))  # type: ignore[operator]
                 return dist.mode().cpu().numpy()
 
     return LagrangianShapingCallback()
