@@ -1,18 +1,22 @@
-"""Training throughput: the project's setup against the guide's literal setup.
+"""Time to a validated model: the guide's literal set-up against the `train` command.
 
 Both train MaskablePPO with the guide's hyperparameters (lr 3e-4, 2048 transitions per
-update, batch 64, 10 epochs, ...) on the same TradingEnv and data, for the same number of
-steps, each in a fresh process so neither inherits the other's torch settings.
+update, batch 64, 10 epochs, ...) on the same synthetic training bars for the same number
+of steps, each in a fresh process (so neither inherits the other's torch settings), and
+both are then validated on the same held-out bars with ``--validate-episodes`` episodes.
 
-- guide:   one env, ``ActionMasker`` + ``DummyVecEnv`` + ``VecNormalize``, torch defaults
-           (section 2 of the guide, verbatim apart from the env class).
-- project: ``train.training``'s setup: 8 envs in a DummyVecEnv (batched inference while
-           collecting, 256 steps each per 2048-transition update), one torch thread, the
-           fused Adam kernel, no distribution argument validation.
+- guide: section 2 of the retraining guide verbatim apart from the env class: one env,
+  ``ActionMasker`` + ``DummyVecEnv`` + ``VecNormalize``, torch defaults, the guide's
+  reward table (our ``seed`` preset), then ``validate`` on its two files.
+- train: the whole ``ai-trading-bridge train`` command with its defaults (8 envs,
+  one torch thread, fused Adam, the ``constrained`` preset) and the same steps,
+  including its own post-training validation.
 
-Usage: python benchmarks/train_throughput.py [--steps 32768]
-The SPEC target is a ratio >= 2.5x. Prints steps/s, the ratio and the projected time
-for the guide's 5M timesteps.
+Prints steps/s of the training part, their ratio, each whole command's wall clock, the
+wall clock to a passing model (or that none passed within the budget), and the projected
+time for the guide's 5M steps.
+
+Usage: python benchmarks/train_throughput.py [--steps 32768] [--validate-episodes 200]
 """
 
 from __future__ import annotations
@@ -21,21 +25,22 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-WARMUP_STEPS = 2048
 FIVE_MILLION = 5_000_000
 
 
-def _guide(steps: int) -> float:
+def _guide(steps: int, out: Path) -> dict:
     from sb3_contrib import MaskablePPO
     from sb3_contrib.common.wrappers import ActionMasker
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
-    from env.trading_env import TradingEnv
+    from env.trading_env import EnvConfig, TradingEnv
     from train.training import DataSplit, load_data
 
     bars, _ = load_data(None)
@@ -44,9 +49,9 @@ def _guide(steps: int) -> float:
     def mask_fn(env):
         return env.action_masks()
 
-    env = ActionMasker(TradingEnv(train_bars), mask_fn)
-    env = DummyVecEnv([lambda: env])
-    env = VecNormalize(env, norm_obs=True, norm_reward=False, clip_obs=10.0, clip_reward=10.0)
+    masked = ActionMasker(TradingEnv(train_bars, EnvConfig(reward="seed")), mask_fn)
+    dummy = DummyVecEnv([lambda: masked])
+    env = VecNormalize(dummy, norm_obs=True, norm_reward=False, clip_obs=10.0, clip_reward=10.0)
     model = MaskablePPO(
         policy="MlpPolicy",
         env=env,
@@ -62,59 +67,94 @@ def _guide(steps: int) -> float:
         seed=0,
         device="cpu",
     )
-    return _timed(model, steps)
-
-
-def _project(steps: int) -> float:
-    from train.config import TrainConfig
-    from train.training import (
-        configure_torch,
-        env_config_for,
-        load_data,
-        make_vec_env,
-        new_model,
-        split_bars,
-    )
-
-    config = TrainConfig(device="cpu")
-    configure_torch(config.torch_threads)
-    bars, _ = load_data(None)
-    data = split_bars(bars, config.holdout_fraction, config.episode_bars)
-    venv = make_vec_env(config, data.train, env_config_for(config))
-    return _timed(new_model(config, venv, None), steps)
-
-
-def _timed(model, steps: int) -> float:
-    model.learn(WARMUP_STEPS)  # first update: allocations, lazy imports
     started = time.perf_counter()
-    model.learn(steps, reset_num_timesteps=False)
-    return steps / (time.perf_counter() - started)
+    model.learn(steps)
+    train_s = time.perf_counter() - started
+    model.save(str(out / "model.zip"))
+    env.save(str(out / "vecnormalize.pkl"))
+    return {"train_s": train_s}
+
+
+def _run(command: list[str]) -> tuple[float, str]:
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    wall = time.perf_counter() - started
+    if done.returncode not in (0, 1):
+        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
+    return wall, done.stdout
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=32768, help="timed steps per setup")
-    parser.add_argument("--only", choices=["guide", "project"], help=argparse.SUPPRESS)
+    parser.add_argument("--steps", type=int, default=32768, help="training steps per set-up")
+    parser.add_argument("--validate-episodes", type=int, default=200)
+    parser.add_argument("--only-guide", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.only:
-        rate = (_guide if args.only == "guide" else _project)(args.steps)
-        print(json.dumps({"steps_per_s": rate}))
+    if args.only_guide:
+        print(json.dumps(_guide(args.steps, Path(args.only_guide))))
         return
+
+    cli = [sys.executable, "-c", "from ai_trading_bridge import main; main()"]
+    episodes = str(args.validate_episodes)
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        guide_dir, train_dir = Path(tmp, "guide"), Path(tmp, "train")
+        guide_dir.mkdir()
+        wall_train, out = _run(
+            [sys.executable, __file__, "--steps", str(args.steps), "--only-guide", str(guide_dir)]
+        )
+        guide_train_s = json.loads(out.strip().splitlines()[-1])["train_s"]
+        wall_validate, _ = _run(
+            [
+                *cli,
+                "validate",
+                "--model",
+                str(guide_dir / "model.zip"),
+                "--vecnorm",
+                str(guide_dir / "vecnormalize.pkl"),
+                "--episodes",
+                episodes,
+                "--report-dir",
+                str(guide_dir / "validation"),
+            ]
+        )
+        report = json.loads((guide_dir / "validation" / "report.json").read_text())
+        rows["guide"] = (guide_train_s, wall_train + wall_validate, report["passed"])
+
+        wall, _ = _run(
+            [
+                *cli,
+                "train",
+                "--out",
+                str(train_dir),
+                "--timesteps",
+                str(args.steps),
+                "--validate-episodes",
+                episodes,
+                "--eval-every",
+                "0",
+                "--checkpoint-every",
+                "0",
+                "--no-progress",
+            ]
+        )
+        card = json.loads((train_dir / "model.json").read_text())
+        rows["train"] = (card["duration_s"], wall, bool(card["validation"]["passed"]))
+
+    print(f"steps per set-up: {args.steps}; validation: {episodes} held-out episodes")
+    print(f"{'set-up':>7} {'train s':>8} {'steps/s':>8} {'command s':>10}  passed  5M steps")
     rates = {}
-    for setup in ("guide", "project"):
-        out = subprocess.run(
-            [sys.executable, __file__, "--only", setup, "--steps", str(args.steps)],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        rates[setup] = json.loads(out.strip().splitlines()[-1])["steps_per_s"]
-    ratio = rates["project"] / rates["guide"]
-    print(f"timed steps per setup: {args.steps} (after {WARMUP_STEPS} warm-up steps)")
-    for setup, rate in rates.items():
-        hours = FIVE_MILLION / rate / 3600
-        print(f"{setup:>8}: {rate:8.0f} steps/s   5M steps in {hours:5.2f} h")
-    print(f"   ratio: {ratio:.2f}x (target >= 2.5x) {'PASS' if ratio >= 2.5 else 'FAIL'}")
+    for name, (train_s, wall, passed) in rows.items():
+        rates[name] = args.steps / train_s
+        hours = FIVE_MILLION / rates[name] / 3600
+        print(
+            f"{name:>7} {train_s:8.1f} {rates[name]:8.0f} {wall:10.1f}  {passed!s:<6}"
+            f"  {hours:5.2f} h"
+        )
+    print(f"  ratio: {rates['train'] / rates['guide']:.2f}x steps/s (train / guide)")
+    for name, (_, wall, passed) in rows.items():
+        reached = f"{wall:.0f} s" if passed else f"not within {args.steps} steps"
+        print(f"  wall clock to a passing model, {name}: {reached}")
 
 
 if __name__ == "__main__":

@@ -116,4 +116,31 @@ def default_reward(
     return NO_OP_MANAGEMENT_COST
 
 
-REWARD_PRESETS: dict[str, RewardFn] = {"seed": seed_reward, "default": default_reward}
+# ``constrained`` is ``default`` plus the shaping terms below, set from outside the env
+# while training (``train.shaping``: Lagrange multipliers of the guide's action-share
+# bands, adjusted by dual ascent). With all terms 0 it is exactly ``default``.
+REWARD_PRESETS: dict[str, RewardFn] = {
+    "seed": seed_reward,
+    "default": default_reward,
+    "constrained": default_reward,
+}
+
+SHAPING_TERMS = ("hold_bonus", "buy_cost", "sell_cost", "management_cost")
+
+
+def shaping_reward(terms: dict[str, float], action: int, side_before: int) -> float:
+    """Extra reward of the settable shaping terms for a valid ``action``: ``hold_bonus``
+    for HOLD when flat, minus ``buy_cost`` / ``sell_cost`` for an entry, minus
+    ``management_cost`` for a position-management action in a position (each may be
+    negative)."""
+    if side_before == 0:
+        if action == Action.HOLD:
+            return terms.get("hold_bonus", 0.0)
+        if action == Action.BUY:
+            return -terms.get("buy_cost", 0.0)
+        if action == Action.SELL:
+            return -terms.get("sell_cost", 0.0)
+        return 0.0
+    if action >= Action.MOVE_TO_BE:
+        return -terms.get("management_cost", 0.0)
+    return 0.0

@@ -34,7 +34,13 @@ from env.mask import (
     entry_blocked_by_close,
 )
 from env.periods import BarPeriod, default_episode_bars
-from env.reward import INVALID_ACTION_PENALTY, REWARD_PRESETS, clip_step_reward
+from env.reward import (
+    INVALID_ACTION_PENALTY,
+    REWARD_PRESETS,
+    SHAPING_TERMS,
+    clip_step_reward,
+    shaping_reward,
+)
 from env.synthetic import default_bars
 
 _PM_BITS = {Action.MOVE_TO_BE: 1, Action.ENABLE_TRAIL: 2, Action.DISABLE_TRAIL: 4}
@@ -47,7 +53,8 @@ class EnvConfig:
     Attributes:
         instrument: Contract terms (tick size, point value, commission).
         execution: Bracket, trailing and slippage settings.
-        reward: Reward preset name, ``"default"`` or ``"seed"``.
+        reward: Reward preset name, ``"default"``, ``"constrained"`` (default plus
+            settable shaping terms, :meth:`TradingEnv.set_shaping`) or ``"seed"``.
         episode_bars: Decisions per episode; 0: the default for the bars' period
             (``env.periods.default_episode_bars``: 390 one-minute bars, 60 hourly or
             daily bars). ``TradingEnv`` without a config uses 0.
@@ -263,6 +270,16 @@ class TradingEnv(gym.Env):
         self._end = self.t + self.config.episode_bars
         self._pm_paid = 0
         self._invalid_streak = 0
+        self.shaping: dict[str, float] = {}
+
+    def set_shaping(self, terms: dict[str, float]) -> None:
+        """Set the ``constrained`` preset's shaping terms (``env.reward.SHAPING_TERMS``);
+        other presets ignore them."""
+        unknown = set(terms) - set(SHAPING_TERMS)
+        if unknown:
+            raise ValueError(f"unknown shaping terms {sorted(unknown)}; known: {SHAPING_TERMS}")
+        constrained = self.config.reward == "constrained"
+        self.shaping = {k: float(v) for k, v in terms.items()} if constrained else {}
 
     def clone(self) -> TradingEnv:
         """A new env on the same bars sharing this one's read-only feature arrays, with
@@ -275,6 +292,7 @@ class TradingEnv(gym.Env):
         twin._end = twin.t + self.config.episode_bars
         twin._pm_paid = 0
         twin._invalid_streak = 0
+        twin.shaping = dict(self.shaping)
         return twin
 
     # -- the guide's API -------------------------------------------------------------
@@ -364,6 +382,8 @@ class TradingEnv(gym.Env):
             self._pm_paid = 0
 
         reward = self._reward_fn(action, side_before, book.side, changed, first_in_trade)
+        if self.shaping:
+            reward += shaping_reward(self.shaping, action, side_before)
         info = self._get_info()
         if trade is not None:
             reward += trade.r_multiple

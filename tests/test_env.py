@@ -200,7 +200,7 @@ def test_config_roundtrip_and_unknown_keys() -> None:
         EnvConfig.from_dict({"rewrd": "seed"})
     with pytest.raises(ValueError, match="unknown reward preset"):
         EnvConfig(reward="greedy")
-    assert set(REWARD_PRESETS) == {"default", "seed"}
+    assert set(REWARD_PRESETS) == {"constrained", "default", "seed"}
 
 
 def test_clone_shares_features_but_not_position_or_rng(bars) -> None:

@@ -103,8 +103,7 @@ def test_sharpe_interval_by_sessions_covers_the_true_value() -> None:
 
 
 def _always_enter(obs: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    flat = masks[:, Action.MOVE_TO_BE] == 0
-    return np.where(flat, Action.BUY, Action.HOLD).astype(np.int64)
+    return np.where(masks[:, Action.BUY] > 0, Action.BUY, Action.HOLD).astype(np.int64)
 
 
 def test_walk_is_one_contiguous_pass_and_the_books_balance() -> None:
@@ -163,3 +162,41 @@ def test_model_policy_numpy_actor_picks_the_torch_mode() -> None:
     fast._actor = None  # the torch path
     assert np.array_equal(chosen, fast(obs, masks))
     assert len(set(chosen.tolist())) > 1
+
+
+def test_validate_on_daily_bars_annualises_by_trading_days(tmp_path) -> None:
+    """End to end: `validate` on a daily-bar file reports 252 periods a year, one bar
+    per session, and the span of the file's held-out part."""
+    import json
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from ai_trading_bridge import cli
+    from env.bars import save_bars_csv
+
+    daily = tmp_path / "daily.csv"
+    save_bars_csv(_bars(_business_days(300)), daily)
+    demo = Path(__file__).resolve().parent.parent / "bridge" / "default_model"
+    args = ["validate", str(demo), "--data", str(daily), "--episodes", "5"]
+    args += ["--episode-bars", "50", "--report-dir", str(tmp_path / "r")]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code in (0, 1), result.output
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    backtest_section = report["backtest"]
+    assert backtest_section["periods_per_year"] == 252
+    assert backtest_section["bars_per_session"] == 1
+    assert backtest_section["bar_period_s"] == 86_400
+    assert "252 trading days x 1 bars per session" in result.output
+
+
+def test_walkforward_bad_plan_is_one_line_error(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from ai_trading_bridge import cli
+
+    args = ["walkforward", "--out", str(tmp_path), "--folds", "50", "--synthetic-days", "2"]
+    result = CliRunner().invoke(cli, [*args, "--episode-bars", "390"])
+    assert result.exit_code == 1
+    assert "Error:" in result.output and "fewer folds" in result.output
+    assert "Traceback" not in result.output

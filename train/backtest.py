@@ -36,6 +36,7 @@ from env.trading_env import EnvConfig, TradingEnv
 from train.evaluation import PolicyFn
 
 TRADING_DAYS_PER_YEAR = 252
+WEEKS_PER_YEAR = 52
 DEFAULT_CONFIDENCE = 0.90
 DEFAULT_RESAMPLES = 1000
 
@@ -114,18 +115,15 @@ def walk(policy: PolicyFn, bars: Bars, env_config: EnvConfig) -> WalkResult:
 
 
 def bar_seconds(times: np.ndarray) -> int:
-    """The bar period in seconds: ``env.periods.detect_bar_period`` where available, else
-    the most common spacing of the bar times."""
-    try:
-        from env.periods import detect_bar_period  # type: ignore[import-not-found]
+    """The bar period in seconds (``env.periods.detect_bar_period``); for bars that are
+    not time-based (tick, volume, range), the most common spacing of their times."""
+    from env.periods import detect_bar_period
 
-        return int(detect_bar_period(times).seconds)
-    except ImportError:
-        pass
+    seconds = detect_bar_period(times).seconds
+    if seconds is not None:
+        return int(seconds)
     steps = np.diff(times.astype("datetime64[s]").astype(np.int64))
-    if len(steps) == 0:
-        raise ValueError("need at least two bars to tell the bar period")
-    values, counts = np.unique(steps, return_counts=True)
+    values, counts = np.unique(steps[steps > 0], return_counts=True)
     return int(values[counts.argmax()])
 
 
@@ -157,6 +155,8 @@ def periods_per_year(times: np.ndarray) -> tuple[float, int, float]:
     """``(periods_per_year, bar_seconds, bars_per_session)`` for annualising per-bar
     statistics: 252 trading days x bars per session."""
     period = bar_seconds(times)
+    if period >= 5 * 86_400:  # weekly bars
+        return WEEKS_PER_YEAR, period, 1.0
     per_session = bars_per_session(times, period)
     return TRADING_DAYS_PER_YEAR * per_session, period, per_session
 
@@ -167,7 +167,7 @@ def periods_per_year(times: np.ndarray) -> tuple[float, int, float]:
 def sharpe(pnl: np.ndarray, annualization: float) -> float:
     """Annualised Sharpe ratio of per-period PnL (risk-free 0; scale-free, so dollars
     serve as returns). 0 when the PnL never varies."""
-    import empyrical
+    import empyrical  # type: ignore[import-untyped]
 
     if len(pnl) < 2 or not np.std(pnl) > 0:
         return 0.0
@@ -175,7 +175,7 @@ def sharpe(pnl: np.ndarray, annualization: float) -> float:
 
 
 def sortino(pnl: np.ndarray, annualization: float) -> float:
-    import empyrical
+    import empyrical  # type: ignore[import-untyped]
 
     if len(pnl) < 2 or not (pnl < 0).any():
         return 0.0

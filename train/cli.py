@@ -32,6 +32,7 @@ _OVERRIDES = (
     "seed",
     "device",
     "reward",
+    "dual_lr",
     "instrument",
     "episode_bars",
     "checkpoint_every",
@@ -203,7 +204,12 @@ def _one_bundle(argument: Path | None, option: Path | None) -> Path | None:
 )
 @click.option("--seed", type=int, help="[0]")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="[auto]")
-@click.option("--reward", type=click.Choice(["default", "seed"]), help="Reward preset [default].")
+@click.option(
+    "--reward",
+    type=click.Choice(["constrained", "default", "seed"]),
+    help="Reward preset [constrained: default + shaping tuned online to the guide's bands].",
+)
+@click.option("--dual-lr", type=float, help="Step of the constrained preset's multipliers [0.05].")
 @click.option(
     "--instrument",
     help="Contract root or NinjaTrader name: ES MES NQ MNQ YM MYM RTY M2K CL MCL NG RB HO GC "
@@ -455,4 +461,93 @@ def rollback(target: str) -> None:
     click.echo(f"rolled back to {pointer['version']} (from {pointer['rolled_back_from']})")
 
 
-COMMANDS: list = [train, validate, deploy, rollback]
+@click.command()
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="JSON or TOML file of training settings (flags override it).",
+)
+@click.option(
+    "--data",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Bars: NinjaTrader 8 export or CSV. Default: the synthetic NQ series.",
+)
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Report folder.")
+@click.option("--folds", type=int, default=3, show_default=True, help="Test slices.")
+@click.option(
+    "--mode",
+    type=click.Choice(["expanding", "rolling"]),
+    default="expanding",
+    show_default=True,
+    help="Train on all the past, or on a window as long as the first fold's.",
+)
+@click.option(
+    "--test-fraction",
+    type=float,
+    default=0.4,
+    show_default=True,
+    help="Trailing share of the bars covered by the test slices.",
+)
+@click.option("--seeds", type=int, default=1, show_default=True, help="Seeds per fold.")
+@click.option("--validate-episodes", type=int, default=200, show_default=True, help="Per job.")
+@click.option(
+    "--ray",
+    "ray_address",
+    help="Run the jobs on a Ray cluster: 'auto' or its address (needs the 'ray' extra).",
+)
+@click.option("--timesteps", type=int, help="Steps per job [5,000,000].")
+@click.option("--n-steps", type=int, help="Transitions per update [2048].")
+@click.option("--n-envs", type=int, help="[8]")
+@click.option("--episode-bars", type=int, help="[390]")
+@click.option("--reward", type=click.Choice(["constrained", "default", "seed"]))
+@click.option("--seed", type=int, help="First seed [0].")
+@click.option("--synthetic-days", type=int, help="[60]")
+def walkforward(
+    config_file: str | None,
+    data: str | None,
+    out: str,
+    folds: int,
+    mode: str,
+    test_fraction: float,
+    seeds: int,
+    validate_episodes: int,
+    ray_address: str | None,
+    **overrides: Any,
+) -> None:
+    """Walk-forward folds x seeds: train on the past, validate on the next slice, one
+    report (pass rate, spread, out-of-sample backtest); exit 0 when every job passed."""
+    from train.config import TrainConfig, load_config_file
+    from train.walkforward import format_report
+    from train.walkforward import walkforward as run_walkforward
+
+    if seeds < 1:
+        raise click.UsageError("--seeds must be >= 1")
+    try:
+        base = (
+            TrainConfig.from_mapping(load_config_file(config_file))
+            if config_file
+            else TrainConfig()
+        )
+        flags = {k: v for k, v in overrides.items() if v is not None}
+        config = TrainConfig.from_mapping({**flags, "checkpoint_every": 0, "eval_every": 0}, base)
+        report = run_walkforward(
+            config,
+            out,
+            data_path=data,
+            folds=folds,
+            test_fraction=test_fraction,
+            mode=mode,
+            seeds=seeds,
+            validate_episodes=validate_episodes,
+            ray_address=ray_address,
+        )
+    except (ValueError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(format_report(report))
+    click.echo(f"report: {Path(out) / 'walkforward.json'}")
+    summary = report["summary"]
+    sys.exit(0 if summary["passed"] == summary["jobs"] else 1)
+
+
+COMMANDS: list = [train, validate, deploy, rollback, walkforward]

@@ -43,7 +43,11 @@ class TrainConfig:
         holdout_fraction: Trailing share of the bars held out of training.
         seed: Seeds the policy, the envs and the episode starts.
         device: ``auto``, ``cpu`` or ``cuda`` for the policy network.
-        reward: Reward preset (``env.reward``).
+        reward: Reward preset (``env.reward``); ``constrained`` (the default) adjusts
+            its shaping terms online from the guide's action-share bands
+            (``train.shaping``), ``seed`` is the guide's table unchanged.
+        dual_lr: Dual-ascent step of the ``constrained`` preset's multipliers (R per
+            decision per unit of band violation, per rollout).
         instrument: Contract root or NinjaTrader name (``"6E"``, ``"6E 03-26"``); a
             contract outside ``env.contracts``' table needs ``tick_size`` and
             ``point_value``.
@@ -79,7 +83,8 @@ class TrainConfig:
     holdout_fraction: float = 0.2
     seed: int = 0
     device: str = "auto"
-    reward: str = "default"
+    reward: str = "constrained"
+    dual_lr: float = 0.05
     instrument: str = "NQ"
     episode_bars: int = 0
     checkpoint_every: int = 250_000
@@ -128,6 +133,8 @@ class TrainConfig:
                 raise ValueError(f"{key} must be in (0, 1], got {getattr(self, key)!r}")
         if self.ent_coef < 0:
             raise ValueError(f"ent_coef must be >= 0, got {self.ent_coef!r}")
+        if not self.dual_lr >= 0:
+            raise ValueError(f"dual_lr must be >= 0, got {self.dual_lr!r}")
         for key in ("checkpoint_every", "eval_every", "eval_episodes", "torch_threads"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key} must be >= 0, got {getattr(self, key)!r}")

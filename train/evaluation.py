@@ -226,8 +226,9 @@ def momentum_policy(obs: np.ndarray, masks: np.ndarray) -> np.ndarray:
     ATR and price is on the trend's side of the EMA; hold positions to stop or target."""
     slope = obs[:, EMA_SLOPE_INDEX]
     above = obs[:, CLOSE_EMA_INDEX]
+    can_buy, can_sell = masks[:, Action.BUY] > 0, masks[:, Action.SELL] > 0
     flat = masks[:, Action.MOVE_TO_BE] == 0
     actions = np.zeros(len(obs), np.int64)
-    actions[flat & (slope > MOMENTUM_THRESHOLD) & (above > 0)] = Action.BUY
-    actions[flat & (slope < -MOMENTUM_THRESHOLD) & (above < 0)] = Action.SELL
+    actions[flat & can_buy & (slope > MOMENTUM_THRESHOLD) & (above > 0)] = Action.BUY
+    actions[flat & can_sell & (slope < -MOMENTUM_THRESHOLD) & (above < 0)] = Action.SELL
     return actions

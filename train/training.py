@@ -41,6 +41,7 @@ class DataSplit:
 
     bars: Bars
     split: int  # index of the first held-out decision bar
+    offset: int = 0  # index of ``bars[0]`` in the source file (walk-forward windows)
 
     @property
     def train(self) -> Bars:
@@ -99,7 +100,9 @@ def data_card(data: DataSplit, sha256: str) -> dict[str, Any]:
         "n_bars": len(b),
         "train_bars": data.split,
         "holdout_start": str(b.time[data.split]),
-        "holdout_start_index": data.split,
+        "start_index": data.offset,
+        "holdout_start_index": data.offset + data.split,
+        "holdout_end_index": data.offset + len(b),
         "data_timezone": b.data_timezone,
         "bar_period": b.bar_period.to_json(),
     }
@@ -205,23 +208,34 @@ def train(
     command: str = "",
     progress_bar: bool = True,
     validate_episodes: int = 1000,
+    data: tuple[DataSplit, str] | None = None,
 ) -> bundle_io.Bundle:
     """Train, save the bundle in ``out`` and, with ``validate_episodes``, validate it on
-    the held-out bars and record the summary in its card."""
+    the held-out bars and record the summary in its card.
+
+    ``data`` (a split and the sha256 of its source) replaces loading ``data_path``:
+    walk-forward folds pass their own windows."""
     from sb3_contrib import MaskablePPO
     from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
     from stable_baselines3.common.vec_env import VecNormalize
 
     from train.callbacks import ActionDistributionCallback, HoldoutEvalCallback
+    from train.shaping import DualAscent
+    from train.shaping import make_callback as make_shaping_callback
 
     configure_torch(config.torch_threads)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    bars, sha256 = load_data(data_path, config.synthetic_days, **config.bars_options())
-    config = config.for_bars(bars)
-    data = split_bars(bars, config.holdout_fraction, config.episode_bars)
+    if data is None:
+        bars, sha256 = load_data(data_path, config.synthetic_days, **config.bars_options())
+        config = config.for_bars(bars)
+        split = split_bars(bars, config.holdout_fraction, config.episode_bars)
+    else:
+        split, sha256 = data
+        bars = split.bars
+        config = config.for_bars(bars)
     env_config = env_config_for(config)
-    venv = make_vec_env(config, data.train, env_config)
+    venv = make_vec_env(config, split.train, env_config)
     tb_dir = str(out / TENSORBOARD_DIR) if tensorboard_available() else None
     if tb_dir is None:
         log.info("tensorboard_unavailable", hint="pip install 'ai-trading-bridge[tensorboard]'")
@@ -240,8 +254,12 @@ def train(
         model = new_model(config, venv, tb_dir)
     remaining = config.timesteps - (model.num_timesteps if resume is not None else 0)
 
-    holdout_template = TradingEnv(data.holdout, env_config)
+    holdout_template = TradingEnv(split.holdout, env_config)
     callbacks: list[BaseCallback] = [ActionDistributionCallback()]
+    dual = None
+    if config.reward == "constrained":
+        dual = DualAscent(lr=config.dual_lr)
+        callbacks.append(make_shaping_callback(dual))
     per_env = max(config.n_envs, 1)
     if config.checkpoint_every:
         callbacks.append(
@@ -271,8 +289,8 @@ def train(
         n_envs=config.n_envs,
         vec=config.vec,
         data=bars.source,
-        train_bars=data.split,
-        holdout_bars=len(bars) - data.split,
+        train_bars=split.split,
+        holdout_bars=len(bars) - split.split,
     )
     started = time.perf_counter()
     if remaining > 0:
@@ -297,14 +315,17 @@ def train(
         created=created,
         env_config=env_config.to_dict(),
         hyperparameters=config.hyperparameters(),
-        data=data_card(data, sha256),
+        data=data_card(split, sha256),
         commit=commit,
         command=command,
         timesteps=int(model.num_timesteps),
         duration_s=duration,
         seed=config.seed,
         files=bundle_io.file_hashes(out),
-        extra={"train_config": config.to_dict()},
+        extra={
+            "train_config": config.to_dict(),
+            **({"shaping": dual.to_card()} if dual is not None else {}),
+        },
     )
     bundle_io.write_card(out, card)
     log.info(
