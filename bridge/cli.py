@@ -416,6 +416,10 @@ def _print_replay(result) -> None:  # type: ignore[no-untyped-def]
         f"no reply: {summary['missed']} bars (acted as HOLD), error replies: {summary['errors']}, "
         f"timeouts: {summary['timeouts']}"
     )
+    refused = summary["risk_refused"]
+    if refused:
+        by_rule = ", ".join(f"{rule} {n}" for rule, n in sorted(refused.items()))
+        click.echo(f"entries refused by the risk rails: {sum(refused.values())} ({by_rule})")
     histogram = result.histogram()
     click.echo(f"{'action':<14}{'all':>8}{'flat':>8}{'in position':>13}")
     for name in histogram["all"]:

@@ -14,12 +14,15 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from bridge.calendar import Calendars
 from bridge.server import LazyPirateClient
-from env.bars import Bars
+from env.bars import EXCHANGE_TZ, Bars
 from env.config import ACTION_NAMES, N_ACTIONS, WARMUP_BARS, Action
 from env.execution import SimulatedPosition, Trade
 from env.features import compute_market_features
@@ -99,7 +102,17 @@ class ReplayResult:
             "missed": self.missed,
             "errors": self.errors,
             "timeouts": self.timeouts,
+            "risk_refused": self.risk_refused(),
         }
+
+    def risk_refused(self) -> dict[str, int]:
+        """Entries the daemon's risk rails refused, by rule."""
+        counts: dict[str, int] = {}
+        for reply in self.replies:
+            rule = (reply.get("risk") or {}).get("rule")
+            if rule is not None:
+                counts[rule] = counts.get(rule, 0) + 1
+        return counts
 
 
 def position_message(position: SimulatedPosition, bars: Bars) -> dict[str, Any]:
@@ -178,7 +191,9 @@ def run_replay(
             result.timeouts = client.timeouts
             return None if raw is None else json.loads(raw)
 
-        hello = ask({"type": "hello"})
+        instrument = config.env.instrument
+        spec = {"tick_size": instrument.tick_size, "point_value": instrument.point_value}
+        hello = ask({"type": "hello", "instrument_spec": spec})
         if hello is None or not hello.get("ok"):
             raise ConnectionError(f"no usable hello reply from {config.endpoint}: {hello}")
         result.model_version = hello["model"]["version"]
@@ -189,14 +204,23 @@ def run_replay(
             )
             if reply is None or not reply.get("ok"):
                 raise ConnectionError(f"history refused by {config.endpoint}: {reply}")
+        calendars = Calendars(ZoneInfo(getattr(bars, "timezone", None) or EXCHANGE_TZ))
+        calendars.build(instrument)
+        session: object = None
+        session_pnl = 0.0  # realized P&L of the session, as NinjaTrader reports it
         for i in range(history, end):
             trade = position.on_bar(i, bars.open[i], bars.high[i], bars.low[i], bars.close[i])
+            point = calendars.point(instrument, datetime.fromisoformat(str(bars.time[i])))
+            if point.session != session:
+                session, session_pnl = point.session, 0.0
             if trade is not None:
                 result.trades.append(trade)
+                session_pnl += trade.pnl_dollars
             message: dict[str, Any] = {
                 "type": "bar",
                 "bar": bar_object(bars, i),
                 "position": position_message(position, bars),
+                "realized_pnl": round(session_pnl, 2),
             }
             if config.debug:
                 message["debug"] = True

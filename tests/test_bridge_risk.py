@@ -413,3 +413,18 @@ def test_monitor_shows_each_rail_state_and_the_kill_switch() -> None:
     text = console.export_text()
     assert "kill switch ON (news)" in text and "max_entries 1" in text
     assert "reducing" in text and "1 / 1" in text and "420.0 min" in text
+
+
+def test_replay_reports_the_session_pnl_and_the_refusals(rig_factory) -> None:
+    from bridge.replay import ReplayConfig, run_replay
+
+    with rig_factory(session_loss_limit=1.0, max_entries_per_session=None) as server:
+        result = run_replay(
+            BARS, ReplayConfig(endpoint=server.endpoint, history=WARMUP_BARS, max_bars=400)
+        )
+    assert result.errors == result.missed == 0
+    assert any(t.pnl_dollars < 0 for t in result.trades)  # a loss: the limit of $1 is hit
+    refused = result.summary()["risk_refused"]
+    assert refused.get("session_loss", 0) > 0
+    first = next(r for r in result.replies if "risk" in r)
+    assert first["risk"]["model_action"] == Action.BUY and first["action"] == Action.HOLD
