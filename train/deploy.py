@@ -156,7 +156,7 @@ def _resolve_folder(folder: Path) -> ModelFiles:
             f"{_TWO_FILES_EXAMPLE}"
         )
     if not folder.is_dir():
-        raise ModelArgsError(f"model folder {folder} does not exist")
+        raise ModelArgsError(f"{folder} is not a model bundle or deploy target: it does not exist")
     if (folder / POINTER_FILE).is_file():
         return _resolve_target(folder)
     missing = [
