@@ -30,6 +30,8 @@ def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """The test's environment without the developer's AITB_* settings or config file."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AITB_")}
     env["XDG_CONFIG_HOME"] = str(tmp_path / "xdg")  # no per-user config.toml
+    for name in ("XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME"):  # nor kill switch
+        env[name] = str(tmp_path / name.lower())
     env.update(extra)
     return env
 
@@ -83,13 +85,22 @@ def stop_with_sigint(process: subprocess.Popen) -> int:
 def test_script_without_arguments_serves_decides_and_stops_on_sigint(
     tmp_path: Path, via: str
 ) -> None:
+    home = tmp_path / "my settings"  # where the journal, log and kill switch must go
     if via == "env":
-        env = clean_env(tmp_path, AITB_BIND="tcp://127.0.0.1:*", AITB_CONTROL="none")
+        env = clean_env(
+            tmp_path,
+            AITB_BIND="tcp://127.0.0.1:*",
+            AITB_CONTROL="none",
+            AITB_JOURNAL_DIR=str(home / "journal"),
+            AITB_LOG_FILE=str(home / "daemon.log"),
+            AITB_STATE_DIR=str(home / "state"),
+        )
     else:
-        config = tmp_path / "my settings" / "config.toml"
-        config.parent.mkdir()
+        config = home / "config.toml"
+        home.mkdir()
         config.write_text(
-            '[serve]\nbind = "tcp://127.0.0.1:*"\ncontrol = "none"\njournal_dir = "journal"\n',
+            '[serve]\nbind = "tcp://127.0.0.1:*"\ncontrol = "none"\njournal_dir = "journal"\n'
+            'log_file = "daemon.log"\nstate_dir = "state"\n',
             encoding="utf-8",
         )
         env = clean_env(tmp_path, AITB_CONFIG=str(config))
@@ -105,8 +116,8 @@ def test_script_without_arguments_serves_decides_and_stops_on_sigint(
     assert reply["ok"] is True and reply["warming_up"] is False
     assert reply["mask"][reply["action"]] == 1
     assert code == 0
-    journal = tmp_path / ("my settings" if via == "config" else "") / "journal"
-    assert any(journal.glob("*.jsonl")), "the journal went somewhere else"
+    assert any((home / "journal").glob("*.jsonl")), "the journal went somewhere else"
+    assert "decision" in (home / "daemon.log").read_text(encoding="utf-8")
 
 
 def test_script_with_arguments_stays_the_cli(tmp_path: Path) -> None:

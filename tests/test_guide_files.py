@@ -293,3 +293,23 @@ def test_two_file_deploy_killed_midway_is_never_served_mixed(
     deploy_files(new_zip, new_pkl, target)  # the next deploy cleans up and succeeds
     assert resolve_model(bundle=target).model.read_bytes() == new_zip.read_bytes()
     assert not list(target.rglob(".staging-*"))
+
+
+def test_deploy_carries_the_plain_format_files_so_the_target_is_served_without_pickles(
+    tmp_path: Path,
+) -> None:
+    from bridge.plain import PLAIN_NORMALIZER, PLAIN_POLICY
+    from train.deploy import deploy
+
+    bundle = make_fake_bundle(tmp_path / "a", "A")
+    (bundle / PLAIN_POLICY).write_bytes(b"weights")
+    (bundle / PLAIN_NORMALIZER).write_bytes(b"statistics")
+    target = tmp_path / "live"
+    deploy(bundle, target)
+    live = resolve_model(bundle=target).bundle
+    assert live is not None
+    assert (live / PLAIN_POLICY).read_bytes() == b"weights"
+    assert (live / PLAIN_NORMALIZER).read_bytes() == b"statistics"
+    deploy(make_fake_bundle(tmp_path / "b", "B"), target)  # one without them backs A up whole
+    backup = next((target / BACKUPS_DIR).iterdir())
+    assert (backup / PLAIN_POLICY).read_bytes() == b"weights"

@@ -52,6 +52,7 @@ from typing import Any
 
 import structlog
 
+from bridge.plain import PLAIN_NORMALIZER, PLAIN_POLICY
 from env.config import COMPATIBLE_FEATURE_VERSIONS
 from train import bundle as bundle_io
 
@@ -69,6 +70,9 @@ FILES_FORM = "files"  # a pointer's "form" for the guide's two-file deployments
 FIXED_SUFFIX = "_fixed"  # the guide's retrained files; the live names drop it
 BACKUP_SUFFIX = "_broken_backup"  # the guide's backup names
 VALIDATION_SUFFIX = ".validation.json"  # beside a two-file model: `validate --write-card`
+# A bundle's plain-format policy (bridge.plain), copied with it when present so that a
+# deployed bundle is still served without unpickling.
+PLAIN_FILES = (PLAIN_POLICY, PLAIN_NORMALIZER)
 
 
 class DeployError(RuntimeError):
@@ -153,7 +157,7 @@ def _resolve_folder(folder: Path) -> ModelFiles:
             f"{_TWO_FILES_EXAMPLE}"
         )
     if not folder.is_dir():
-        raise ModelArgsError(f"model folder {folder} does not exist")
+        raise ModelArgsError(f"{folder} is not a model bundle or deploy target: it does not exist")
     if (folder / POINTER_FILE).is_file():
         return _resolve_target(folder)
     missing = [
@@ -379,7 +383,8 @@ def deploy(
         raise DeployError("; ".join(problems))
 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-    files = {name: new.path / name for name in (*bundle_io.BUNDLE_FILES, bundle_io.CARD_FILE)}
+    names = (*bundle_io.BUNDLE_FILES, bundle_io.CARD_FILE, *PLAIN_FILES)
+    files = {name: new.path / name for name in names if (new.path / name).is_file()}
     version_dir = target / VERSIONS_DIR / f"{new.version}-{stamp}"
     _write_folder(files, version_dir)
     staged = bundle_io.load_bundle(version_dir)  # hashes re-checked on the copy
@@ -388,7 +393,8 @@ def deploy(
     backup = None
     if current is not None:
         backup = target / BACKUPS_DIR / stamp
-        _write_folder({name: current.path / name for name in files}, backup)
+        live = {name: current.path / name for name in names}
+        _write_folder({name: path for name, path in live.items() if path.is_file()}, backup)
     _pause_point("backed_up")
 
     history = [*(pointer or {}).get("history", [])]
