@@ -47,8 +47,12 @@ HARNESS_DIR = Path(__file__).resolve().parent / "ninjatrader_harness"
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    exe = tmp_path_factory.mktemp("sim") / "sim.exe"
-    result = build_sim(exe)
+    folder = tmp_path_factory.mktemp("sim")
+    exe = folder / "sim.exe"
+    # The probe strategies (MANAGED_RULE_PROBE) ride along: one compile for every test.
+    probe = folder / "Probe.cs"
+    probe.write_text(MANAGED_RULE_PROBE)
+    result = build_sim(exe, [*strategy_sources(), probe])
     assert result.returncode == 0, result.stdout + result.stderr
     return exe
 
@@ -449,6 +453,115 @@ def test_locked_decision_log_falls_back_to_a_new_file_and_says_so(
     assert len(others) == 1
     assert len(others[0].read_text().splitlines()) == 1 + len(scenario.live)
     assert others[0].name in printed(run)
+
+
+# ---------------------------------------- managed approach: Set() and Exit*() do not mix
+
+MANAGED_RULE_PROBE = """
+using NinjaTrader.Cbi;
+namespace NinjaTrader.NinjaScript.Strategies
+{
+    public class ManagedRuleProbe : Strategy
+    {
+        private int step;
+        protected override void OnStateChange()
+        {
+            if (State == State.SetDefaults) { Name = "ManagedRuleProbe"; EntriesPerDirection = 2; }
+        }
+        protected override void OnBarUpdate()
+        {
+            if (State != State.Realtime) return;
+            step++;
+            if (step == 1)
+            {
+                SetStopLoss("withSet", CalculationMode.Price, Close[0] - 10, false);
+                EnterLong(1, "withSet");
+            }
+            else if (step == 2)
+                ExitLongStopMarket(0, true, 1, Close[0] - 5, "exitWhileSet", "");
+        }
+    }
+    public class ManagedRuleProbe2 : Strategy
+    {
+        private int step;
+        protected override void OnStateChange()
+        {
+            if (State == State.SetDefaults) { Name = "ManagedRuleProbe2"; EntriesPerDirection = 2; }
+        }
+        protected override void OnBarUpdate()
+        {
+            if (State != State.Realtime) return;
+            step++;
+            if (step == 1) EnterLong(1, "plain");
+            else if (step == 2) ExitLongLimit(0, true, 1, Close[0] + 50, "exitLimit", "");
+            else if (step == 3)
+            {
+                SetStopLoss("second", CalculationMode.Price, Close[0] - 10, false);
+                EnterLong(1, "second");
+            }
+        }
+    }
+}
+"""
+
+
+@pytest.mark.parametrize(
+    ("probe", "ignored", "never_sent"),
+    [
+        ("ManagedRuleProbe", "exitWhileSet", "exitWhileSet"),
+        ("ManagedRuleProbe2", "second", "Stop loss"),
+    ],
+)
+def test_double_ignores_orders_the_managed_approach_rules_forbid(
+    sim: Path, tmp_path: Path, probe: str, ignored: str, never_sent: str
+) -> None:
+    """The double must refuse what NinjaTrader refuses ("Managed Approach", internal order
+    handling rules), or a strategy mixing Set() and Exit*() orders would pass here and run
+    unprotected in NinjaTrader. Probe strategies break each rule once."""
+    # The probes never talk to a daemon: no decision to wait for after each bar.
+    scenario = Scenario(
+        "tcp://127.0.0.1:9",
+        tmp_path,
+        strategy=f"NinjaTrader.NinjaScript.Strategies.{probe}",
+        wait_ms=1,
+    )
+    scenario.live = quiet_bars(scenario.history[-1].time + timedelta(minutes=1), 5)
+    run = scenario.run(sim)
+    (event,) = events(run, "order_ignored")
+    assert event["name"] == ignored
+    assert never_sent not in {e["name"] for e in events(run, "order")}
+
+
+def test_strategy_never_breaks_a_managed_approach_rule(
+    sim: Path, scripted: ScriptedDaemon, tmp_path: Path
+) -> None:
+    """Adopted position (Exit*() orders) closed by its target, then a new entry with its
+    Set() bracket: nothing may be ignored by NinjaTrader's order handling rules."""
+    history, live = bars_with_live(
+        [
+            (21000.0, 21001.0, 20999.0, 21000.0),
+            (21000.0, 21021.0, 20999.0, 21018.0),
+            (21018.0, 21019.0, 21017.0, 21018.0),
+            (21018.0, 21019.0, 21017.0, 21018.0),
+        ]
+    )
+    scripted.decide = lambda r, i: (
+        buy(r, r["bar"]["close"] - 10, r["bar"]["close"] + 10)
+        if r["position"]["side"] == 0
+        else None
+    )
+    scenario = Scenario(
+        scripted.endpoint,
+        tmp_path,
+        accounts={"Sim101": (1, 21000.0)},
+        history=history,
+        live=live,
+        props={"A": {"AccountPositionAtStart": "Adopt"}},
+    )
+    run = scenario.run(sim)
+    assert len(entries(run)) == 1
+    assert [e for e in events(run, "order") if e["name"] == "Stop loss"]
+    assert events(run, "order_ignored") == []
 
 
 # ------------------------------------------------- 9. a second copy of the strategy file
