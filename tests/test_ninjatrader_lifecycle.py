@@ -272,6 +272,38 @@ def test_breakeven_stop_through_the_market_is_not_sent_and_the_strategy_survives
     assert "bid" in printed(run)
 
 
+def test_stop_margin_of_zero_still_keeps_the_stop_off_the_bid(
+    sim: Path, scripted: ScriptedDaemon, tmp_path: Path
+) -> None:
+    """Stop margin 0 in the dialog: a breakeven stop exactly at the bid is still a sell stop
+    at the market, which the broker rejects (and StopCancelClose flattens). One tick is the
+    least any stop may sit beyond the bid/ask."""
+    history, live = bars_with_live(
+        [
+            (21000.0, 21001.0, 20999.0, 21000.0),
+            (21000.0, 21006.0, 20999.5, 21005.0),
+            (21000.25, 21001.0, 20999.0, 21000.0),
+            (21000.0, 21002.0, 20998.0, 21001.0),
+        ]
+    )
+
+    def decide(r: dict[str, Any], i: int) -> dict[str, Any] | None:
+        if i == 0:
+            return buy(r, 20990.0, 21020.0)
+        if i == 1:
+            return reply_for(r, 3, orders={"stop_price": 21000.25})
+        return None
+
+    scripted.decide = decide
+    scenario = Scenario(
+        scripted.endpoint, tmp_path, history=history, live=live, props={"A": {"StopMarginTicks": 0}}
+    )
+    run = scenario.run(sim)
+    assert events(run, "rejected") == [] and events(run, "strategy_stopped") == []
+    assert final(run)["position"] == 1
+    assert "Stop loss@20990" in final(run)["working"]
+
+
 # ------------------------------------------------------- 5. late decisions, retry time
 
 

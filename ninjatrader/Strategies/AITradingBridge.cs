@@ -240,7 +240,10 @@ namespace NinjaTrader.NinjaScript.Strategies
             double average = Position.AveragePrice;
             double stop = Instrument.MasterInstrument.RoundToTickSize(average - side * AdoptedStopTicks * tick);
             if (AitbStops.Problem(side, stop, GetCurrentBid(), GetCurrentAsk(), tick, StopMarginTicks) != null)
-                stop = Instrument.MasterInstrument.RoundToTickSize(side > 0 ? GetCurrentBid() - StopMarginTicks * tick : GetCurrentAsk() + StopMarginTicks * tick);
+            {
+                int margin = Math.Max(1, StopMarginTicks); // at the bid/ask is at the market: rejected
+                stop = Instrument.MasterInstrument.RoundToTickSize(side > 0 ? GetCurrentBid() - margin * tick : GetCurrentAsk() + margin * tick);
+            }
             double target = Instrument.MasterInstrument.RoundToTickSize(average + side * AdoptedTargetTicks * tick);
             adopted = true;
             activeSignal = null;
@@ -753,8 +756,8 @@ namespace NinjaTrader.NinjaScript.Strategies
         public int MaxDecisionAgeMs { get; set; }
 
         [NinjaScriptProperty]
-        [Range(0, 100)]
-        [Display(Name = "Stop margin (ticks)", Description = "A stop must sit this many ticks beyond the bid (long) or ask (short), or it is not sent", Order = 2, GroupName = LimitsGroup)]
+        [Range(1, 100)]
+        [Display(Name = "Stop margin (ticks)", Description = "A stop must sit this many ticks (at least 1) beyond the bid (long) or ask (short), or it is not sent", Order = 2, GroupName = LimitsGroup)]
         public int StopMarginTicks { get; set; }
 
         [NinjaScriptProperty]
