@@ -110,6 +110,31 @@ def test_refusing_strategy_trades_again_once_the_account_is_flat(
     assert "trading resumes" in printed(run)
 
 
+def test_position_closed_by_hand_while_enabled_stops_trading_and_says_so(
+    sim: Path, scripted: ScriptedDaemon, tmp_path: Path
+) -> None:
+    """The strategy is long; the trader closes the account position from Chart Trader. The
+    strategy's own position is still long in NinjaTrader's books ("Strategy Position vs
+    Account Position"), so its orders would now open a new position: it must say so loudly
+    and place nothing more until the two agree."""
+    history, live = bars_with_live([(21000.0, 21001.0, 20999.0, 21000.0)] * 5)
+
+    def decide(r: dict[str, Any], i: int) -> dict[str, Any] | None:
+        if r["position"]["side"] == 0:
+            return buy(r, r["bar"]["close"] - 10, r["bar"]["close"] + 10)
+        return reply_for(r, 3, orders={"stop_price": r["bar"]["close"] - 2})
+
+    scripted.decide = decide
+    scenario = Scenario(
+        scripted.endpoint, tmp_path, history=history, live=live, flatten={2: "Sim101"}
+    )
+    run = scenario.run(sim)
+    (flattened,) = events(run, "manual_flatten")
+    later = run[run.index(flattened) :]
+    assert [e for e in later if e["event"] in ("order", "order_change")] == []
+    assert "closed outside the strategy" in printed(run)
+
+
 def test_restart_adopting_the_account_position_protects_and_reports_it(
     sim: Path, scripted: ScriptedDaemon, tmp_path: Path
 ) -> None:

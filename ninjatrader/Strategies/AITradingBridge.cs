@@ -56,6 +56,7 @@ namespace NinjaTrader.NinjaScript.Strategies
         private TimeZoneInfo displayZone;
         private string refusal;            // set in Configure/DataLoaded: never trade, say why
         private bool waitingForFlatAccount;
+        private bool closedOutside;       // strategy in a position, account flat: closed by hand
         private double sessionStartPnl;
 
         // Order state (under orderGate).
@@ -349,6 +350,7 @@ namespace NinjaTrader.NinjaScript.Strategies
                     waitingForFlatAccount = false;
                     Say("account " + Account.Name + " is flat; trading resumes");
                 }
+                CheckClosedOutside();
                 if (entryTimeProvisional && Position.MarketPosition != MarketPosition.Flat)
                 {
                     entryTime = AitbTimes.ToUtc(Time[0], displayZone); // the entry filled inside the bar that just closed
@@ -359,11 +361,33 @@ namespace NinjaTrader.NinjaScript.Strategies
                     Say("entry order did not fill within a bar; no longer waiting for it");
                     entryPending = false;
                 }
-                TrailStop();
+                if (!closedOutside) TrailStop();
                 DateTime closeUtc = AitbTimes.ToUtc(Time[0], displayZone);
                 AitbBar bar = new AitbBar(closeUtc, Open[0], High[0], Low[0], Close[0], Volume[0]);
                 worker.EnqueueBar(bar, Snapshot(closeUtc), CurrentBar);
             }
+        }
+
+        /// <summary>Help Guide, "Strategy Position vs. Account Position": a position closed by
+        /// hand (Chart Trader, Positions tab) leaves the strategy's own position open, and its
+        /// stop, target or session-close exit would then open a new position. Say so loudly and
+        /// place or move nothing until the two agree again (the trader disables the strategy).</summary>
+        private void CheckClosedOutside()
+        {
+            bool now = Position.MarketPosition != MarketPosition.Flat && !entryPending
+                && PositionAccount != null && PositionAccount.MarketPosition == MarketPosition.Flat;
+            if (now && !closedOutside)
+            {
+                string text = string.Format(CultureInfo.InvariantCulture,
+                    "account {0} is flat but the strategy still holds {1} {2} {3}: the position was closed outside the strategy. " +
+                    "Disable the strategy now: its stop, target or session-close exit would open a new position",
+                    Account.Name, Position.MarketPosition, Position.Quantity, Instrument.FullName);
+                Say("NOT TRADING: " + text);
+                Log("AITradingBridge NOT TRADING: " + text, LogLevel.Alert);
+            }
+            else if (!now && closedOutside)
+                Say("strategy and account positions agree again; trading resumes");
+            closedOutside = now;
         }
 
         /// <summary>Moves a trailing stop at the bar close (see AitbTrail), never through the market.</summary>
@@ -476,6 +500,7 @@ namespace NinjaTrader.NinjaScript.Strategies
                 return string.Format(CultureInfo.InvariantCulture, "not executed: decision arrived late, {0:0} ms after the bar closed (limit {1} ms)", ageMs, MaxDecisionAgeMs);
             if (refusal != null) return "not executed: " + refusal;
             if (waitingForFlatAccount) return "not executed: the account position is not flat";
+            if (closedOutside) return "not executed: the position was closed outside the strategy; disable the strategy";
             string modelProblem = limits.ModelRefusal(session.Model, Instrument.MasterInstrument.Name,
                 PeriodName(BarsPeriod.BarsPeriodType), BarsPeriod.Value);
             if (modelProblem != null) return "not executed: " + modelProblem;
