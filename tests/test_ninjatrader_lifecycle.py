@@ -248,6 +248,18 @@ def test_calculate_on_each_tick_from_the_dialog_still_sends_each_closed_bar_once
     assert "OnBarClose" in printed(run)
 
 
+def test_recalculate_on_connection_loss_from_the_dialog_becomes_keep_running(
+    sim: Path, scripted: ScriptedDaemon, tmp_path: Path
+) -> None:
+    """Recalculate restarts the strategy after a connection loss with the flat position it
+    rebuilds from history (it never trades there), losing track of the real one."""
+    props = {"A": {"ConnectionLossHandling": "Recalculate"}}
+    run = Scenario(scripted.endpoint, tmp_path, props=props).run(sim)
+    (configured,) = events(run, "configured")
+    assert configured["connection_loss_handling"] == "KeepRunning"
+    assert "ConnectionLossHandling was Recalculate" in printed(run)
+
+
 def test_ignore_all_errors_from_the_dialog_is_refused_with_a_message(
     sim: Path, scripted: ScriptedDaemon, tmp_path: Path
 ) -> None:

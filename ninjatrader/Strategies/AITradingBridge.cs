@@ -178,6 +178,12 @@ namespace NinjaTrader.NinjaScript.Strategies
                 EntriesPerDirection = 1;
                 EntryHandling = EntryHandling.AllEntries;
             }
+            if (ConnectionLossHandling == ConnectionLossHandling.Recalculate)
+            {
+                Say("ConnectionLossHandling was Recalculate; the strategy never trades on history, so a recalculation would " +
+                    "rebuild a flat position and lose track of a real one: set to KeepRunning");
+                ConnectionLossHandling = ConnectionLossHandling.KeepRunning;
+            }
             if (StopTargetHandling != StopTargetHandling.PerEntryExecution)
             {
                 Say("StopTargetHandling set to PerEntryExecution");

@@ -231,7 +231,7 @@ public sealed class SimDriver : ISimSink
             Emit(s.SimInstance, "configured", new object[] {
                 "calculate", s.Calculate.ToString(), "realtime_error_handling", s.RealtimeErrorHandling.ToString(),
                 "start_behavior", s.StartBehavior.ToString(), "exit_on_session_close", s.IsExitOnSessionCloseStrategy,
-                "entries_per_direction", s.EntriesPerDirection });
+                "entries_per_direction", s.EntriesPerDirection, "connection_loss_handling", s.ConnectionLossHandling.ToString() });
             foreach (SimBar bar in history) Append(s, bar, true);
             s.SimSetState(State.DataLoaded);
             s.SimSetState(State.Historical);
