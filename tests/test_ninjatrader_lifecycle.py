@@ -179,6 +179,43 @@ def test_adopted_position_closed_by_its_target_leaves_no_stop_working(
     assert result["working"] == ""
 
 
+def test_adopted_position_closed_after_a_rejected_stop_leaves_no_exit_order_working(
+    sim: Path, scripted: ScriptedDaemon, tmp_path: Path
+) -> None:
+    """Adopted long, IgnoreRejects: the broker rejects the breakeven change of the adopted
+    stop, the strategy closes the unprotected position at market. The adopted target must
+    go too: left working it would open a short later, and it would make NinjaTrader ignore
+    the next entry's Set() bracket ("Managed Approach" order handling rules)."""
+    history, live = bars_with_live([(21000.0, 21001.0, 20999.0, 21000.0)] * 5)
+
+    def decide(r: dict[str, Any], i: int) -> dict[str, Any] | None:
+        if r["position"]["side"] == 0:
+            return buy(r, r["bar"]["close"] - 10, r["bar"]["close"] + 10)
+        return reply_for(r, 3, orders={"stop_price": r["bar"]["close"] - 2})
+
+    scripted.decide = decide
+    scenario = Scenario(
+        scripted.endpoint,
+        tmp_path,
+        accounts={"Sim101": (1, 21000.0)},
+        history=history,
+        live=live,
+        props={
+            "A": {
+                "AccountPositionAtStart": "Adopt",
+                "RealtimeErrorHandling": "StopCancelCloseIgnoreRejects",
+            }
+        },
+        options={"A": {"reject_stop_changes": True}},
+    )
+    run = scenario.run(sim)
+    assert next(e["name"] for e in events(run, "rejected")) == "AITB Adopted stop"
+    assert events(run, "order_ignored") == []
+    assert [e for e in events(run, "order") if e["name"] == "Stop loss"], "the next entry's bracket"
+    assert "AITB Adopted target" not in final(run)["working"]
+    assert final(run)["account_position"] in (0, 1)
+
+
 def test_adopted_position_follows_the_daemons_breakeven(
     sim: Path, scripted: ScriptedDaemon, tmp_path: Path
 ) -> None:

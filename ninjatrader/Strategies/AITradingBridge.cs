@@ -664,12 +664,16 @@ namespace NinjaTrader.NinjaScript.Strategies
                         entryTimeProvisional = true;
                     }
                 }
-                if ((name == AdoptedStopName || name == AdoptedTargetName) && Position.MarketPosition == MarketPosition.Flat)
+                if ((adoptedStopOrder != null || adoptedTargetOrder != null) && Position.MarketPosition == MarketPosition.Flat)
                 {
-                    // The adopted stop and target are two separate orders, not an OCO pair.
-                    Order other = name == AdoptedStopName ? adoptedTargetOrder : adoptedStopOrder;
-                    if (other != null && (other.OrderState == OrderState.Working || other.OrderState == OrderState.Accepted))
-                        CancelOrder(other);
+                    // The adopted stop and target are two separate orders, not an OCO pair, and
+                    // live until cancelled: whatever closed the position (one of them, or the
+                    // market exit after a rejected stop), the rest must go. A leftover one would
+                    // open a new position later, and makes NinjaTrader ignore the next entry's
+                    // Set() bracket (Help Guide, "Managed Approach", order handling rules).
+                    foreach (Order other in new[] { adoptedStopOrder, adoptedTargetOrder })
+                        if (other != null && other != execution.Order && (other.OrderState == OrderState.Working || other.OrderState == OrderState.Accepted))
+                            CancelOrder(other);
                     adoptedStopOrder = null;
                     adoptedTargetOrder = null;
                 }

@@ -470,6 +470,7 @@ namespace NinjaTrader.NinjaScript
         internal readonly List<Action> SimLatePositionUpdates = new List<Action>();
         internal bool SimFillInsideEnter;
         internal bool SimLateFlatUpdates;
+        internal bool SimRejectStopChanges; // the broker rejects every change of a stop price
         internal int SimEntriesThisDirection;
         private readonly Position position = new Position();
         private readonly SystemPerformance performance = new SystemPerformance();
@@ -712,6 +713,8 @@ namespace NinjaTrader.NinjaScript
             if (order.OrderType == OrderType.Limit && order.LimitPrice == price) return;
             SimEmit("order_change", "name", order.Name, "price", price);
             string problem = SimStopProblem(order, price);
+            if (problem == null && SimRejectStopChanges && order.OrderType == OrderType.StopMarket)
+                problem = "the broker rejected the change";
             if (problem != null)
             {
                 SimReject(order, problem);

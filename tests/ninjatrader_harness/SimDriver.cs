@@ -154,6 +154,7 @@ public sealed class SimDriver : ISimSink
                 case "option":
                     if (f[2] == "fill_inside_enter") byId[f[1]].SimFillInsideEnter = f[3] == "1";
                     else if (f[2] == "late_flat_updates") byId[f[1]].SimLateFlatUpdates = f[3] == "1";
+                    else if (f[2] == "reject_stop_changes") byId[f[1]].SimRejectStopChanges = f[3] == "1";
                     break;
                 case "flatten": manualFlattens[int.Parse(f[1], CultureInfo.InvariantCulture)] = f[2]; break;
                 case "wait_ms": waitMs = int.Parse(f[1], CultureInfo.InvariantCulture); break;
