@@ -203,6 +203,7 @@ class Scenario:
     wait_ms: int = 5000
     lockfile: Path | None = None
     flatten: dict[int, str] = field(default_factory=dict)
+    strategy: str | None = None  # full class name; None: the AITradingBridge strategy
 
     def __post_init__(self) -> None:
         if not self.history:
@@ -218,6 +219,8 @@ class Scenario:
             f"userdata\t{self.folder / 'userdata'}{'/'}",
             f"wait_ms\t{self.wait_ms}",
         ]
+        if self.strategy is not None:
+            lines.append(f"strategy\t{self.strategy}")
         if self.lockfile is not None:
             lines.append(f"lockfile\t{self.lockfile}")
         for index, name in self.flatten.items():

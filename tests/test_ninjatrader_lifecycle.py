@@ -47,8 +47,12 @@ HARNESS_DIR = Path(__file__).resolve().parent / "ninjatrader_harness"
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    exe = tmp_path_factory.mktemp("sim") / "sim.exe"
-    result = build_sim(exe)
+    folder = tmp_path_factory.mktemp("sim")
+    exe = folder / "sim.exe"
+    # The probe strategies (MANAGED_RULE_PROBE) ride along: one compile for every test.
+    probe = folder / "Probe.cs"
+    probe.write_text(MANAGED_RULE_PROBE)
+    result = build_sim(exe, [*strategy_sources(), probe])
     assert result.returncode == 0, result.stdout + result.stderr
     return exe
 
@@ -106,6 +110,31 @@ def test_refusing_strategy_trades_again_once_the_account_is_flat(
     assert "trading resumes" in printed(run)
 
 
+def test_position_closed_by_hand_while_enabled_stops_trading_and_says_so(
+    sim: Path, scripted: ScriptedDaemon, tmp_path: Path
+) -> None:
+    """The strategy is long; the trader closes the account position from Chart Trader. The
+    strategy's own position is still long in NinjaTrader's books ("Strategy Position vs
+    Account Position"), so its orders would now open a new position: it must say so loudly
+    and place nothing more until the two agree."""
+    history, live = bars_with_live([(21000.0, 21001.0, 20999.0, 21000.0)] * 5)
+
+    def decide(r: dict[str, Any], i: int) -> dict[str, Any] | None:
+        if r["position"]["side"] == 0:
+            return buy(r, r["bar"]["close"] - 10, r["bar"]["close"] + 10)
+        return reply_for(r, 3, orders={"stop_price": r["bar"]["close"] - 2})
+
+    scripted.decide = decide
+    scenario = Scenario(
+        scripted.endpoint, tmp_path, history=history, live=live, flatten={2: "Sim101"}
+    )
+    run = scenario.run(sim)
+    (flattened,) = events(run, "manual_flatten")
+    later = run[run.index(flattened) :]
+    assert [e for e in later if e["event"] in ("order", "order_change")] == []
+    assert "closed outside the strategy" in printed(run)
+
+
 def test_restart_adopting_the_account_position_protects_and_reports_it(
     sim: Path, scripted: ScriptedDaemon, tmp_path: Path
 ) -> None:
@@ -148,6 +177,43 @@ def test_adopted_position_closed_by_its_target_leaves_no_stop_working(
     result = final(scenario.run(sim))
     assert (result["position"], result["account_position"]) == (0, 0)
     assert result["working"] == ""
+
+
+def test_adopted_position_closed_after_a_rejected_stop_leaves_no_exit_order_working(
+    sim: Path, scripted: ScriptedDaemon, tmp_path: Path
+) -> None:
+    """Adopted long, IgnoreRejects: the broker rejects the breakeven change of the adopted
+    stop, the strategy closes the unprotected position at market. The adopted target must
+    go too: left working it would open a short later, and it would make NinjaTrader ignore
+    the next entry's Set() bracket ("Managed Approach" order handling rules)."""
+    history, live = bars_with_live([(21000.0, 21001.0, 20999.0, 21000.0)] * 5)
+
+    def decide(r: dict[str, Any], i: int) -> dict[str, Any] | None:
+        if r["position"]["side"] == 0:
+            return buy(r, r["bar"]["close"] - 10, r["bar"]["close"] + 10)
+        return reply_for(r, 3, orders={"stop_price": r["bar"]["close"] - 2})
+
+    scripted.decide = decide
+    scenario = Scenario(
+        scripted.endpoint,
+        tmp_path,
+        accounts={"Sim101": (1, 21000.0)},
+        history=history,
+        live=live,
+        props={
+            "A": {
+                "AccountPositionAtStart": "Adopt",
+                "RealtimeErrorHandling": "StopCancelCloseIgnoreRejects",
+            }
+        },
+        options={"A": {"reject_stop_changes": True}},
+    )
+    run = scenario.run(sim)
+    assert next(e["name"] for e in events(run, "rejected")) == "AITB Adopted stop"
+    assert events(run, "order_ignored") == []
+    assert [e for e in events(run, "order") if e["name"] == "Stop loss"], "the next entry's bracket"
+    assert "AITB Adopted target" not in final(run)["working"]
+    assert final(run)["account_position"] in (0, 1)
 
 
 def test_adopted_position_follows_the_daemons_breakeven(
@@ -219,6 +285,18 @@ def test_calculate_on_each_tick_from_the_dialog_still_sends_each_closed_bar_once
     assert "OnBarClose" in printed(run)
 
 
+def test_recalculate_on_connection_loss_from_the_dialog_becomes_keep_running(
+    sim: Path, scripted: ScriptedDaemon, tmp_path: Path
+) -> None:
+    """Recalculate restarts the strategy after a connection loss with the flat position it
+    rebuilds from history (it never trades there), losing track of the real one."""
+    props = {"A": {"ConnectionLossHandling": "Recalculate"}}
+    run = Scenario(scripted.endpoint, tmp_path, props=props).run(sim)
+    (configured,) = events(run, "configured")
+    assert configured["connection_loss_handling"] == "KeepRunning"
+    assert "ConnectionLossHandling was Recalculate" in printed(run)
+
+
 def test_ignore_all_errors_from_the_dialog_is_refused_with_a_message(
     sim: Path, scripted: ScriptedDaemon, tmp_path: Path
 ) -> None:
@@ -266,6 +344,38 @@ def test_breakeven_stop_through_the_market_is_not_sent_and_the_strategy_survives
     assert result["position"] == 1
     assert "Stop loss@20990" in result["working"]
     assert "bid" in printed(run)
+
+
+def test_stop_margin_of_zero_still_keeps_the_stop_off_the_bid(
+    sim: Path, scripted: ScriptedDaemon, tmp_path: Path
+) -> None:
+    """Stop margin 0 in the dialog: a breakeven stop exactly at the bid is still a sell stop
+    at the market, which the broker rejects (and StopCancelClose flattens). One tick is the
+    least any stop may sit beyond the bid/ask."""
+    history, live = bars_with_live(
+        [
+            (21000.0, 21001.0, 20999.0, 21000.0),
+            (21000.0, 21006.0, 20999.5, 21005.0),
+            (21000.25, 21001.0, 20999.0, 21000.0),
+            (21000.0, 21002.0, 20998.0, 21001.0),
+        ]
+    )
+
+    def decide(r: dict[str, Any], i: int) -> dict[str, Any] | None:
+        if i == 0:
+            return buy(r, 20990.0, 21020.0)
+        if i == 1:
+            return reply_for(r, 3, orders={"stop_price": 21000.25})
+        return None
+
+    scripted.decide = decide
+    scenario = Scenario(
+        scripted.endpoint, tmp_path, history=history, live=live, props={"A": {"StopMarginTicks": 0}}
+    )
+    run = scenario.run(sim)
+    assert events(run, "rejected") == [] and events(run, "strategy_stopped") == []
+    assert final(run)["position"] == 1
+    assert "Stop loss@20990" in final(run)["working"]
 
 
 # ------------------------------------------------------- 5. late decisions, retry time
@@ -449,6 +559,115 @@ def test_locked_decision_log_falls_back_to_a_new_file_and_says_so(
     assert len(others) == 1
     assert len(others[0].read_text().splitlines()) == 1 + len(scenario.live)
     assert others[0].name in printed(run)
+
+
+# ---------------------------------------- managed approach: Set() and Exit*() do not mix
+
+MANAGED_RULE_PROBE = """
+using NinjaTrader.Cbi;
+namespace NinjaTrader.NinjaScript.Strategies
+{
+    public class ManagedRuleProbe : Strategy
+    {
+        private int step;
+        protected override void OnStateChange()
+        {
+            if (State == State.SetDefaults) { Name = "ManagedRuleProbe"; EntriesPerDirection = 2; }
+        }
+        protected override void OnBarUpdate()
+        {
+            if (State != State.Realtime) return;
+            step++;
+            if (step == 1)
+            {
+                SetStopLoss("withSet", CalculationMode.Price, Close[0] - 10, false);
+                EnterLong(1, "withSet");
+            }
+            else if (step == 2)
+                ExitLongStopMarket(0, true, 1, Close[0] - 5, "exitWhileSet", "");
+        }
+    }
+    public class ManagedRuleProbe2 : Strategy
+    {
+        private int step;
+        protected override void OnStateChange()
+        {
+            if (State == State.SetDefaults) { Name = "ManagedRuleProbe2"; EntriesPerDirection = 2; }
+        }
+        protected override void OnBarUpdate()
+        {
+            if (State != State.Realtime) return;
+            step++;
+            if (step == 1) EnterLong(1, "plain");
+            else if (step == 2) ExitLongLimit(0, true, 1, Close[0] + 50, "exitLimit", "");
+            else if (step == 3)
+            {
+                SetStopLoss("second", CalculationMode.Price, Close[0] - 10, false);
+                EnterLong(1, "second");
+            }
+        }
+    }
+}
+"""
+
+
+@pytest.mark.parametrize(
+    ("probe", "ignored", "never_sent"),
+    [
+        ("ManagedRuleProbe", "exitWhileSet", "exitWhileSet"),
+        ("ManagedRuleProbe2", "second", "Stop loss"),
+    ],
+)
+def test_double_ignores_orders_the_managed_approach_rules_forbid(
+    sim: Path, tmp_path: Path, probe: str, ignored: str, never_sent: str
+) -> None:
+    """The double must refuse what NinjaTrader refuses ("Managed Approach", internal order
+    handling rules), or a strategy mixing Set() and Exit*() orders would pass here and run
+    unprotected in NinjaTrader. Probe strategies break each rule once."""
+    # The probes never talk to a daemon: no decision to wait for after each bar.
+    scenario = Scenario(
+        "tcp://127.0.0.1:9",
+        tmp_path,
+        strategy=f"NinjaTrader.NinjaScript.Strategies.{probe}",
+        wait_ms=1,
+    )
+    scenario.live = quiet_bars(scenario.history[-1].time + timedelta(minutes=1), 5)
+    run = scenario.run(sim)
+    (event,) = events(run, "order_ignored")
+    assert event["name"] == ignored
+    assert never_sent not in {e["name"] for e in events(run, "order")}
+
+
+def test_strategy_never_breaks_a_managed_approach_rule(
+    sim: Path, scripted: ScriptedDaemon, tmp_path: Path
+) -> None:
+    """Adopted position (Exit*() orders) closed by its target, then a new entry with its
+    Set() bracket: nothing may be ignored by NinjaTrader's order handling rules."""
+    history, live = bars_with_live(
+        [
+            (21000.0, 21001.0, 20999.0, 21000.0),
+            (21000.0, 21021.0, 20999.0, 21018.0),
+            (21018.0, 21019.0, 21017.0, 21018.0),
+            (21018.0, 21019.0, 21017.0, 21018.0),
+        ]
+    )
+    scripted.decide = lambda r, i: (
+        buy(r, r["bar"]["close"] - 10, r["bar"]["close"] + 10)
+        if r["position"]["side"] == 0
+        else None
+    )
+    scenario = Scenario(
+        scripted.endpoint,
+        tmp_path,
+        accounts={"Sim101": (1, 21000.0)},
+        history=history,
+        live=live,
+        props={"A": {"AccountPositionAtStart": "Adopt"}},
+    )
+    run = scenario.run(sim)
+    assert len(entries(run)) == 1
+    assert [e for e in events(run, "order") if e["name"] == "Stop loss"]
+    assert events(run, "order_ignored") == []
 
 
 # ------------------------------------------------- 9. a second copy of the strategy file

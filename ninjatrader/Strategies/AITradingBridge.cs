@@ -56,6 +56,7 @@ namespace NinjaTrader.NinjaScript.Strategies
         private TimeZoneInfo displayZone;
         private string refusal;            // set in Configure/DataLoaded: never trade, say why
         private bool waitingForFlatAccount;
+        private bool closedOutside;       // strategy in a position, account flat: closed by hand
         private double sessionStartPnl;
 
         // Order state (under orderGate).
@@ -177,6 +178,12 @@ namespace NinjaTrader.NinjaScript.Strategies
                 EntriesPerDirection = 1;
                 EntryHandling = EntryHandling.AllEntries;
             }
+            if (ConnectionLossHandling == ConnectionLossHandling.Recalculate)
+            {
+                Say("ConnectionLossHandling was Recalculate; the strategy never trades on history, so a recalculation would " +
+                    "rebuild a flat position and lose track of a real one: set to KeepRunning");
+                ConnectionLossHandling = ConnectionLossHandling.KeepRunning;
+            }
             if (StopTargetHandling != StopTargetHandling.PerEntryExecution)
             {
                 Say("StopTargetHandling set to PerEntryExecution");
@@ -240,7 +247,10 @@ namespace NinjaTrader.NinjaScript.Strategies
             double average = Position.AveragePrice;
             double stop = Instrument.MasterInstrument.RoundToTickSize(average - side * AdoptedStopTicks * tick);
             if (AitbStops.Problem(side, stop, GetCurrentBid(), GetCurrentAsk(), tick, StopMarginTicks) != null)
-                stop = Instrument.MasterInstrument.RoundToTickSize(side > 0 ? GetCurrentBid() - StopMarginTicks * tick : GetCurrentAsk() + StopMarginTicks * tick);
+            {
+                int margin = Math.Max(1, StopMarginTicks); // at the bid/ask is at the market: rejected
+                stop = Instrument.MasterInstrument.RoundToTickSize(side > 0 ? GetCurrentBid() - margin * tick : GetCurrentAsk() + margin * tick);
+            }
             double target = Instrument.MasterInstrument.RoundToTickSize(average + side * AdoptedTargetTicks * tick);
             adopted = true;
             activeSignal = null;
@@ -346,6 +356,7 @@ namespace NinjaTrader.NinjaScript.Strategies
                     waitingForFlatAccount = false;
                     Say("account " + Account.Name + " is flat; trading resumes");
                 }
+                CheckClosedOutside();
                 if (entryTimeProvisional && Position.MarketPosition != MarketPosition.Flat)
                 {
                     entryTime = AitbTimes.ToUtc(Time[0], displayZone); // the entry filled inside the bar that just closed
@@ -356,11 +367,33 @@ namespace NinjaTrader.NinjaScript.Strategies
                     Say("entry order did not fill within a bar; no longer waiting for it");
                     entryPending = false;
                 }
-                TrailStop();
+                if (!closedOutside) TrailStop();
                 DateTime closeUtc = AitbTimes.ToUtc(Time[0], displayZone);
                 AitbBar bar = new AitbBar(closeUtc, Open[0], High[0], Low[0], Close[0], Volume[0]);
                 worker.EnqueueBar(bar, Snapshot(closeUtc), CurrentBar);
             }
+        }
+
+        /// <summary>Help Guide, "Strategy Position vs. Account Position": a position closed by
+        /// hand (Chart Trader, Positions tab) leaves the strategy's own position open, and its
+        /// stop, target or session-close exit would then open a new position. Say so loudly and
+        /// place or move nothing until the two agree again (the trader disables the strategy).</summary>
+        private void CheckClosedOutside()
+        {
+            bool now = Position.MarketPosition != MarketPosition.Flat && !entryPending
+                && PositionAccount != null && PositionAccount.MarketPosition == MarketPosition.Flat;
+            if (now && !closedOutside)
+            {
+                string text = string.Format(CultureInfo.InvariantCulture,
+                    "account {0} is flat but the strategy still holds {1} {2} {3}: the position was closed outside the strategy. " +
+                    "Disable the strategy now: its stop, target or session-close exit would open a new position",
+                    Account.Name, Position.MarketPosition, Position.Quantity, Instrument.FullName);
+                Say("NOT TRADING: " + text);
+                Log("AITradingBridge NOT TRADING: " + text, LogLevel.Alert);
+            }
+            else if (!now && closedOutside)
+                Say("strategy and account positions agree again; trading resumes");
+            closedOutside = now;
         }
 
         /// <summary>Moves a trailing stop at the bar close (see AitbTrail), never through the market.</summary>
@@ -473,6 +506,7 @@ namespace NinjaTrader.NinjaScript.Strategies
                 return string.Format(CultureInfo.InvariantCulture, "not executed: decision arrived late, {0:0} ms after the bar closed (limit {1} ms)", ageMs, MaxDecisionAgeMs);
             if (refusal != null) return "not executed: " + refusal;
             if (waitingForFlatAccount) return "not executed: the account position is not flat";
+            if (closedOutside) return "not executed: the position was closed outside the strategy; disable the strategy";
             string modelProblem = limits.ModelRefusal(session.Model, Instrument.MasterInstrument.Name,
                 PeriodName(BarsPeriod.BarsPeriodType), BarsPeriod.Value);
             if (modelProblem != null) return "not executed: " + modelProblem;
@@ -630,12 +664,16 @@ namespace NinjaTrader.NinjaScript.Strategies
                         entryTimeProvisional = true;
                     }
                 }
-                if ((name == AdoptedStopName || name == AdoptedTargetName) && Position.MarketPosition == MarketPosition.Flat)
+                if ((adoptedStopOrder != null || adoptedTargetOrder != null) && Position.MarketPosition == MarketPosition.Flat)
                 {
-                    // The adopted stop and target are two separate orders, not an OCO pair.
-                    Order other = name == AdoptedStopName ? adoptedTargetOrder : adoptedStopOrder;
-                    if (other != null && (other.OrderState == OrderState.Working || other.OrderState == OrderState.Accepted))
-                        CancelOrder(other);
+                    // The adopted stop and target are two separate orders, not an OCO pair, and
+                    // live until cancelled: whatever closed the position (one of them, or the
+                    // market exit after a rejected stop), the rest must go. A leftover one would
+                    // open a new position later, and makes NinjaTrader ignore the next entry's
+                    // Set() bracket (Help Guide, "Managed Approach", order handling rules).
+                    foreach (Order other in new[] { adoptedStopOrder, adoptedTargetOrder })
+                        if (other != null && other != execution.Order && (other.OrderState == OrderState.Working || other.OrderState == OrderState.Accepted))
+                            CancelOrder(other);
                     adoptedStopOrder = null;
                     adoptedTargetOrder = null;
                 }
@@ -753,8 +791,8 @@ namespace NinjaTrader.NinjaScript.Strategies
         public int MaxDecisionAgeMs { get; set; }
 
         [NinjaScriptProperty]
-        [Range(0, 100)]
-        [Display(Name = "Stop margin (ticks)", Description = "A stop must sit this many ticks beyond the bid (long) or ask (short), or it is not sent", Order = 2, GroupName = LimitsGroup)]
+        [Range(1, 100)]
+        [Display(Name = "Stop margin (ticks)", Description = "A stop must sit this many ticks (at least 1) beyond the bid (long) or ask (short), or it is not sent", Order = 2, GroupName = LimitsGroup)]
         public int StopMarginTicks { get; set; }
 
         [NinjaScriptProperty]

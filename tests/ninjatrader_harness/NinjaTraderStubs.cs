@@ -27,6 +27,9 @@
 // - Events: OnOrderUpdate, then OnExecutionUpdate, then OnPositionUpdate per fill
 //   ("OnExecutionUpdate()": they may arrive inside EnterLong when the fill is immediate).
 //   Options let a test fill inside EnterLong and deliver a flat OnPositionUpdate late.
+// - Managed approach "internal order handling rules": a non-market Exit*() while a Set()
+//   order is working, or a Set() bracket while a non-market Exit*() order is working, is
+//   ignored ("order_ignored" event) ("Managed Approach").
 // - A sell stop at or above the bid (a buy stop at or below the ask) is rejected, and
 //   RealtimeErrorHandling applies ("RealtimeErrorHandling": StopCancelClose cancels the
 //   strategy's orders, closes its position and terminates it).
@@ -467,6 +470,7 @@ namespace NinjaTrader.NinjaScript
         internal readonly List<Action> SimLatePositionUpdates = new List<Action>();
         internal bool SimFillInsideEnter;
         internal bool SimLateFlatUpdates;
+        internal bool SimRejectStopChanges; // the broker rejects every change of a stop price
         internal int SimEntriesThisDirection;
         private readonly Position position = new Position();
         private readonly SystemPerformance performance = new SystemPerformance();
@@ -630,8 +634,36 @@ namespace NinjaTrader.NinjaScript
             return order;
         }
 
+        private static bool SimIsSetOrder(Order o) { return o.Name == "Stop loss" || o.Name == "Profit target"; }
+
+        /// <summary>Help Guide, "Managed Approach", internal order handling rules: "Methods that
+        /// generate orders to exit a position will be ignored if a position is open and an
+        /// order submitted by a set method (SetStopLoss() for example) is active", and "Set()
+        /// methods that generate orders to exit a position will be ignored if a position is
+        /// open and an order submitted by a non market order exit method (ExitLongLimit() for
+        /// example) is active". Returns the rule broken, or null.</summary>
+        private string SimManagedRule(bool fromSetMethod)
+        {
+            if (Position.MarketPosition == MarketPosition.Flat) return null;
+            foreach (Order o in SimWorking)
+            {
+                if (o.IsEntry) continue;
+                if (!fromSetMethod && SimIsSetOrder(o))
+                    return "exit method ignored: a Set() order (" + o.Name + ") is active";
+                if (fromSetMethod && !SimIsSetOrder(o) && o.OrderType != OrderType.Market)
+                    return "Set() order ignored: a non-market exit order (" + o.Name + ") is active";
+            }
+            return null;
+        }
+
         private Order SimExitWorking(OrderAction action, OrderType type, int quantity, double price, string signalName, string fromEntrySignal, bool liveUntilCancelled)
         {
+            string rule = SimManagedRule(false);
+            if (rule != null)
+            {
+                SimEmit("order_ignored", "name", signalName, "rule", rule);
+                return null;
+            }
             foreach (Order existing in SimWorking)
                 if (existing.Name == signalName && existing.OrderType == type)
                 {
@@ -681,6 +713,8 @@ namespace NinjaTrader.NinjaScript
             if (order.OrderType == OrderType.Limit && order.LimitPrice == price) return;
             SimEmit("order_change", "name", order.Name, "price", price);
             string problem = SimStopProblem(order, price);
+            if (problem == null && SimRejectStopChanges && order.OrderType == OrderType.StopMarket)
+                problem = "the broker rejected the change";
             if (problem != null)
             {
                 SimReject(order, problem);
@@ -824,6 +858,12 @@ namespace NinjaTrader.NinjaScript
                 targetOrder.OrderType = OrderType.Limit;
                 targetOrder.LimitPrice = target;
                 targetOrder.Quantity = entry.Quantity;
+            }
+            string rule = SimManagedRule(true);
+            if (rule != null && (stopOrder != null || targetOrder != null))
+            {
+                SimEmit("order_ignored", "name", entry.Name, "rule", rule);
+                return;
             }
             if (stopOrder != null && targetOrder != null)
             {

@@ -154,6 +154,7 @@ public sealed class SimDriver : ISimSink
                 case "option":
                     if (f[2] == "fill_inside_enter") byId[f[1]].SimFillInsideEnter = f[3] == "1";
                     else if (f[2] == "late_flat_updates") byId[f[1]].SimLateFlatUpdates = f[3] == "1";
+                    else if (f[2] == "reject_stop_changes") byId[f[1]].SimRejectStopChanges = f[3] == "1";
                     break;
                 case "flatten": manualFlattens[int.Parse(f[1], CultureInfo.InvariantCulture)] = f[2]; break;
                 case "wait_ms": waitMs = int.Parse(f[1], CultureInfo.InvariantCulture); break;
@@ -231,7 +232,7 @@ public sealed class SimDriver : ISimSink
             Emit(s.SimInstance, "configured", new object[] {
                 "calculate", s.Calculate.ToString(), "realtime_error_handling", s.RealtimeErrorHandling.ToString(),
                 "start_behavior", s.StartBehavior.ToString(), "exit_on_session_close", s.IsExitOnSessionCloseStrategy,
-                "entries_per_direction", s.EntriesPerDirection });
+                "entries_per_direction", s.EntriesPerDirection, "connection_loss_handling", s.ConnectionLossHandling.ToString() });
             foreach (SimBar bar in history) Append(s, bar, true);
             s.SimSetState(State.DataLoaded);
             s.SimSetState(State.Historical);

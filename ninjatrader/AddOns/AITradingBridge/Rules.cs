@@ -108,10 +108,12 @@ namespace NinjaTrader.NinjaScript.AddOns.AITradingBridgeClient
     {
         /// <summary>Why a stop for a <paramref name="side"/> position at <paramref name="stop"/>
         /// would be rejected now, or null. It must sit <paramref name="marginTicks"/> ticks
-        /// beyond the bid (long) or the ask (short).</summary>
+        /// beyond the bid (long) or the ask (short), and never less than one tick: a stop at the
+        /// bid/ask is a stop at the market, which brokers reject as well.</summary>
         public static string Problem(int side, double stop, double bid, double ask, double tick, int marginTicks)
         {
             if (double.IsNaN(stop) || double.IsNaN(bid) || double.IsNaN(ask) || bid <= 0 || ask <= 0) return null;
+            marginTicks = Math.Max(1, marginTicks);
             double margin = marginTicks * tick - tick * 1e-6;
             if (side > 0 && stop > bid - margin)
                 return string.Format(CultureInfo.InvariantCulture, "sell stop {0} is not {1} tick(s) below the bid {2}", stop, marginTicks, bid);
