@@ -18,16 +18,25 @@ namespace NinjaTrader.NinjaScript.AddOns.AITradingBridgeClient
     /// </summary>
     public static class AitbTrail
     {
-        private const double TickEpsilon = 1e-9;
+        // Prices are whole tick counts written in the tick's decimals, as env/execution.py
+        // writes them: the count is snapped to the nearest whole number within float error
+        // (1.0817 / 0.00005 is 21633.999999999996), and count x tick is taken in decimal so
+        // 85048 x 0.1 is 8504.8, not 8504.800000000001.
+        private static double Ticks(double price, double tick)
+        {
+            double count = price / tick;
+            double nearest = Math.Round(count);
+            return Math.Abs(count - nearest) <= Math.Max(1e-9, Math.Abs(count) * 1e-12) ? nearest : count;
+        }
 
         public static double FloorToTick(double price, double tick)
         {
-            return Math.Floor(price / tick + TickEpsilon) * tick;
+            return (double)((decimal)Math.Floor(Ticks(price, tick)) * (decimal)tick);
         }
 
         public static double CeilToTick(double price, double tick)
         {
-            return Math.Ceiling(price / tick - TickEpsilon) * tick;
+            return (double)((decimal)Math.Ceiling(Ticks(price, tick)) * (decimal)tick);
         }
 
         public static double NextStop(int side, double stopPrice, double bestPrice, double trailPoints, double lastClose, double tick)
