@@ -244,7 +244,10 @@ class RailState:
             self.session = session
             self.entries = 0
             self.realized_pnl = None  # NinjaTrader's session P&L starts again
-        elif self.cooldown_left > 0:
+            if self.side == 0:
+                self.losses_in_a_row = 0  # a losing streak is counted within a session
+        # A cooldown counts bars, whichever session they belong to.
+        if self.cooldown_left > 0:
             self.cooldown_left -= 1
         self.minutes_to_close = minutes_to_close
         self.time_of_day = local_time.time()
@@ -253,7 +256,11 @@ class RailState:
         """A position report; ``realized_pnl`` is the session's realized P&L (or None)."""
         if realized_pnl is not None:
             previous = self.realized_pnl
-            if previous is not None and realized_pnl != previous and side == 0:
+            # A trade closed: the position went flat, or the flat P&L moved (a report
+            # that came apart from the fill). A scratch trade (no P&L change) counts too:
+            # it ends a losing streak.
+            closed = self.side != 0 or realized_pnl != previous
+            if previous is not None and side == 0 and closed:
                 self._trade_closed(realized_pnl - previous)
             self.realized_pnl = realized_pnl
         self.side = side
