@@ -11,6 +11,8 @@ import threading
 import time
 
 import pytest
+import structlog
+import structlog.testing
 from bridge_helpers import Client, history_message, running_server, serve_config, tiny_bars
 from click.testing import CliRunner
 
@@ -75,9 +77,12 @@ def test_two_daemons_get_their_own_control_ports_and_reload_finds_each(
         assert one.control_endpoint != two.control_endpoint
         state = tmp_path / "state"
         assert find_daemon(state, two.endpoint, None)["control"] == two.control_endpoint
-        result = CliRunner().invoke(
-            cli, ["reload", "--endpoint", two.endpoint, "--state-dir", str(state), "--status"]
-        )
+        # The daemons' threads keep logging; unconfigured structlog would print those
+        # lines into the output CliRunner captures, so they are captured apart.
+        with structlog.testing.capture_logs():
+            result = CliRunner().invoke(
+                cli, ["reload", "--endpoint", two.endpoint, "--state-dir", str(state), "--status"]
+            )
         assert result.exit_code == 0, result.output
         assert json.loads(result.output)["endpoint"] == two.endpoint
 
