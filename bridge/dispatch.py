@@ -431,7 +431,12 @@ class Dispatcher:
 
     def _stream(self, envelope: Envelope) -> InstrumentSession:
         assert envelope.client is not None and envelope.instrument is not None
-        return self.sessions.stream(envelope.client, envelope.instrument)
+        terms = self.policy.feature_terms
+        stream = self.sessions.stream(envelope.client, envelope.instrument, terms)
+        features = stream.features
+        if (features.indicators.tick_size, features.intraday) != terms:
+            stream.use_feature_terms(*terms)  # a model of other terms was loaded
+        return stream
 
     # -- risk ----------------------------------------------------------------------
 

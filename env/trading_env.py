@@ -120,6 +120,14 @@ class EnvConfig:
             episode_bars=self.episode_bars or default_episode_bars(bar_period),
         )
 
+    def feature_terms(self) -> tuple[float, bool]:
+        """``(tick_size, intraday)`` the market features are computed with, the one rule
+        for the env and the daemon: the contract's tick (the ATR floor, price units) and
+        whether the bar period is shorter than a day (no period: intraday).
+        """
+        intraday = self.bar_period is None or self.bar_period.is_intraday
+        return self.instrument.tick_size, intraday
+
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form, as stored in a model card."""
         return {
@@ -246,6 +254,7 @@ class TradingEnv(gym.Env):
         self.action_space = spaces.Discrete(N_ACTIONS)
 
         b = self.bars
+        tick_size, intraday = config.feature_terms()
         features, atr = compute_market_features(
             b.open,
             b.high,
@@ -253,8 +262,8 @@ class TradingEnv(gym.Env):
             b.close,
             b.volume,
             b.minute_of_day,
-            tick_size=config.instrument.tick_size,
-            intraday=b.bar_period.is_intraday,
+            tick_size=tick_size,
+            intraday=intraday,
         )
         self._flatten_at, self._no_entry = session_rules(b, config)
         self.market_features = features
