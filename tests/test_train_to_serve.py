@@ -1,0 +1,107 @@
+"""From `train` to `serve` on Euro FX (6E) hourly bars: the bundle `train` writes is
+served pickle-free as it is, and every price the daemon sends is on 6E's 0.00005 grid.
+
+One tiny training run (a few hundred steps) shared by the module's tests."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ai_trading_bridge import cli
+from bridge.config import ModelSource
+from bridge.plain import has_plain
+from bridge.policy import load_policy
+from bridge.replay import ReplayConfig, run_replay
+from env.bars import load_bars
+from env.contracts import resolve_contract
+
+pytestmark = pytest.mark.filterwarnings("ignore::env.bars.BarsTimezoneWarning")
+
+ROOT = Path(__file__).parent.parent
+EURO_FX = Path(__file__).parent / "data" / "6E_hourly_zero_volume.Last.txt"
+TICK = 0.00005
+
+
+@pytest.fixture(scope="module")
+def euro_fx_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("train") / "6e"
+    args = [
+        "train",
+        "--data",
+        str(EURO_FX),
+        "--instrument",
+        "6E",
+        "--out",
+        str(out),
+        "--timesteps",
+        "256",
+        "--n-steps",
+        "128",
+        "--n-envs",
+        "1",
+        "--eval-every",
+        "0",
+        "--checkpoint-every",
+        "0",
+        "--validate-episodes",
+        "0",
+        "--reward",
+        "default",
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def start_daemon(bundle: Path, tmp_path: Path) -> tuple[subprocess.Popen, str]:
+    """`serve --bundle` in its own process (rails off: every decision is the model's)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    risk = tmp_path / "risk.toml"
+    risk.write_text("enabled = false\n")
+    log_file = tmp_path / "daemon.log"
+    command = [sys.executable, "-m", "ai_trading_bridge", "serve", "--bind"]
+    command += ["tcp://127.0.0.1:*", "--bundle", str(bundle), "--control", "none"]
+    command += ["--journal-dir", str(tmp_path / "journal"), "--log-file", str(log_file)]
+    command += ["--risk-config", str(risk)]
+    process = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if log_file.exists():
+            for line in log_file.read_text().splitlines():
+                event = json.loads(line)
+                if event["event"] == "serving":
+                    return process, event["endpoint"]
+        if process.poll() is not None:
+            raise AssertionError(f"the daemon exited with {process.returncode}")
+        time.sleep(0.1)
+    process.kill()
+    raise AssertionError("the daemon did not start within 90 s")
+
+
+def test_trained_bundle_is_served_from_its_plain_files(euro_fx_bundle: Path, tmp_path) -> None:
+    assert has_plain(euro_fx_bundle)  # written by train, no export-plain run
+    policy = load_policy(ModelSource(bundle=euro_fx_bundle))
+    assert policy.model is None  # nothing unpickled
+    assert policy.feature_terms == (TICK, True)
+    process, endpoint = start_daemon(euro_fx_bundle, tmp_path)
+    try:
+        bars = load_bars(EURO_FX, contract=resolve_contract("6E"))
+        replay = ReplayConfig(endpoint=endpoint, instrument="6E 03-26", max_bars=50)
+        result = run_replay(bars, replay)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    assert result.errors == result.missed == 0 and len(result.replies) == 50
+    assert result.model_version == policy.version
