@@ -21,6 +21,7 @@ from bridge.policy import load_policy
 from bridge.replay import ReplayConfig, run_replay
 from env.bars import load_bars
 from env.contracts import resolve_contract
+from env.execution import on_tick_grid
 
 pytestmark = pytest.mark.filterwarnings("ignore::env.bars.BarsTimezoneWarning")
 
@@ -105,3 +106,42 @@ def test_trained_bundle_is_served_from_its_plain_files(euro_fx_bundle: Path, tmp
         process.wait(timeout=10)
     assert result.errors == result.missed == 0 and len(result.replies) == 50
     assert result.model_version == policy.version
+
+
+def test_euro_fx_train_validate_replay_prices_on_the_grid(euro_fx_bundle: Path, tmp_path) -> None:
+    validate = CliRunner().invoke(
+        cli,
+        ["validate", str(euro_fx_bundle), "--episodes", "4", "--report-dir", str(tmp_path)],
+    )
+    assert validate.exit_code in (0, 1), validate.output  # pass or fail, never a crash
+    assert (tmp_path / "report.json").is_file()
+
+    bars = load_bars(EURO_FX, contract=resolve_contract("6E"))
+    policy = load_policy(ModelSource(bundle=euro_fx_bundle))
+    process, endpoint = start_daemon(euro_fx_bundle, tmp_path / "serve")
+    try:
+        replay = ReplayConfig(endpoint=endpoint, instrument="6E 03-26", env=policy.env_config)
+        result = run_replay(bars, replay)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    assert result.errors == result.missed == 0
+    close_of = {str(bars.time[i]): float(bars.close[i]) for i in range(len(bars))}
+    priced = entries = 0
+    for reply in result.replies:
+        orders = reply.get("orders") or {}
+        close = close_of[reply["time"]]
+        for key in ("stop_price", "target_price"):
+            price = orders.get(key)
+            if price is not None:
+                priced += 1
+                assert on_tick_grid(price, TICK), (key, price)
+                assert repr(price) == repr(round(price, 5)), (key, price)
+        side = {1: 1, 2: -1}.get(reply["action"])
+        if side is not None:
+            entries += 1
+            stop, target = orders["stop_price"], orders["target_price"]
+            assert (stop < close < target) if side > 0 else (target < close < stop), reply
+        if reply["action"] == 3:  # MOVE_TO_BE: the stop to the entry, behind the close
+            assert orders["stop_price"] is not None
+    assert entries > 0 and priced > 0, "the replay sent no priced orders; nothing was checked"
