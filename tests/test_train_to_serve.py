@@ -145,3 +145,29 @@ def test_euro_fx_train_validate_replay_prices_on_the_grid(euro_fx_bundle: Path, 
         if reply["action"] == 3:  # MOVE_TO_BE: the stop to the entry, behind the close
             assert orders["stop_price"] is not None
     assert entries > 0 and priced > 0, "the replay sent no priced orders; nothing was checked"
+
+
+def test_validate_with_risk_config_runs_the_rails_and_says_so(
+    euro_fx_bundle: Path, tmp_path
+) -> None:
+    risk = tmp_path / "rails.toml"
+    risk.write_text("[risk]\nmax_entries_per_session = 1\n")
+    runs = {}
+    for name, extra in (("off", []), ("on", ["--risk-config", str(risk)])):
+        args = ["validate", str(euro_fx_bundle), "--episodes", "6", "--seed", "1"]
+        args += ["--report-dir", str(tmp_path / name), *extra]
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code in (0, 1), result.output
+        report = json.loads((tmp_path / name / "report.json").read_text())
+        runs[name] = (result.output, report)
+    output, report = runs["on"]
+    assert "Risk rails ON (" in output and "max_entries_per_session=1" in output
+    assert report["risk_rails"]["max_entries_per_session"] == 1
+    assert runs["off"][1]["risk_rails"] is None and "Risk rails" not in runs["off"][0]
+    trades = {name: r["trading"]["model"]["trades"] for name, (_, r) in runs.items()}
+    assert trades["on"] < trades["off"]  # the rails refused entries the model chose
+
+    risk.write_text("max_entries_per_session = 0\n")
+    bad = CliRunner().invoke(cli, ["validate", str(euro_fx_bundle), "--risk-config", str(risk)])
+    assert bad.exit_code != 0 and "max_entries_per_session must be" in bad.output
+    assert "Traceback" not in bad.output
