@@ -14,6 +14,9 @@ what there is to learn:
   that way (an entry at the next open reaches its 2-ATR target on the fourth bar), else
   they go the other way (the 1-ATR stop is hit on the second bar). No signal falls
   inside another's four bars or the bar after them.
+- Bar times are CME Globex one-minute sessions (``env.synthetic.session_minutes``), and
+  no signal falls where the env refuses entries or flattens at the session close
+  (``env.trading_env.session_rules``), so no oracle trade is cut short.
 
 The oracle enters in the signal's direction on every signal bar and otherwise holds.
 Under the execution model (``env.execution``: fill at the next open plus one tick of
@@ -85,15 +88,28 @@ def planted_edge_bars(
     volume_spike: float = 6.0,
     seed: int = 0,
 ) -> PlantedEdge:
-    """Generate the series (1-minute bars, round the clock, from 2024-01-01 00:01)."""
+    """Generate the series (1-minute Globex bars from the session of 2024-01-08)."""
     if not 0.0 <= edge <= 1.0:
         raise ValueError(f"edge must be in [0, 1], got {edge}")
+    from datetime import datetime
+
+    from env.synthetic import session_minutes
+    from env.trading_env import EnvConfig, session_rules
+
+    days = -(-n_bars // (23 * 60)) + 3  # holidays shorten a few sessions
+    times = session_minutes(datetime(2024, 1, 8, 16, 0), days)[:n_bars]
+    zeros = np.zeros(n_bars)
+    flatten, no_entry = session_rules(Bars(times, zeros, zeros, zeros, zeros, zeros), EnvConfig())
+    near_close = np.asarray(flatten) | np.asarray(no_entry)
     rng = np.random.default_rng(seed)
     steps = rng.choice([-STEP, STEP], size=n_bars)
     volume = BASE_VOLUME * np.exp(rng.normal(0.0, 0.1, n_bars))
     signals, directions, outcomes = [], [], []
     t = 30  # leave the indicators' warm-up alone
     while t < n_bars - PATH_BARS - 2:
+        if near_close[t : t + PATH_BARS + 2].any():
+            t += 1
+            continue
         if rng.random() < signal_rate:
             side = 1 if rng.random() < 0.5 else -1
             won = rng.random() < edge
@@ -110,7 +126,6 @@ def planted_edge_bars(
     open_ = close - steps
     high = np.maximum(open_, close) + WICK
     low = np.minimum(open_, close) - WICK
-    times = np.datetime64("2024-01-01T00:01:00") + np.arange(n_bars) * np.timedelta64(60, "s")
     bars = Bars(
         times,
         open_,
