@@ -244,7 +244,7 @@ class RailState:
             self.session = session
             self.entries = 0
             self.realized_pnl = None  # NinjaTrader's session P&L starts again
-        elif self.cooldown_left > 0:
+        if self.cooldown_left > 0:  # every bar counts, the first of a session too
             self.cooldown_left -= 1
         self.minutes_to_close = minutes_to_close
         self.time_of_day = local_time.time()
