@@ -319,6 +319,9 @@ class TradingEnv(gym.Env):
         twin._pm_paid = 0
         twin._invalid_streak = 0
         twin.shaping = dict(self.shaping)
+        twin.rails = None if self.config.risk is None else RailState(self.config.risk)
+        twin._rails_bar = -1
+        twin._session_pnl = 0.0
         return twin
 
     # -- the guide's API -------------------------------------------------------------

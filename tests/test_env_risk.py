@@ -93,3 +93,11 @@ def test_no_rails_changes_nothing(risk) -> None:
     base = env_run(bars, EnvConfig(episode_bars=EPISODE))
     assert env_run(bars, EnvConfig(episode_bars=EPISODE, risk=risk)) == base
     assert np.isfinite(base[2]).all()
+
+
+def test_clones_have_their_own_rails() -> None:
+    env = TradingEnv(tiny_bars(), EnvConfig(episode_bars=EPISODE, risk=ONE_ENTRY))
+    env.reset(options={"start": T0})
+    env.step(Action.BUY)
+    twin = env.clone()
+    assert twin.rails is not env.rails and twin.rails.entries == 0 and env.rails.entries == 1
