@@ -116,3 +116,15 @@ def test_train_default_is_constrained_and_the_card_holds_the_multipliers(tmp_pat
             assert term == 0, (name, share, term)
     assert shaping["bands_pct"]["management_cost"] == [40.0, 60.0]
     assert shaping["final_terms"] == shaping["history"][-1]["terms"]
+
+
+def test_proportional_gain_answers_the_current_violation_only() -> None:
+    plain, pi = DualAscent(lr=0.05), DualAscent(lr=0.05, kp=1.0)
+    for dual in (plain, pi):
+        dual.update(_shares(hold=60.0, buy=20.0, sell=20.0, pm=50.0))
+    # 21 points below HOLD's tightened band: the P term adds 0.21 R at once.
+    assert pi.terms()["hold_bonus"] - plain.terms()["hold_bonus"] == pytest.approx(0.21)
+    for dual in (plain, pi):
+        dual.update(_shares(hold=85.0, buy=7.5, sell=7.5, pm=50.0))
+    assert pi.terms() == pytest.approx(plain.terms())  # inside every band: no P term
+    assert pi.to_card()["dual_kp"] == 1.0

@@ -33,6 +33,7 @@ _OVERRIDES = (
     "device",
     "reward",
     "dual_lr",
+    "dual_kp",
     "instrument",
     "episode_bars",
     "checkpoint_every",
@@ -210,6 +211,7 @@ def _one_bundle(argument: Path | None, option: Path | None) -> Path | None:
     help="Reward preset [constrained: default + shaping tuned online to the guide's bands].",
 )
 @click.option("--dual-lr", type=float, help="Step of the constrained preset's multipliers [0.05].")
+@click.option("--dual-kp", type=float, help="Proportional gain on the current band violation [0].")
 @click.option(
     "--instrument",
     help="Contract root or NinjaTrader name: ES MES NQ MNQ YM MYM RTY M2K CL MCL NG RB HO GC "

@@ -46,6 +46,8 @@ class TrainConfig:
         reward: Reward preset (``env.reward``); ``constrained`` (the default) adjusts
             its shaping terms online from the guide's action-share bands
             (``train.shaping``), ``seed`` is the guide's table unchanged.
+        dual_kp: Proportional gain of the multipliers on the current band violation
+            (0: pure dual ascent; Stooke et al. 2020, PID Lagrangian).
         dual_lr: Dual-ascent step of the ``constrained`` preset's multipliers (R per
             decision per unit of band violation, per rollout).
         instrument: Contract root or NinjaTrader name (``"6E"``, ``"6E 03-26"``); a
@@ -85,6 +87,7 @@ class TrainConfig:
     device: str = "auto"
     reward: str = "constrained"
     dual_lr: float = 0.05
+    dual_kp: float = 0.0
     instrument: str = "NQ"
     episode_bars: int = 0
     checkpoint_every: int = 250_000
@@ -133,6 +136,8 @@ class TrainConfig:
                 raise ValueError(f"{key} must be in (0, 1], got {getattr(self, key)!r}")
         if self.ent_coef < 0:
             raise ValueError(f"ent_coef must be >= 0, got {self.ent_coef!r}")
+        if not self.dual_kp >= 0:
+            raise ValueError(f"dual_kp must be >= 0, got {self.dual_kp!r}")
         if not self.dual_lr >= 0:
             raise ValueError(f"dual_lr must be >= 0, got {self.dual_lr!r}")
         for key in ("checkpoint_every", "eval_every", "eval_episodes", "torch_threads"):

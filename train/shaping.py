@@ -82,15 +82,20 @@ class DualAscent:
 
     lr: float = DEFAULT_DUAL_LR
     measure: str = "deterministic"
+    kp: float = 0.0  # proportional gain on the current violation (PID Lagrangian's P)
     margin: float = DEFAULT_MARGIN
     low: dict[str, float] = field(default_factory=lambda: dict.fromkeys(BANDS, 0.0))
     high: dict[str, float] = field(default_factory=lambda: dict.fromkeys(BANDS, 0.0))
     updates: int = 0
+    violation: dict[str, float] = field(default_factory=lambda: dict.fromkeys(BANDS, 0.0))
     history: list[dict[str, Any]] = field(default_factory=list)
 
     def terms(self) -> dict[str, float]:
         """Shaping terms for ``TradingEnv.set_shaping``."""
-        return {name: band[4] * (self.low[name] - self.high[name]) for name, band in BANDS.items()}
+        return {
+            name: band[4] * (self.low[name] - self.high[name] + self.kp * self.violation[name])
+            for name, band in BANDS.items()
+        }
 
     def update(self, shares: dict[str, np.ndarray], timesteps: int = 0) -> dict[str, float]:
         """One projected dual step from a rollout's measured shares (percent); a term
@@ -103,6 +108,7 @@ class DualAscent:
             measured[name] = share
             below = (low + self.margin - share) / 100.0
             above = (share - (high - self.margin)) / 100.0
+            self.violation[name] = max(below, 0.0) - max(above, 0.0)
             self.low[name] = float(np.clip(self.low[name] + self.lr * below, 0, MAX_MULTIPLIER))
             self.high[name] = float(np.clip(self.high[name] + self.lr * above, 0, MAX_MULTIPLIER))
         self.updates += 1
@@ -126,6 +132,7 @@ class DualAscent:
         return {
             "method": "Lagrange multipliers by projected dual ascent on rollout action shares",
             "dual_lr": self.lr,
+            "dual_kp": self.kp,
             "measure": self.measure,
             "margin_pct": self.margin,
             "bands_pct": {name: [band[2], band[3]] for name, band in BANDS.items()},

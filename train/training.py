@@ -258,7 +258,7 @@ def train(
     callbacks: list[BaseCallback] = [ActionDistributionCallback()]
     dual = None
     if config.reward == "constrained":
-        dual = DualAscent(lr=config.dual_lr)
+        dual = DualAscent(lr=config.dual_lr, kp=config.dual_kp)
         callbacks.append(make_shaping_callback(dual))
     per_env = max(config.n_envs, 1)
     if config.checkpoint_every:
