@@ -431,7 +431,24 @@ class Dispatcher:
 
     def _stream(self, envelope: Envelope) -> InstrumentSession:
         assert envelope.client is not None and envelope.instrument is not None
-        return self.sessions.stream(envelope.client, envelope.instrument)
+        stream = self.sessions.stream(
+            envelope.client, envelope.instrument, self.policy.feature_terms
+        )
+        self._sync_feature_terms(stream)
+        return stream
+
+    def _sync_feature_terms(self, stream: InstrumentSession) -> None:
+        """Keep the stream's features on the served model's terms (a reload may change
+        them). The ATR floor is the model's tick, as in training, but never above the
+        traded contract's tick: a model allowed onto another price scale
+        (--allow-other-price-scale) must not floor 6E's ATR at NQ's 0.25."""
+        tick, intraday = self.policy.feature_terms
+        terms = stream.terms
+        if tick > 0 and terms is not None and stream.terms_policy is self.policy:
+            tick = min(tick, terms.instrument.tick_size)
+        features = stream.features
+        if (features.indicators.tick_size, features.intraday) != (tick, intraday):
+            stream.use_feature_terms(tick, intraday)
 
     # -- risk ----------------------------------------------------------------------
 
@@ -600,6 +617,7 @@ class Dispatcher:
             )
         stream.terms = dataclasses.replace(policy.env_config, instrument=instrument)
         stream.terms_policy = policy
+        self._sync_feature_terms(stream)
         return stream.terms  # type: ignore[no-any-return]
 
     def _ok(

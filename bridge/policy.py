@@ -34,7 +34,8 @@ import math
 import pickle
 import zipfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -53,6 +54,7 @@ from env.config import (
     TOTAL_OBSERVATION_SIZE,
 )
 from env.mask import FLAT_MASK, IN_POSITION_MASK
+from env.periods import BarPeriod
 from env.trading_env import EnvConfig
 
 log = structlog.get_logger()
@@ -248,6 +250,22 @@ class LoadedPolicy:
         if isinstance(period, dict) and period.get("type") and period.get("value"):
             return {"type": str(period["type"]).lower(), "value": int(period["value"])}
         return dict(DEFAULT_BAR_PERIOD)
+
+    @cached_property
+    def feature_terms(self) -> tuple[float, bool]:
+        """``(tick_size, intraday)`` the daemon's per-stream features run with, those the
+        model was trained with (``EnvConfig.feature_terms`` of the card's env on the card's
+        bar period): the contract tick of the card's ``env.instrument`` (else its top-level
+        ``tick_size``) as the ATR floor, and time features only on intraday bars. A card
+        that records no tick (models from before the floor) gets 0: ``1e-6 x close`` only.
+        """
+        period = BarPeriod.from_json(self.bar_period)
+        tick_size, intraday = replace(self.env_config, bar_period=period).feature_terms()
+        env = self.card.get("env")
+        if not (isinstance(env, dict) and isinstance(env.get("instrument"), dict)):
+            tick = self.card.get("tick_size")
+            tick_size = float(tick) if isinstance(tick, (int, float)) and tick > 0 else 0.0
+        return tick_size, intraday
 
     def info(self) -> dict[str, Any]:
         """The ``model`` object of the hello reply (PROTOCOL v1.1 fields included)."""

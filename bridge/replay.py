@@ -176,7 +176,13 @@ def run_replay(
     history = min(config.history, len(bars))
     end = len(bars) if config.max_bars is None else min(len(bars), history + config.max_bars)
     _, atr = compute_market_features(
-        bars.open, bars.high, bars.low, bars.close, bars.volume, bars.minute_of_day
+        bars.open,
+        bars.high,
+        bars.low,
+        bars.close,
+        bars.volume,
+        bars.minute_of_day,
+        tick_size=config.env.instrument.tick_size,
     )
     result = ReplayResult()
     position = SimulatedPosition(config.env.instrument, config.env.execution)

@@ -20,8 +20,11 @@ MAX_BAR_TIMES = 16384
 class InstrumentSession:
     """One client's stream of one instrument: features, bar times and the position."""
 
-    def __init__(self) -> None:
-        self.features = StreamingFeatures()
+    def __init__(self, tick_size: float = 0.0, intraday: bool = True) -> None:
+        """Args: tick_size, intraday: the served model's feature terms
+        (``LoadedPolicy.feature_terms``: its contract tick as the ATR floor, and whether
+        its bar period is intraday); the defaults are those of models without them."""
+        self.features = StreamingFeatures(tick_size=tick_size, intraday=intraday)
         self.times: list[datetime] = []
         self.position: Position = FLAT
         self.decisions = 0
@@ -66,6 +69,11 @@ class InstrumentSession:
         last = self.last_time
         return last is None or bar.local_time > last
 
+    def use_feature_terms(self, tick_size: float, intraday: bool) -> None:
+        """Serve another model's feature terms from the next bar on (a reload)."""
+        self.features.indicators.tick_size = tick_size
+        self.features.intraday = intraday
+
     def add_bar(self, bar: Bar) -> None:
         """Feed one bar (the caller has checked it is new)."""
         self.features.update(bar.minute_of_day, bar.open, bar.high, bar.low, bar.close, bar.volume)
@@ -88,12 +96,15 @@ class SessionStore:
         self._streams: OrderedDict[tuple[str, str], InstrumentSession] = OrderedDict()
         self.evicted = 0
 
-    def stream(self, client: str, instrument: str) -> InstrumentSession:
-        """The session of ``client`` + ``instrument``, created on first use."""
+    def stream(
+        self, client: str, instrument: str, feature_terms: tuple[float, bool] = (0.0, True)
+    ) -> InstrumentSession:
+        """The session of ``client`` + ``instrument``, created on first use with
+        ``feature_terms`` (``(tick_size, intraday)``, see :class:`InstrumentSession`)."""
         key = (client, instrument)
         session = self._streams.get(key)
         if session is None:
-            session = self._streams[key] = InstrumentSession()
+            session = self._streams[key] = InstrumentSession(*feature_terms)
             if len(self._streams) > self.max_sessions:
                 self._streams.popitem(last=False)
                 self.evicted += 1

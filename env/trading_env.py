@@ -41,6 +41,7 @@ from env.reward import (
     clip_step_reward,
     shaping_reward,
 )
+from env.risk import RailState, RiskConfig
 from env.synthetic import default_bars
 
 _PM_BITS = {Action.MOVE_TO_BE: 1, Action.ENABLE_TRAIL: 2, Action.DISABLE_TRAIL: 4}
@@ -70,6 +71,10 @@ class EnvConfig:
         no_entry_minutes_before_close: No BUY/SELL (masked) on a bar closing less than
             this many minutes before its session's close; 0: no limit. The same rule as
             the daemon's ``session_close`` risk rail (``env.mask.entry_blocked_by_close``).
+        risk: The daemon's risk rails (``env.risk.RiskConfig``) applied to each action as
+            the daemon applies them, so what is validated is what will trade; None (the
+            default, and for training): no rails. A refused entry becomes HOLD (no invalid
+            penalty: the agent chose a valid action) and ``info["risk"]`` records it.
 
     Sessions come from the contract's calendar (``env.sessions``) and apply to intraday
     bars; on daily or longer bars positions are held across days.
@@ -84,6 +89,7 @@ class EnvConfig:
     flatten_at_session_close: bool = True
     exit_seconds_before_close: int = 30
     no_entry_minutes_before_close: float = NO_ENTRY_MINUTES_BEFORE_CLOSE
+    risk: RiskConfig | None = None
 
     def __post_init__(self) -> None:
         if self.reward not in REWARD_PRESETS:
@@ -120,6 +126,14 @@ class EnvConfig:
             episode_bars=self.episode_bars or default_episode_bars(bar_period),
         )
 
+    def feature_terms(self) -> tuple[float, bool]:
+        """``(tick_size, intraday)`` the market features are computed with, the one rule
+        for the env and the daemon: the contract's tick (the ATR floor, price units) and
+        whether the bar period is shorter than a day (no period: intraday).
+        """
+        intraday = self.bar_period is None or self.bar_period.is_intraday
+        return self.instrument.tick_size, intraday
+
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form, as stored in a model card."""
         return {
@@ -132,6 +146,7 @@ class EnvConfig:
             "flatten_at_session_close": self.flatten_at_session_close,
             "exit_seconds_before_close": self.exit_seconds_before_close,
             "no_entry_minutes_before_close": self.no_entry_minutes_before_close,
+            **({} if self.risk is None else {"risk": self.risk.to_dict()}),
         }
 
     @classmethod
@@ -147,6 +162,11 @@ class EnvConfig:
             values["execution"] = ExecutionConfig(**values["execution"])
         if values.get("bar_period") is not None:
             values["bar_period"] = BarPeriod.from_json(values["bar_period"])
+        if values.get("risk") is not None:
+            # to_dict writes an off limit as None; from_dict reads it as false
+            values["risk"] = RiskConfig.from_dict(
+                {k: False if v is None else v for k, v in values["risk"].items()}
+            )
         return cls(**values)
 
 
@@ -246,6 +266,7 @@ class TradingEnv(gym.Env):
         self.action_space = spaces.Discrete(N_ACTIONS)
 
         b = self.bars
+        tick_size, intraday = config.feature_terms()
         features, atr = compute_market_features(
             b.open,
             b.high,
@@ -253,10 +274,15 @@ class TradingEnv(gym.Env):
             b.close,
             b.volume,
             b.minute_of_day,
-            tick_size=config.instrument.tick_size,
-            intraday=b.bar_period.is_intraday,
+            tick_size=tick_size,
+            intraday=intraday,
         )
-        self._flatten_at, self._no_entry = session_rules(b, config)
+        self._flatten_at, self._no_entry, self._session_id, self._minutes_to_close = session_points(
+            b, config
+        )
+        self.rails: RailState | None = None  # the risk rails of the current episode
+        self._rails_bar = -1  # the last bar fed to the rails
+        self._session_pnl = 0.0  # realized P&L of the rails' session, account currency
         self.market_features = features
         self._features_flat = features.reshape(-1)
         self._open = b.open.tolist()
@@ -293,6 +319,9 @@ class TradingEnv(gym.Env):
         twin._pm_paid = 0
         twin._invalid_streak = 0
         twin.shaping = dict(self.shaping)
+        twin.rails = None if self.config.risk is None else RailState(self.config.risk)
+        twin._rails_bar = -1
+        twin._session_pnl = 0.0
         return twin
 
     # -- the guide's API -------------------------------------------------------------
@@ -349,6 +378,10 @@ class TradingEnv(gym.Env):
         self.book.reset()
         self._pm_paid = 0
         self._invalid_streak = 0
+        if self.config.risk is not None:
+            self.rails = RailState(self.config.risk)
+            self._rails_bar = -1
+            self._session_pnl = 0.0
         return self._get_obs(), self._get_info()
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -360,6 +393,9 @@ class TradingEnv(gym.Env):
         ):
             return self._invalid(action)
         self._invalid_streak = 0
+        refusal = None
+        if self.rails is not None:
+            action, refusal = self._apply_rails(action)
 
         t = self.t
         changed = book.apply(action, self._close[t], self._atr[t])
@@ -385,10 +421,35 @@ class TradingEnv(gym.Env):
         if self.shaping:
             reward += shaping_reward(self.shaping, action, side_before)
         info = self._get_info()
+        if refusal is not None:
+            info["risk"] = refusal
         if trade is not None:
             reward += trade.r_multiple
             info["trade"] = trade
+            self._session_pnl += trade.pnl_dollars
         return self._get_obs(), clip_step_reward(reward), terminated, False, info
+
+    def _apply_rails(self, action: int) -> tuple[int, dict[str, Any] | None]:
+        """The daemon's rails on the bar just closed (``bridge.dispatch``'s order: the
+        bar, then the position report with the session's realized P&L, then the action;
+        an entry while in a position is the env's own invalid action, left as it is)."""
+        rails = self.rails
+        assert rails is not None
+        t = self.t
+        if t != self._rails_bar:
+            self._rails_bar = t
+            session = self._session_id[t]
+            if session != rails.session:
+                self._session_pnl = 0.0
+            local_time = self.bars.time[t].astype("datetime64[us]").item()
+            rails.on_bar(session, local_time, self._minutes_to_close[t])
+            rails.on_position(self.book.side, self._session_pnl)
+        if self.book.side != 0:
+            return action, None
+        decided, refusal = rails.decide(action)
+        if refusal is None:
+            return decided, None
+        return decided, {"rule": refusal.rule, "detail": refusal.detail, "model_action": action}
 
     # -- internals -------------------------------------------------------------------
 
@@ -438,7 +499,20 @@ class TradingEnv(gym.Env):
 
 def session_rules(bars: Bars, config: EnvConfig) -> tuple[list[bool], list[bool]]:
     """Per bar: whether a position is flattened at its close, and whether an entry is
+    refused at its close (see :func:`session_points`)."""
+    flatten, no_entry, _, _ = session_points(bars, config)
+    return flatten, no_entry
+
+
+def session_points(
+    bars: Bars, config: EnvConfig
+) -> tuple[list[bool], list[bool], list[int], list[float | None]]:
+    """Per bar: whether a position is flattened at its close, and whether an entry is
     refused at its close, from the contract's session calendar (intraday bars only).
+
+    Also per bar, for the risk rails: its session's id (a calendar session index; the
+    bar's date on daily or longer bars) and the minutes from its close to the session's
+    close (None on daily or longer bars), the values the daemon's rails get.
 
     A bar flattens when it closes within ``exit_seconds_before_close`` of its session's
     close, or when the next bar belongs to another session (a halt, weekend or holiday
@@ -448,7 +522,8 @@ def session_rules(bars: Bars, config: EnvConfig) -> tuple[list[bool], list[bool]
     n = len(bars)
     period = bars.bar_period
     if n == 0 or not period.is_intraday or period.seconds is None:
-        return [False] * n, [False] * n
+        days = bars.time.astype("datetime64[D]").astype(np.int64).tolist()
+        return [False] * n, [False] * n, days, [None] * n
     from env.sessions import SessionCalendar
 
     close_utc = utc_seconds(bars)
@@ -465,4 +540,4 @@ def session_rules(bars: Bars, config: EnvConfig) -> tuple[list[bool], list[bool]
     limit = config.no_entry_minutes_before_close
     no_entry = np.array([entry_blocked_by_close(m, limit) for m in minutes.tolist()])
     no_entry |= at_close | boundary
-    return flatten.tolist(), no_entry.tolist()
+    return flatten.tolist(), no_entry.tolist(), session.tolist(), minutes.tolist()

@@ -18,6 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from env.config import (
     ACTION_NAMES,
     FEATURE_VERSION,
@@ -238,6 +240,29 @@ def contract_fields(env_config: dict[str, Any], data: dict[str, Any]) -> dict[st
         "bar_period": period,
         "data_timezone": data.get("data_timezone") or None,
     }
+
+
+def write_plain_files(path: str | Path, model: Any, vecnorm: Any) -> bool:
+    """Write the daemon's pickle-free files (``policy.npz``, ``normalizer.npz``, checked
+    equal to SB3) beside ``model.zip``, so ``serve --bundle`` loads nothing by unpickling.
+
+    A stale pair from an earlier run in the same folder is removed first. A policy with no
+    plain form (not a plain MLP) is logged and left to be served from ``model.zip``.
+
+    Returns:
+        Whether both files were written.
+    """
+    from bridge.plain import PLAIN_NORMALIZER, PLAIN_POLICY, PlainFormatError, export_plain
+
+    path = Path(path)
+    for name in (PLAIN_POLICY, PLAIN_NORMALIZER):
+        (path / name).unlink(missing_ok=True)
+    try:
+        export_plain(model, vecnorm, path)
+    except PlainFormatError as exc:
+        structlog.get_logger().warning("plain_files_skipped", out=str(path), reason=str(exc))
+        return False
+    return True
 
 
 def file_hashes(path: str | Path) -> dict[str, str]:

@@ -324,6 +324,13 @@ def train(
     help="Store the summary in the bundle's model.json (the two-file form: in "
     "MODEL.validation.json beside the zip, which deploy reads).",
 )
+@click.option(
+    "--risk-config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Validate with the daemon's risk rails on: the TOML file serve --risk-config reads "
+    "(docs/daemon.md) [rails off].",
+)
 def validate(
     bundle_arg: Path | None,
     bundle: Path | None,
@@ -337,9 +344,11 @@ def validate(
     stochastic: bool,
     report_dir: str | None,
     write_card: bool,
+    risk_config: Path | None,
 ) -> None:
     """Post-training validation on held-out episodes; exit 0 on pass, 1 on fail."""
     from env.bars import load_bars
+    from env.risk import RiskConfig
     from train import bundle as bundle_io
     from train.validation import card_summary
     from train.validation import validate as run_validation
@@ -370,6 +379,7 @@ def validate(
             bars=bars,
             deterministic=not stochastic,
             episode_bars=episode_bars,
+            risk=None if risk_config is None else RiskConfig.load(risk_config),
         )
     except (bundle_io.BundleError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None

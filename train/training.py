@@ -306,6 +306,7 @@ def train(
     venv.training = False
     model.save(str(out / bundle_io.MODEL_FILE))
     venv.save(str(out / bundle_io.VECNORM_FILE))
+    bundle_io.write_plain_files(out, model, venv)
     venv.close()
 
     created = datetime.now(timezone.utc)

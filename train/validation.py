@@ -10,6 +10,7 @@ never from the overlapping episodes. Writes ``report.json`` and two PNG plots.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
@@ -20,6 +21,7 @@ import numpy as np
 
 from env.bars import Bars
 from env.config import ACTION_NAMES, WARMUP_BARS
+from env.risk import RiskConfig
 from env.trading_env import EnvConfig, TradingEnv
 from train import bundle as bundle_io
 from train.backtest import WalkResult, backtest
@@ -314,12 +316,17 @@ def validate(
     bars: Bars | None = None,
     deterministic: bool = True,
     episode_bars: int | None = None,
+    risk: RiskConfig | None = None,
 ) -> tuple[dict[str, Any], str]:
-    """Validate a model; returns the report and its printable text."""
+    """Validate a model; returns the report and its printable text. With ``risk``, the
+    episodes run with the daemon's risk rails on (``EnvConfig.risk``): what is validated
+    is what will trade; the report's ``risk_rails`` holds the limits (None: off)."""
     started = time.perf_counter()
     env_config = EnvConfig.from_dict(card["env"]) if card and card.get("env") else EnvConfig()
     if episode_bars is not None:
         env_config = EnvConfig.from_dict({**env_config.to_dict(), "episode_bars": episode_bars})
+    if risk is not None:
+        env_config = dataclasses.replace(env_config, risk=risk)
     holdout = holdout_for_card(card, bars)
     template = TradingEnv(holdout, env_config)
     model, vecnorm = load_policy(model_path, vecnorm_path, template)
@@ -343,11 +350,23 @@ def validate(
     }
     report = build_report(results, env_config, meta, section)
     report["duration_s"] = round(time.perf_counter() - started, 2)
+    report["risk_rails"] = None if env_config.risk is None else env_config.risk.to_dict()
     if report_dir is not None:
         report_dir.mkdir(parents=True, exist_ok=True)
         report["plots"] = [str(p) for p in write_plots(report, walks, report_dir)]
         (report_dir / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    return report, format_report(report)
+    text = format_report(report)
+    if env_config.risk is not None:
+        text = _rails_text(env_config.risk) + "\n" + text
+    return report, text
+
+
+def _rails_text(risk: RiskConfig) -> str:
+    if not risk.enabled:
+        return "Risk rails: given but enabled = false, so none applied"
+    values = risk.to_dict()
+    limits = ", ".join(f"{k}={v}" for k, v in values.items() if v is not None and k != "enabled")
+    return f"Risk rails ON ({limits}): an entry they refuse counts as HOLD"
 
 
 def validate_bundle(
