@@ -24,6 +24,7 @@ from bridge.calendar import Calendars
 from bridge.server import LazyPirateClient
 from env.bars import EXCHANGE_TZ, Bars
 from env.config import ACTION_NAMES, N_ACTIONS, WARMUP_BARS, Action
+from env.contracts import ContractSpec, UnknownContractError, resolve_contract
 from env.execution import SimulatedPosition, Trade
 from env.features import compute_market_features
 from env.trading_env import EnvConfig
@@ -185,7 +186,8 @@ def run_replay(
         tick_size=config.env.instrument.tick_size,
     )
     result = ReplayResult()
-    position = SimulatedPosition(config.env.instrument, config.env.execution)
+    traded = _traded_contract(config)
+    position = SimulatedPosition(traded, config.env.execution)
     envelope = {"v": 1, "client": config.client, "instrument": config.instrument}
     seq = 0
     with LazyPirateClient(config.endpoint, config.timeout_s, config.retries) as client:
@@ -197,8 +199,8 @@ def run_replay(
             result.timeouts = client.timeouts
             return None if raw is None else json.loads(raw)
 
-        instrument = config.env.instrument
-        spec = {"tick_size": instrument.tick_size, "point_value": instrument.point_value}
+        # As NinjaTrader does: the chart's own instrument terms, not the model's.
+        spec = {"tick_size": traded.tick_size, "point_value": traded.point_value}
         hello = ask({"type": "hello", "instrument_spec": spec})
         if hello is None or not hello.get("ok"):
             raise ConnectionError(f"no usable hello reply from {config.endpoint}: {hello}")
@@ -211,12 +213,12 @@ def run_replay(
             if reply is None or not reply.get("ok"):
                 raise ConnectionError(f"history refused by {config.endpoint}: {reply}")
         calendars = Calendars(ZoneInfo(getattr(bars, "timezone", None) or EXCHANGE_TZ))
-        calendars.build(instrument)
+        calendars.build(traded)
         session: object = None
         session_pnl = 0.0  # realized P&L of the session, as NinjaTrader reports it
         for i in range(history, end):
             trade = position.on_bar(i, bars.open[i], bars.high[i], bars.low[i], bars.close[i])
-            point = calendars.point(instrument, datetime.fromisoformat(str(bars.time[i])))
+            point = calendars.point(traded, datetime.fromisoformat(str(bars.time[i])))
             if point.session != session:
                 session, session_pnl = point.session, 0.0
             if trade is not None:
@@ -259,3 +261,13 @@ def _record(result: ReplayResult, reply: dict[str, Any] | None) -> None:
     debug = reply.get("debug")
     if debug is not None and debug.get("obs") is not None:
         result.observations.append(np.array(debug["obs"], dtype=np.float32))
+
+
+def _traded_contract(config: ReplayConfig) -> ContractSpec:
+    """The terms of the instrument replayed (``config.instrument``, e.g. ``"6E 03-26"``),
+    as a NinjaTrader chart of it would report them; the model's own contract when the
+    name is not in the contract table."""
+    try:
+        return resolve_contract(config.instrument)
+    except UnknownContractError:
+        return config.env.instrument

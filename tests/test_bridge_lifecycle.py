@@ -553,7 +553,7 @@ def test_replay_accepts_a_deploy_target_as_bundle(
         assert f"model {tiny_policy.version}: {200 - WARMUP_BARS} bars" in result.output
         result = CliRunner().invoke(cli, [*args[:-1], str(tmp_path / "nothing-here")])
     assert result.exit_code == 2 and "Traceback" not in result.output
-    assert "nothing-here does not exist" in result.output
+    assert "nothing-here is not a model bundle or deploy target" in result.output
 
 
 # -- command line ----------------------------------------------------------------------
