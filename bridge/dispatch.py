@@ -29,7 +29,7 @@ from env.contracts import UnknownContractError, resolve_contract
 from env.features import build_observation, position_features
 from env.mask import action_mask
 from env.risk import RailState, RiskConfig, is_stale
-from env.trading_env import EnvConfig
+from env.trading_env import EnvConfig, entry_blocked_at
 
 log = structlog.get_logger()
 
@@ -306,6 +306,11 @@ class Dispatcher:
         rails = self._rails(stream)
         point = self.calendars.point(terms.instrument, bar.local_time)
         rails.on_bar(point.session, bar.local_time, point.minutes_to_close)
+        # The mask the model was trained with: no entries near or at the session close
+        # on intraday bars (the env's rule, from the same calendar).
+        stream.entries_allowed = not (
+            self.policy.feature_terms[1] and entry_blocked_at(point.minutes_to_close, terms)
+        )
         if position is not None:
             rails.on_position(position.side, pnl)
         if not stream.ready:
@@ -334,7 +339,7 @@ class Dispatcher:
                 "sl_price and tp_price against the bar's prices); nothing was decided",
             )
         obs_normalized = policy.normalizer(obs)
-        mask_list = action_mask(side).tolist()
+        mask_list = action_mask(side, stream.entries_allowed).tolist()
         model_action, probs = policy.decide(obs_normalized, mask_list)
         guarded = side != 0 and model_action in ENTRY_ACTIONS
         action, refusal = stream.risk.decide(
@@ -383,7 +388,7 @@ class Dispatcher:
         self, envelope: Envelope, bar_time: str, stream: InstrumentSession, debug: bool
     ) -> Outcome:
         side = stream.position.side
-        mask = action_mask(side).tolist()
+        mask = action_mask(side, stream.entries_allowed).tolist()
         reply = protocol.ok_reply(
             "bar",
             envelope.seq,

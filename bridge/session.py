@@ -48,6 +48,7 @@ class InstrumentSession:
         self.risk_state = ""  # last logged rail state
         self.last_bar_at: float | None = None  # monotonic arrival of the last bar
         self.stale = False  # the watchdog warned and no bar came since
+        self.entries_allowed = True  # False near the session close, as the env masks
 
     @property
     def last_time(self) -> datetime | None:

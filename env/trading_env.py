@@ -497,6 +497,19 @@ class TradingEnv(gym.Env):
         return self._close[self.t]
 
 
+def entry_blocked_at(minutes_to_close: float | None, config: EnvConfig) -> bool:
+    """Whether BUY/SELL are masked on an intraday bar closing ``minutes_to_close`` minutes
+    before its session's close: inside ``no_entry_minutes_before_close``, or at the close
+    itself (within ``exit_seconds_before_close``). The one rule for the env's mask and the
+    daemon's (a bar whose next bar opens another session is also blocked in the env, which
+    sees that next bar)."""
+    if entry_blocked_by_close(minutes_to_close, config.no_entry_minutes_before_close):
+        return True
+    return minutes_to_close is not None and minutes_to_close * 60.0 <= (
+        config.exit_seconds_before_close
+    )
+
+
 def session_rules(bars: Bars, config: EnvConfig) -> tuple[list[bool], list[bool]]:
     """Per bar: whether a position is flattened at its close, and whether an entry is
     refused at its close (see :func:`session_points`)."""
@@ -537,7 +550,6 @@ def session_points(
     boundary[:-1] = session[1:] != session[:-1]
     at_close = minutes * 60.0 <= config.exit_seconds_before_close
     flatten = (at_close | boundary) if config.flatten_at_session_close else np.zeros(n, bool)
-    limit = config.no_entry_minutes_before_close
-    no_entry = np.array([entry_blocked_by_close(m, limit) for m in minutes.tolist()])
-    no_entry |= at_close | boundary
+    no_entry = np.array([entry_blocked_at(m, config) for m in minutes.tolist()])
+    no_entry |= boundary
     return flatten.tolist(), no_entry.tolist(), session.tolist(), minutes.tolist()

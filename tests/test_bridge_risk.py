@@ -178,13 +178,15 @@ def test_trading_window(rig_factory) -> None:
 
 
 def test_no_entries_in_the_last_minutes_before_the_close(rig_factory) -> None:
-    with rig_factory(no_entry_minutes_before_close=15.0) as server:
+    # The model's own mask already has no entries in its last 15 minutes (the env's rule);
+    # the rail refuses what the operator configures beyond that.
+    with rig_factory(no_entry_minutes_before_close=30.0) as server:
         rig = Rig(server, Client(server.endpoint))
-        early = TIMES.index(TIMES[0][:8] + "06T15:44:00")
+        early = TIMES.index(TIMES[0][:8] + "06T15:29:00")
         rig.warm(early)
-        assert rig.bar(early)["name"] == "BUY"  # 16 minutes to the 16:00 close
+        assert rig.bar(early)["name"] == "BUY"  # 31 minutes to the 16:00 close
         reply = rig.bar(early + 2)
-        assert refused(reply, "session_close") and "14 minutes" in reply["risk"]["detail"]
+        assert refused(reply, "session_close") and "29 minutes" in reply["risk"]["detail"]
         rig.client.close()
 
 

@@ -101,3 +101,31 @@ def test_clones_have_their_own_rails() -> None:
     env.step(Action.BUY)
     twin = env.clone()
     assert twin.rails is not env.rails and twin.rails.entries == 0 and env.rails.entries == 1
+
+
+ALWAYS_HOLD = [5.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+
+
+def test_daemon_masks_entries_near_the_close_as_the_env_does(
+    tiny_bundle, tiny_policy, tmp_path
+) -> None:
+    """With the rails off, the mask the daemon predicts with is the env's: BUY/SELL off in
+    the last minutes before a session close, so the model never decides under a mask it
+    was not trained with."""
+    bars = tiny_bars()
+    steps = len(bars) - T0 - 2
+    env = TradingEnv(bars, EnvConfig(episode_bars=steps))
+    env.reset(options={"start": T0})
+    masks, done = [], False
+    while not done:
+        masks.append(env.action_masks().tolist())
+        _, _, done, _, _ = env.step(Action.HOLD)
+    assert [1, 0, 0, 0, 0, 0] in masks and [1, 1, 1, 0, 0, 0] in masks
+
+    off = RiskConfig(enabled=False)
+    policy = with_actor(tiny_policy, StubActor(ALWAYS_HOLD))
+    with running_server(serve_config(tiny_bundle, tmp_path, risk=off), policy) as server:
+        replay = ReplayConfig(endpoint=server.endpoint, history=T0, env=tiny_policy.env_config)
+        result = run_replay(bars, replay)
+    assert result.errors == result.missed == 0
+    assert [r["mask"] for r in result.replies[: len(masks)]] == masks
