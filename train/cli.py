@@ -34,6 +34,7 @@ _OVERRIDES = (
     "reward",
     "dual_lr",
     "dual_kp",
+    "calibrate",
     "instrument",
     "episode_bars",
     "checkpoint_every",
@@ -212,6 +213,12 @@ def _one_bundle(argument: Path | None, option: Path | None) -> Path | None:
 )
 @click.option("--dual-lr", type=float, help="Step of the constrained preset's multipliers [0.05].")
 @click.option("--dual-kp", type=float, help="Proportional gain on the current band violation [0].")
+@click.option(
+    "--calibrate",
+    type=click.Choice(["auto", "on", "off"]),
+    help="Band calibration of the decision thresholds on the training bars after "
+    "learning [auto: on unless --reward seed].",
+)
 @click.option(
     "--instrument",
     help="Contract root or NinjaTrader name: ES MES NQ MNQ YM MYM RTY M2K CL MCL NG RB HO GC "

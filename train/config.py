@@ -26,6 +26,7 @@ from env.reward import REWARD_PRESETS
 
 VEC_KINDS = ("dummy", "subproc")
 DEVICES = ("auto", "cpu", "cuda")
+CALIBRATE_CHOICES = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,9 @@ class TrainConfig:
             (0: pure dual ascent; Stooke et al. 2020, PID Lagrangian).
         dual_lr: Dual-ascent step of the ``constrained`` preset's multipliers (R per
             decision per unit of band violation, per rollout).
+        calibrate: Band calibration after training (``train.calibration``): ``on``,
+            ``off``, or ``auto`` (on unless the reward preset is ``seed``, the guide's
+            set-up unchanged).
         instrument: Contract root or NinjaTrader name (``"6E"``, ``"6E 03-26"``); a
             contract outside ``env.contracts``' table needs ``tick_size`` and
             ``point_value``.
@@ -88,6 +92,7 @@ class TrainConfig:
     reward: str = "constrained"
     dual_lr: float = 0.05
     dual_kp: float = 0.0
+    calibrate: str = "auto"
     instrument: str = "NQ"
     episode_bars: int = 0
     checkpoint_every: int = 250_000
@@ -146,6 +151,7 @@ class TrainConfig:
         _choice("vec", self.vec, VEC_KINDS)
         _choice("device", self.device, DEVICES)
         _choice("reward", self.reward, tuple(REWARD_PRESETS))
+        _choice("calibrate", self.calibrate, CALIBRATE_CHOICES)
         self.contract_spec()  # an unknown contract or a bad spec fails here, by name
         self.period()
         if self.data_timezone is not None:
@@ -186,6 +192,13 @@ class TrainConfig:
         if self.episode_bars:
             return self
         return dataclasses.replace(self, episode_bars=default_episode_bars(bars.bar_period))
+
+    @property
+    def calibrates(self) -> bool:
+        """Whether ``train`` calibrates the decision thresholds after learning."""
+        if self.calibrate == "auto":
+            return self.reward != "seed"
+        return self.calibrate == "on"
 
     @property
     def n_steps_per_env(self) -> int:

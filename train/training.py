@@ -304,6 +304,19 @@ def train(
         )
     duration = time.perf_counter() - started
     venv.training = False
+    calibration = None
+    if config.calibrates:
+        from train.calibration import calibrate
+
+        calibration = calibrate(model, venv, split.train, env_config)
+        log.info(
+            "calibrated",
+            converged=calibration.converged,
+            rounds=calibration.rounds,
+            before=calibration.before,
+            after=calibration.after,
+            skipped=calibration.skipped,
+        )
     model.save(str(out / bundle_io.MODEL_FILE))
     venv.save(str(out / bundle_io.VECNORM_FILE))
     bundle_io.write_plain_files(out, model, venv)
@@ -326,6 +339,7 @@ def train(
         extra={
             "train_config": config.to_dict(),
             **({"shaping": dual.to_card()} if dual is not None else {}),
+            **({"calibration": calibration.to_card()} if calibration is not None else {}),
         },
     )
     bundle_io.write_card(out, card)

@@ -1,0 +1,148 @@
+"""Band calibration: the solver puts recorded decisions at the band centres, `train`
+stores the offsets in the model itself (model.zip and policy.npz agree), and the
+calibrated policy's own episodes on the training bars fall inside the guide's bands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from click.testing import CliRunner
+
+from ai_trading_bridge import cli
+from env.config import N_ACTIONS, Action
+from env.mask import FLAT_MASK, FLAT_NO_ENTRY_MASK, IN_POSITION_MASK
+from env.trading_env import TradingEnv
+from train.calibration import (
+    PM_IDS,
+    TARGET_BUY_FLAT,
+    TARGET_PM_IN_POSITION,
+    TARGET_SELL_FLAT,
+    masked_argmax,
+    solve_offsets,
+)
+
+
+def _recorded(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Logits of a policy that strongly prefers SELL when flat and never manages a
+    position, under a mix of flat, no-entry and in-position masks."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(n, N_ACTIONS))
+    logits[:, Action.SELL] += 2.0
+    logits[:, list(PM_IDS)] -= 3.0
+    kinds = rng.choice(3, size=n, p=[0.55, 0.05, 0.4])
+    masks = np.stack([FLAT_MASK, FLAT_NO_ENTRY_MASK, IN_POSITION_MASK])[kinds]
+    return logits, masks
+
+
+def _shares(logits: np.ndarray, masks: np.ndarray, offsets: np.ndarray) -> dict[str, float]:
+    chosen = masked_argmax(logits, masks, offsets)
+    flat = masks[:, Action.MOVE_TO_BE] == 0
+    return {
+        "buy": 100 * float(np.mean(chosen[flat] == Action.BUY)),
+        "sell": 100 * float(np.mean(chosen[flat] == Action.SELL)),
+        "pm": 100 * float(np.mean(np.isin(chosen[~flat], PM_IDS))),
+    }
+
+
+def test_solved_offsets_put_recorded_decisions_at_the_band_centres() -> None:
+    logits, masks = _recorded(40_000, seed=1)
+    before = _shares(logits, masks, np.zeros(N_ACTIONS))
+    assert before["sell"] > 40 and before["pm"] < 20  # far outside the bands to start
+    offsets = solve_offsets(logits, masks, np.zeros(N_ACTIONS))
+    after = _shares(logits, masks, offsets)
+    assert abs(after["buy"] - TARGET_BUY_FLAT) < 0.2
+    assert abs(after["sell"] - TARGET_SELL_FLAT) < 0.2
+    assert abs(after["pm"] - TARGET_PM_IN_POSITION) < 0.2
+    assert offsets[Action.HOLD] == 0.0
+    # One common PM offset: the learned order among the PM actions is kept.
+    assert (
+        offsets[Action.MOVE_TO_BE] == offsets[Action.ENABLE_TRAIL] == offsets[Action.DISABLE_TRAIL]
+    )
+    # The same offsets generalise to fresh draws of the same policy.
+    fresh_logits, fresh_masks = _recorded(40_000, seed=2)
+    fresh = _shares(fresh_logits, fresh_masks, offsets)
+    assert 5 < fresh["buy"] < 10 and 5 < fresh["sell"] < 10 and 40 < fresh["pm"] < 60
+
+
+def test_no_in_position_rows_leave_the_pm_offset_alone() -> None:
+    logits, masks = _recorded(5_000, seed=3)
+    flat_only = masks[:, Action.MOVE_TO_BE] == 0
+    start = np.array([0.0, 0.0, 0.0, 1.25, 1.25, 1.25])
+    offsets = solve_offsets(logits[flat_only], masks[flat_only], start)
+    assert offsets[list(PM_IDS)].tolist() == [1.25, 1.25, 1.25]
+
+
+def _train(out: Path, *extra: str) -> dict:
+    args = [
+        "train",
+        "--out",
+        str(out),
+        "--timesteps",
+        "1024",
+        "--n-steps",
+        "256",
+        "--n-envs",
+        "2",
+        "--episode-bars",
+        "120",
+        "--eval-every",
+        "0",
+        "--checkpoint-every",
+        "0",
+        "--validate-episodes",
+        "0",
+        "--no-progress",
+        "--synthetic-days",
+        "6",
+        *extra,
+    ]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    return json.loads((out / "model.json").read_text())
+
+
+def test_train_calibrates_the_model_it_saves(tmp_path: Path) -> None:
+    """The calibrated bundle, loaded as validate and the daemon load it, acts inside the
+    bands on episodes of the training bars it was not calibrated on (another seed)."""
+    from sb3_contrib import MaskablePPO
+
+    from bridge.plain import load_plain
+    from train.calibration import calibrate
+    from train.validation import load_policy
+
+    card = _train(tmp_path / "on")
+    calibration = card["calibration"]
+    assert calibration["converged"], calibration
+    after = calibration["after_pct"]
+    assert 80 <= after["hold_flat"] <= 90 and 40 <= after["pm_in_position"] <= 60
+
+    uncalibrated = _train(tmp_path / "off", "--calibrate", "off")
+    assert "calibration" not in uncalibrated
+    on = MaskablePPO.load(str(tmp_path / "on" / "model.zip"), device="cpu")
+    off = MaskablePPO.load(str(tmp_path / "off" / "model.zip"), device="cpu")
+    offsets = np.array(list(calibration["offsets"].values()))
+    shift = (on.policy.action_net.bias - off.policy.action_net.bias).detach().numpy()
+    np.testing.assert_allclose(shift, offsets, atol=1e-4)  # same seed, same training
+
+    # The daemon's pickle-free policy carries the same head.
+    policy, _ = load_plain(tmp_path / "on")
+    head_bias = np.asarray(policy.layers[-1][1])
+    np.testing.assert_allclose(head_bias, on.policy.action_net.bias.detach().numpy(), atol=1e-6)
+
+    # Fresh episodes of the saved model on the training bars: inside the bands.
+    from train.config import TrainConfig
+    from train.training import env_config_for, load_data, split_bars
+
+    config = TrainConfig(synthetic_days=6, episode_bars=120)
+    bars, _ = load_data(None, 6)
+    split = split_bars(bars, config.holdout_fraction, config.episode_bars)
+    env_config = env_config_for(config)
+    template = TradingEnv(split.train, env_config)
+    on_dir = tmp_path / "on"
+    model, vecnorm = load_policy(on_dir / "model.zip", on_dir / "vecnormalize.pkl", template)
+    check = calibrate(model, vecnorm, split.train, env_config, rounds=0, seed=4242)
+    assert 5 <= check.before["buy_flat"] <= 10, check.before
+    assert 5 <= check.before["sell_flat"] <= 10, check.before
+    assert 40 <= check.before["pm_in_position"] <= 60, check.before
