@@ -216,8 +216,11 @@ def load_bars(
       ``data_timezone`` if given, else already in the exchange zone.
     - Daily bars (a date only) are trading dates, not converted.
 
+    ``pypi:PACKAGE/SERIES`` (e.g. ``pypi:arch/sp500``) loads a real public series from an
+    installed package instead (``env.public_series``; its contract by default).
+
     Args:
-        path: The file.
+        path: The file, or a public series' name.
         exchange_tz: Zone of the returned times; default ``contract.timezone``.
         contract: The traded contract (zone and session calendar); default NQ.
         data_timezone: IANA zone of the file's naive times (see above).
@@ -231,7 +234,17 @@ def load_bars(
             fix. Nothing is returned from a file with any bad line.
     """
     from env.contracts import resolve_contract
+    from env.public_series import is_public_source, load_public_series
 
+    if is_public_source(path):
+        return load_public_series(
+            str(path),
+            exchange_tz,
+            contract=contract,
+            data_timezone=data_timezone,
+            bar_period=bar_period,
+            check_sessions=check_sessions,
+        )
     path = Path(path)
     spec = contract or resolve_contract("NQ")
     target_name = exchange_tz or spec.timezone
@@ -352,34 +365,51 @@ def utc_seconds(bars: Bars) -> np.ndarray:
 
 
 def warn_if_outside_sessions(bars: Bars, spec: ContractSpec) -> float:
-    """Warn when many intraday bars close while ``spec``'s calendar says the market is
-    closed; return that share (0 for daily bars or when the calendar cannot tell).
+    """Warn when many bars lie where ``spec``'s calendar has no trading; return that
+    share (0 for weekly or longer bars, or when the calendar cannot tell).
 
-    A file read in the wrong zone puts its bars into the daily halt and the weekend.
+    Intraday bars: closing while the market is closed (the daily halt, a weekend, a
+    holiday): a file read in the wrong zone puts its bars there. Daily bars: dated on a
+    day with no session (a weekend, a holiday): dates shifted by a time zone, or a series
+    of another market.
     """
     from env.sessions import SessionCalendar, UnknownCalendarError
 
-    if len(bars) < 2 or not bars.bar_period.is_intraday or bars.bar_period.seconds is None:
+    period = bars.bar_period
+    daily = period.type == "day"
+    if len(bars) < 2 or not (daily or (period.is_intraday and period.seconds is not None)):
         return 0.0
-    close_utc = utc_seconds(bars)
-    first = np.datetime64(int(close_utc[0]), "s").astype("datetime64[D]") - np.timedelta64(7, "D")
-    last = np.datetime64(int(close_utc[-1]), "s").astype("datetime64[D]") + np.timedelta64(7, "D")
+    if daily:
+        stamps = bars.time.astype("datetime64[D]")
+    else:
+        close_utc = utc_seconds(bars)
+        stamps = close_utc.astype("datetime64[s]").astype("datetime64[D]")
+    week = np.timedelta64(7, "D")
     try:
-        calendar = SessionCalendar.for_contract(spec, str(first), str(last))
+        calendar = SessionCalendar.for_contract(spec, str(stamps[0] - week), str(stamps[-1] + week))
     except UnknownCalendarError:
         return 0.0
-    outside = ~np.isfinite(calendar.minutes_to_close_array(close_utc))
+    if daily:
+        outside = ~np.isin(stamps, calendar.session_dates(spec.timezone))
+    else:
+        outside = ~np.isfinite(calendar.minutes_to_close_array(close_utc))
     share = float(outside.mean())
     if share > OUT_OF_SESSION_WARN_FRACTION:
         example = str(bars.time[int(np.argmax(outside))]).replace("T", " ")
-        warnings.warn(
-            f"{bars.source}: {share:.0%} of the bars close while {spec.symbol}'s calendar "
-            f"({spec.calendar}) says the market is closed (first: {example} "
-            f"{bars.timezone}); are the file's times really {bars.data_timezone}? "
-            "NinjaTrader exports are UTC; set the data time zone (--data-timezone) if not",
-            BarsTimezoneWarning,
-            stacklevel=3,
-        )
+        if daily:
+            message = (
+                f"{bars.source}: {share:.0%} of the daily bars are dated on days with no "
+                f"session in {spec.symbol}'s calendar ({spec.calendar}; first: "
+                f"{example[:10]}); are the dates trading dates of this market?"
+            )
+        else:
+            message = (
+                f"{bars.source}: {share:.0%} of the bars close while {spec.symbol}'s "
+                f"calendar ({spec.calendar}) says the market is closed (first: {example} "
+                f"{bars.timezone}); are the file's times really {bars.data_timezone}? "
+                "NinjaTrader exports are UTC; set the data time zone (--data-timezone) if not"
+            )
+        warnings.warn(message, BarsTimezoneWarning, stacklevel=3)
     return share
 
 

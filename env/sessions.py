@@ -104,6 +104,15 @@ class SessionCalendar:
     def __repr__(self) -> str:
         return f"SessionCalendar({self.name!r}, {len(self._opens)} sessions)"
 
+    def session_dates(self, timezone: str) -> np.ndarray:
+        """Trading date of each session (``datetime64[D]``): the date of its close on
+        the exchange's wall clock ``timezone`` (a CME Globex session that opens on Sunday
+        evening trades Monday's date)."""
+        import pandas as pd  # type: ignore[import-untyped]
+
+        closes = pd.to_datetime(self.closes, unit="s", utc=True).tz_convert(timezone)
+        return closes.tz_localize(None).to_numpy(dtype="datetime64[D]")
+
     def session_index(self, t_utc: datetime | np.datetime64 | float) -> int:
         """Index of the last session that opened at or before ``t_utc`` (-1 if none)."""
         return bisect.bisect_right(self._opens, _to_seconds(t_utc)) - 1

@@ -52,6 +52,41 @@ _OVERRIDES = (
 )
 
 
+class _DataSource(click.ParamType):
+    """A bars file that exists, or a public series ``pypi:PACKAGE/SERIES``."""
+
+    name = "FILE|pypi:PACKAGE/SERIES"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from env.public_series import is_public_source, public_series
+
+        if is_public_source(value):
+            try:
+                public_series(value)
+            except ValueError as exc:
+                self.fail(str(exc), param, ctx)
+            return str(value).strip()
+        return str(click.Path(exists=True, dir_okay=False).convert(value, param, ctx))
+
+
+DATA_SOURCE = _DataSource()
+DATA_HELP = (
+    "Bars: NinjaTrader 8 export, CSV, or a public series (pypi:arch/sp500, "
+    "pypi:gym-anytrading/eurusd; docs/validation.md)."
+)
+
+
+def series_contract(data: str | None, *given: dict[str, Any]) -> dict[str, Any]:
+    """A public series' contract as ``instrument`` (and model ``name``), for the keys
+    none of ``given`` (config file, flags) sets; ``{}`` for a file or no data."""
+    from env.public_series import is_public_source, public_series
+
+    if data is None or not is_public_source(data):
+        return {}
+    root = public_series(data).contract
+    return {k: root for k in ("instrument", "name") if not any(k in g for g in given)}
+
+
 def _echo_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
     """A warning (e.g. a data file's time zone looks wrong) as one line on stderr."""
     click.echo(f"warning: {message}", err=True)
@@ -176,8 +211,8 @@ def _one_bundle(argument: Path | None, option: Path | None) -> Path | None:
 )
 @click.option(
     "--data",
-    type=click.Path(exists=True, dir_okay=False),
-    help="Bars: NinjaTrader 8 export or CSV. Default: the synthetic NQ series.",
+    type=DATA_SOURCE,
+    help=DATA_HELP + " Default: the synthetic NQ series.",
 )
 @click.option(
     "--out",
@@ -272,13 +307,10 @@ def train(
     from train.training import train as run_training
 
     try:
-        base = (
-            TrainConfig.from_mapping(load_config_file(config_file))
-            if config_file
-            else TrainConfig()
-        )
+        mapping = load_config_file(config_file) if config_file else {}
+        base = TrainConfig.from_mapping(mapping) if config_file else TrainConfig()
         flags = {k: v for k, v in overrides.items() if k in _OVERRIDES and v is not None}
-        config = TrainConfig.from_mapping(flags, base)
+        config = TrainConfig.from_mapping({**series_contract(data, mapping, flags), **flags}, base)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     try:
@@ -309,8 +341,9 @@ def train(
 @model_options
 @click.option(
     "--data",
-    type=click.Path(exists=True, dir_okay=False),
-    help="Held-out bars file (default: the card's holdout, or the synthetic series' last 20%).",
+    type=DATA_SOURCE,
+    help="Held-out bars: a file or pypi:PACKAGE/SERIES (default: the card's holdout, or the "
+    "synthetic series' last 20%).",
 )
 @click.option(
     "--data-timezone",
@@ -489,8 +522,8 @@ def rollback(target: str) -> None:
 )
 @click.option(
     "--data",
-    type=click.Path(exists=True, dir_okay=False),
-    help="Bars: NinjaTrader 8 export or CSV. Default: the synthetic NQ series.",
+    type=DATA_SOURCE,
+    help=DATA_HELP + " Default: the synthetic NQ series.",
 )
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Report folder.")
 @click.option("--folds", type=int, default=3, show_default=True, help="Test slices.")
@@ -543,12 +576,10 @@ def walkforward(
     if seeds < 1:
         raise click.UsageError("--seeds must be >= 1")
     try:
-        base = (
-            TrainConfig.from_mapping(load_config_file(config_file))
-            if config_file
-            else TrainConfig()
-        )
+        mapping = load_config_file(config_file) if config_file else {}
+        base = TrainConfig.from_mapping(mapping) if config_file else TrainConfig()
         flags = {k: v for k, v in overrides.items() if v is not None}
+        flags = {**series_contract(data, mapping, flags), **flags}
         config = TrainConfig.from_mapping({**flags, "checkpoint_every": 0, "eval_every": 0}, base)
         report = run_walkforward(
             config,

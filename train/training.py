@@ -24,6 +24,7 @@ import structlog
 
 from env.bars import Bars, load_bars
 from env.config import ACTION_NAMES, WARMUP_BARS
+from env.public_series import is_public_source, series_sha256
 from env.synthetic import DEFAULT_DAYS, default_bars
 from env.trading_env import EnvConfig, TradingEnv
 from train import bundle as bundle_io
@@ -87,6 +88,8 @@ def load_data(
         ):
             digest.update(np.ascontiguousarray(array).tobytes())
         return bars, digest.hexdigest()
+    if is_public_source(path):
+        return load_bars(path, **load_options), series_sha256(str(path))
     return load_bars(path, **load_options), bundle_io.sha256_file(path)
 
 
