@@ -117,27 +117,38 @@ def env_config_for(config: TrainConfig) -> EnvConfig:
 
 
 class EnvFactory:
-    """Picklable env constructor (SubprocVecEnv sends it to the worker processes)."""
+    """Picklable env constructor (SubprocVecEnv sends it to the worker processes); with
+    a ``template`` (same bars and config) the env is its clone, sharing its features."""
 
-    def __init__(self, bars: Bars, env_config: EnvConfig, seed: int) -> None:
-        self.bars, self.env_config, self.seed = bars, env_config, seed
+    def __init__(
+        self, bars: Bars, env_config: EnvConfig, seed: int, template: TradingEnv | None = None
+    ) -> None:
+        self.bars, self.env_config, self.seed, self.template = bars, env_config, seed, template
 
     def __call__(self) -> Any:
         from stable_baselines3.common.monitor import Monitor
 
-        env = TradingEnv(self.bars, self.env_config)
+        if self.template is not None:
+            env = self.template.clone()
+        else:
+            env = TradingEnv(self.bars, self.env_config)
         env.reset(seed=self.seed)
         return Monitor(env)
 
 
 def make_vec_env(config: TrainConfig, bars: Bars, env_config: EnvConfig) -> Any:
-    """``n_envs`` TradingEnvs in a Dummy/SubprocVecEnv behind VecNormalize (guide's settings)."""
-    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize
+    """``n_envs`` TradingEnvs in a Dummy/SubprocVecEnv behind VecNormalize (guide's settings).
+    In one process the envs are clones of one, so the features are computed once."""
+    from stable_baselines3.common.vec_env import SubprocVecEnv, VecNormalize
 
+    from train.ppo import LeanDummyVecEnv
+
+    subproc = config.vec == "subproc"
+    template = None if subproc else TradingEnv(bars, env_config)
     factories: list[Callable[[], Any]] = [
-        EnvFactory(bars, env_config, config.seed + i) for i in range(config.n_envs)
+        EnvFactory(bars, env_config, config.seed + i, template) for i in range(config.n_envs)
     ]
-    venv = SubprocVecEnv(factories) if config.vec == "subproc" else DummyVecEnv(factories)
+    venv = SubprocVecEnv(factories) if subproc else LeanDummyVecEnv(factories)
     venv.seed(config.seed)
     return VecNormalize(venv, norm_obs=True, norm_reward=False, clip_obs=10.0, clip_reward=10.0)
 
@@ -153,11 +164,11 @@ def configure_torch(threads: int) -> None:
 
 
 def new_model(config: TrainConfig, venv: Any, tensorboard_dir: str | None) -> Any:
-    from sb3_contrib import MaskablePPO
+    from train.ppo import LeanMaskablePPO
 
     # The fused Adam kernel does the guide's Adam update, several times faster on CPU.
     fused = config.device == "cpu" or (config.device == "auto" and not _cuda())
-    return MaskablePPO(
+    return LeanMaskablePPO(
         "MlpPolicy",
         venv,
         learning_rate=config.learning_rate,
@@ -215,11 +226,11 @@ def train(
 
     ``data`` (a split and the sha256 of its source) replaces loading ``data_path``:
     walk-forward folds pass their own windows."""
-    from sb3_contrib import MaskablePPO
     from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
     from stable_baselines3.common.vec_env import VecNormalize
 
     from train.callbacks import ActionDistributionCallback, HoldoutEvalCallback
+    from train.ppo import LeanMaskablePPO
     from train.shaping import DualAscent
     from train.shaping import make_callback as make_shaping_callback
 
@@ -246,7 +257,7 @@ def train(
             resume = resume / bundle_io.MODEL_FILE
         venv = VecNormalize.load(str(checkpoint_vecnorm(resume)), venv.venv)
         venv.training = True
-        model = MaskablePPO.load(
+        model = LeanMaskablePPO.load(
             str(resume), env=venv, device=config.device, tensorboard_log=tb_dir
         )
         log.info("resumed", checkpoint=str(resume), timesteps_done=model.num_timesteps)
