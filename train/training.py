@@ -11,6 +11,7 @@ bar in validation, and no training episode reads a holdout bar (its last step fi
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import time
 from collections.abc import Callable
@@ -211,6 +212,50 @@ def checkpoint_vecnorm(checkpoint: Path) -> Path:
     return checkpoint.with_name(f"{prefix}_vecnormalize_{steps}_steps.pkl")
 
 
+def checkpoint_shaping(checkpoint: Path) -> Path:
+    """The ``constrained`` preset's multipliers saved beside a checkpoint
+    (``<prefix>_shaping_<steps>_steps.json``), or a bundle's card."""
+    if checkpoint.name == bundle_io.MODEL_FILE:
+        return checkpoint.with_name(bundle_io.CARD_FILE)
+    prefix, steps, _ = checkpoint.stem.rsplit("_", 2)
+    return checkpoint.with_name(f"{prefix}_shaping_{steps}_steps.json")
+
+
+def load_shaping_state(checkpoint: Path) -> dict[str, Any] | None:
+    """The multipliers stored with ``checkpoint`` (``DualAscent.state``), None when it
+    has none (a checkpoint of another preset, or written before they were stored)."""
+    path = checkpoint_shaping(checkpoint)
+    if not path.is_file():
+        return None
+    stored = json.loads(path.read_text(encoding="utf-8"))
+    if checkpoint.name != bundle_io.MODEL_FILE:
+        return dict(stored)
+    shaping = stored.get("shaping") or {}
+    if "multipliers" not in shaping:
+        return None
+    return {**shaping["multipliers"], "updates": shaping["updates"], "history": shaping["history"]}
+
+
+def checkpoint_callback(config: TrainConfig, out: Path, dual: Any) -> Any:
+    """SB3's CheckpointCallback (model + VecNormalize every ``checkpoint_every`` steps),
+    also writing the ``constrained`` multipliers (``dual``, or None) beside each."""
+    from stable_baselines3.common.callbacks import CheckpointCallback
+
+    class Checkpoints(CheckpointCallback):
+        def _on_step(self) -> bool:
+            if dual is not None and self.n_calls % self.save_freq == 0:
+                path = Path(self._checkpoint_path("shaping_", extension="json"))
+                path.write_text(json.dumps(dual.state()), encoding="utf-8")
+            return super()._on_step()
+
+    return Checkpoints(
+        save_freq=max(config.checkpoint_every // max(config.n_envs, 1), 1),
+        save_path=str(out / CHECKPOINT_DIR),
+        name_prefix="model",
+        save_vecnormalize=True,
+    )
+
+
 def train(
     config: TrainConfig,
     out: str | Path,
@@ -226,7 +271,7 @@ def train(
 
     ``data`` (a split and the sha256 of its source) replaces loading ``data_path``:
     walk-forward folds pass their own windows."""
-    from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
+    from stable_baselines3.common.callbacks import BaseCallback, CallbackList
     from stable_baselines3.common.vec_env import VecNormalize
 
     from train.callbacks import ActionDistributionCallback, HoldoutEvalCallback
@@ -270,17 +315,12 @@ def train(
     dual = None
     if config.reward == "constrained":
         dual = DualAscent(lr=config.dual_lr, kp=config.dual_kp)
+        if resume is not None:
+            _restore_shaping(dual, resume)
         callbacks.append(make_shaping_callback(dual))
     per_env = max(config.n_envs, 1)
     if config.checkpoint_every:
-        callbacks.append(
-            CheckpointCallback(
-                save_freq=max(config.checkpoint_every // per_env, 1),
-                save_path=str(out / CHECKPOINT_DIR),
-                name_prefix="model",
-                save_vecnormalize=True,
-            )
-        )
+        callbacks.append(checkpoint_callback(config, out, dual))
     if config.eval_every and config.eval_episodes:
         callbacks.append(
             HoldoutEvalCallback(
@@ -361,6 +401,19 @@ def train(
         result = bundle_io.load_bundle(out)
         log.info("validation", passed=report["passed"])
     return result
+
+
+def _restore_shaping(dual: Any, checkpoint: Path) -> None:
+    state = load_shaping_state(checkpoint)
+    if state is None:
+        log.warning(
+            "shaping_not_restored",
+            checkpoint=str(checkpoint),
+            detail="no stored multipliers beside this checkpoint; they restart at 0",
+        )
+        return
+    dual.restore(state)
+    log.info("shaping_restored", updates=dual.updates, terms=dual.terms())
 
 
 def copy_bundle(src: str | Path, dst: str | Path) -> None:
