@@ -36,7 +36,7 @@ MaskablePPO zip: ``MaskablePPO.load`` reads it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -267,7 +267,8 @@ def _update(model: LeanMaskablePPO, mlp: _Mlp) -> None:
     data = _buffer_tensors(buffer)
     n, batch_size = len(data["actions"]), int(model.batch_size or 64)
     starts = range(0, n, batch_size)
-    optimizer, params = policy.optimizer, mlp.params
+    params = mlp.params
+    adam = _AdamStep(policy.optimizer, params)
     max_norm = float(model.max_grad_norm)
     ent_coef, vf_coef = model.ent_coef, model.vf_coef
     stats: dict[str, list[torch.Tensor]] = {k: [] for k in ("pg", "vf", "ent", "clip")}
@@ -307,10 +308,11 @@ def _update(model: LeanMaskablePPO, mlp: _Mlp) -> None:
                     stopped = True
                     break
 
-            optimizer.zero_grad()
+            for param in params:  # Optimizer.zero_grad(set_to_none=True)
+                param.grad = None
             loss.backward()
             _clip_grad_norm(params, max_norm)
-            optimizer.step()
+            adam.step()
         approx_kl = [_approx_kl(r, lr) for r, lr in epoch_ratios]
         stats["clip"] += [(torch.abs(r - 1) > clip_range).float().mean() for r, _ in epoch_ratios]
         model._n_updates += 1
@@ -336,6 +338,80 @@ def _normalized(advantages: torch.Tensor, batch_size: int, normalize: bool) -> t
 def _approx_kl(ratio: torch.Tensor, log_ratio: torch.Tensor) -> torch.Tensor:
     """SB3's approximate reverse KL (Schulman's k3 estimator), for logging/early stop."""
     return torch.mean((ratio - 1) - log_ratio)
+
+
+class _AdamStep:
+    """``torch.optim.Adam(fused=True).step()`` for one parameter group on CPU: the same
+    ``_foreach_add_`` of the step counts and ``_fused_adam_`` kernel call that Adam makes,
+    without its per-call Python (grouping, state look-ups, profiler hooks). Any other
+    optimizer set-up, or a first step (state not created yet), goes through ``step()``."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, params: list[torch.Tensor]) -> None:
+        self.optimizer, self.params = optimizer, params
+        self.kernel: dict[str, Any] | None = None
+        self._prepare()
+
+    def _prepare(self) -> None:
+        optimizer = self.optimizer
+        if type(optimizer) is not torch.optim.Adam or len(optimizer.param_groups) != 1:
+            return
+        group = optimizer.param_groups[0]
+        plain = group["fused"] and not (
+            group["amsgrad"]
+            or group["capturable"]
+            or group["differentiable"]
+            or group["maximize"]
+            or group.get("decoupled_weight_decay", False)
+        )
+        state = optimizer.state
+        if (
+            not plain
+            or len(group["params"]) != len(self.params)
+            or any(a is not b for a, b in zip(group["params"], self.params))
+            or getattr(optimizer, "grad_scale", None) is not None
+            or getattr(optimizer, "found_inf", None) is not None
+            or any(p not in state or "exp_avg" not in state[p] for p in self.params)
+        ):
+            return
+        beta1, beta2 = group["betas"]
+        self.kernel = {
+            "exp_avgs": [state[p]["exp_avg"] for p in self.params],
+            "exp_avg_sqs": [state[p]["exp_avg_sq"] for p in self.params],
+            "steps": [state[p]["step"] for p in self.params],
+            "lr": group["lr"],
+            "beta1": float(beta1),
+            "beta2": float(beta2),
+            "weight_decay": group["weight_decay"],
+            "eps": group["eps"],
+        }
+
+    def step(self) -> None:
+        k = self.kernel
+        if k is None or any(p.grad is None for p in self.params):
+            self.optimizer.step()
+            if k is None:
+                self._prepare()
+            return
+        grads = cast(list[torch.Tensor], [p.grad for p in self.params])
+        with torch.no_grad():
+            torch._foreach_add_(k["steps"], 1)
+            torch._fused_adam_(
+                self.params,
+                grads,
+                k["exp_avgs"],
+                k["exp_avg_sqs"],
+                [],
+                k["steps"],
+                amsgrad=False,
+                lr=k["lr"],
+                beta1=k["beta1"],
+                beta2=k["beta2"],
+                weight_decay=k["weight_decay"],
+                eps=k["eps"],
+                maximize=False,
+                grad_scale=None,
+                found_inf=None,
+            )
 
 
 def _clip_grad_norm(params: list[torch.Tensor], max_norm: float) -> None:
