@@ -128,3 +128,78 @@ def test_proportional_gain_answers_the_current_violation_only() -> None:
         dual.update(_shares(hold=85.0, buy=7.5, sell=7.5, pm=50.0))
     assert pi.terms() == pytest.approx(plain.terms())  # inside every band: no P term
     assert pi.to_card()["dual_kp"] == 1.0
+
+
+def _train_args(out: Path, timesteps: int, *extra: str) -> list[str]:
+    return [
+        "train",
+        "--out",
+        str(out),
+        "--timesteps",
+        str(timesteps),
+        "--n-steps",
+        "256",
+        "--n-envs",
+        "2",
+        "--episode-bars",
+        "100",
+        "--eval-every",
+        "0",
+        "--validate-episodes",
+        "0",
+        "--no-progress",
+        "--synthetic-days",
+        "3",
+        *extra,
+    ]
+
+
+def test_resume_continues_the_multipliers_of_the_checkpoint_and_of_a_bundle(
+    tmp_path: Path,
+) -> None:
+    """Checkpoints store the multipliers; `--resume` (a checkpoint or a bundle) starts from
+    them, not from 0, and the card counts every update of the whole run."""
+    from structlog.testing import capture_logs
+
+    first = tmp_path / "first"
+    result = CliRunner().invoke(cli, _train_args(first, 1024, "--checkpoint-every", "512"))
+    assert result.exit_code == 0, result.output
+    stored = json.loads((first / "checkpoints" / "model_shaping_512_steps.json").read_text())
+    # Saved on the step that completes the 2nd rollout, before its update: one update.
+    assert stored["updates"] == 1 and len(stored["history"]) == 1
+    at_checkpoint = DualAscent()
+    at_checkpoint.restore(stored)
+    assert any(at_checkpoint.terms().values()), "the multipliers moved in the first update"
+
+    resumed = tmp_path / "resumed"
+    checkpoint = first / "checkpoints" / "model_512_steps.zip"
+    with capture_logs() as logs:
+        args = _train_args(resumed, 1024, "--checkpoint-every", "0", "--resume", str(checkpoint))
+        result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    restored = [e for e in logs if e["event"] == "shaping_restored"]
+    assert restored and restored[0]["terms"] == at_checkpoint.terms()
+    shaping = json.loads((resumed / "model.json").read_text())["shaping"]
+    assert shaping["updates"] == 3 and shaping["history"][:1] == [
+        {
+            "timesteps": h["timesteps"],
+            "shares_pct": {k: round(v, 2) for k, v in h["shares_pct"].items()},
+            "terms": {k: round(v, 5) for k, v in h["terms"].items()},
+        }
+        for h in stored["history"]
+    ]
+
+    # A bundle's card holds the final multipliers: resuming it continues from them too.
+    final = shaping["multipliers"]
+    with capture_logs() as logs:
+        args = _train_args(
+            tmp_path / "again", 1536, "--checkpoint-every", "0", "--resume", str(resumed)
+        )
+        result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    restored = [e for e in logs if e["event"] == "shaping_restored"]
+    assert restored and restored[0]["updates"] == 3
+    at_bundle = DualAscent()
+    at_bundle.restore({**final, "updates": 3})
+    assert restored[0]["terms"] == at_bundle.terms()
+    assert at_bundle.terms() == pytest.approx(shaping["final_terms"], abs=1e-5)

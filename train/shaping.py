@@ -115,6 +115,34 @@ class DualAscent:
         self.history.append({"timesteps": timesteps, "shares_pct": measured, "terms": self.terms()})
         return measured
 
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint stores so that a resumed run continues from these
+        multipliers (and this history) instead of from 0; plain JSON."""
+        return {
+            "low": dict(self.low),
+            "high": dict(self.high),
+            "violation": dict(self.violation),
+            "updates": self.updates,
+            "history": list(self.history),
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state` (``history`` optional).
+
+        Raises:
+            ValueError: when the state names other bands than ``BANDS``.
+        """
+        for key in ("low", "high", "violation"):
+            values = state[key]
+            if set(values) != set(BANDS):
+                raise ValueError(
+                    f"stored multipliers {key!r} are for bands {sorted(values)}, "
+                    f"expected {sorted(BANDS)}"
+                )
+            setattr(self, key, {name: float(values[name]) for name in BANDS})
+        self.updates = int(state["updates"])
+        self.history = list(state.get("history", []))
+
     def to_card(self) -> dict[str, Any]:
         """What the model card stores: the bands, the final terms and a thinned history."""
         step = max(len(self.history) // HISTORY_POINTS, 1)
@@ -138,6 +166,7 @@ class DualAscent:
             "bands_pct": {name: [band[2], band[3]] for name, band in BANDS.items()},
             "updates": self.updates,
             "final_terms": {k: round(v, 5) for k, v in self.terms().items()},
+            "multipliers": {k: self.state()[k] for k in ("low", "high", "violation")},
             "history": rounded,
         }
 

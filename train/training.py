@@ -11,6 +11,7 @@ bar in validation, and no training episode reads a holdout bar (its last step fi
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import time
 from collections.abc import Callable
@@ -120,27 +121,38 @@ def env_config_for(config: TrainConfig) -> EnvConfig:
 
 
 class EnvFactory:
-    """Picklable env constructor (SubprocVecEnv sends it to the worker processes)."""
+    """Picklable env constructor (SubprocVecEnv sends it to the worker processes); with
+    a ``template`` (same bars and config) the env is its clone, sharing its features."""
 
-    def __init__(self, bars: Bars, env_config: EnvConfig, seed: int) -> None:
-        self.bars, self.env_config, self.seed = bars, env_config, seed
+    def __init__(
+        self, bars: Bars, env_config: EnvConfig, seed: int, template: TradingEnv | None = None
+    ) -> None:
+        self.bars, self.env_config, self.seed, self.template = bars, env_config, seed, template
 
     def __call__(self) -> Any:
         from stable_baselines3.common.monitor import Monitor
 
-        env = TradingEnv(self.bars, self.env_config)
+        if self.template is not None:
+            env = self.template.clone()
+        else:
+            env = TradingEnv(self.bars, self.env_config)
         env.reset(seed=self.seed)
         return Monitor(env)
 
 
 def make_vec_env(config: TrainConfig, bars: Bars, env_config: EnvConfig) -> Any:
-    """``n_envs`` TradingEnvs in a Dummy/SubprocVecEnv behind VecNormalize (guide's settings)."""
-    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize
+    """``n_envs`` TradingEnvs in a Dummy/SubprocVecEnv behind VecNormalize (guide's settings).
+    In one process the envs are clones of one, so the features are computed once."""
+    from stable_baselines3.common.vec_env import SubprocVecEnv, VecNormalize
 
+    from train.ppo import LeanDummyVecEnv
+
+    subproc = config.vec == "subproc"
+    template = None if subproc else TradingEnv(bars, env_config)
     factories: list[Callable[[], Any]] = [
-        EnvFactory(bars, env_config, config.seed + i) for i in range(config.n_envs)
+        EnvFactory(bars, env_config, config.seed + i, template) for i in range(config.n_envs)
     ]
-    venv = SubprocVecEnv(factories) if config.vec == "subproc" else DummyVecEnv(factories)
+    venv = SubprocVecEnv(factories) if subproc else LeanDummyVecEnv(factories)
     venv.seed(config.seed)
     return VecNormalize(venv, norm_obs=True, norm_reward=False, clip_obs=10.0, clip_reward=10.0)
 
@@ -156,11 +168,11 @@ def configure_torch(threads: int) -> None:
 
 
 def new_model(config: TrainConfig, venv: Any, tensorboard_dir: str | None) -> Any:
-    from sb3_contrib import MaskablePPO
+    from train.ppo import LeanMaskablePPO
 
     # The fused Adam kernel does the guide's Adam update, several times faster on CPU.
     fused = config.device == "cpu" or (config.device == "auto" and not _cuda())
-    return MaskablePPO(
+    return LeanMaskablePPO(
         "MlpPolicy",
         venv,
         learning_rate=config.learning_rate,
@@ -203,6 +215,50 @@ def checkpoint_vecnorm(checkpoint: Path) -> Path:
     return checkpoint.with_name(f"{prefix}_vecnormalize_{steps}_steps.pkl")
 
 
+def checkpoint_shaping(checkpoint: Path) -> Path:
+    """The ``constrained`` preset's multipliers saved beside a checkpoint
+    (``<prefix>_shaping_<steps>_steps.json``), or a bundle's card."""
+    if checkpoint.name == bundle_io.MODEL_FILE:
+        return checkpoint.with_name(bundle_io.CARD_FILE)
+    prefix, steps, _ = checkpoint.stem.rsplit("_", 2)
+    return checkpoint.with_name(f"{prefix}_shaping_{steps}_steps.json")
+
+
+def load_shaping_state(checkpoint: Path) -> dict[str, Any] | None:
+    """The multipliers stored with ``checkpoint`` (``DualAscent.state``), None when it
+    has none (a checkpoint of another preset, or written before they were stored)."""
+    path = checkpoint_shaping(checkpoint)
+    if not path.is_file():
+        return None
+    stored = json.loads(path.read_text(encoding="utf-8"))
+    if checkpoint.name != bundle_io.MODEL_FILE:
+        return dict(stored)
+    shaping = stored.get("shaping") or {}
+    if "multipliers" not in shaping:
+        return None
+    return {**shaping["multipliers"], "updates": shaping["updates"], "history": shaping["history"]}
+
+
+def checkpoint_callback(config: TrainConfig, out: Path, dual: Any) -> Any:
+    """SB3's CheckpointCallback (model + VecNormalize every ``checkpoint_every`` steps),
+    also writing the ``constrained`` multipliers (``dual``, or None) beside each."""
+    from stable_baselines3.common.callbacks import CheckpointCallback
+
+    class Checkpoints(CheckpointCallback):
+        def _on_step(self) -> bool:
+            if dual is not None and self.n_calls % self.save_freq == 0:
+                path = Path(self._checkpoint_path("shaping_", extension="json"))
+                path.write_text(json.dumps(dual.state()), encoding="utf-8")
+            return super()._on_step()
+
+    return Checkpoints(
+        save_freq=max(config.checkpoint_every // max(config.n_envs, 1), 1),
+        save_path=str(out / CHECKPOINT_DIR),
+        name_prefix="model",
+        save_vecnormalize=True,
+    )
+
+
 def train(
     config: TrainConfig,
     out: str | Path,
@@ -218,11 +274,11 @@ def train(
 
     ``data`` (a split and the sha256 of its source) replaces loading ``data_path``:
     walk-forward folds pass their own windows."""
-    from sb3_contrib import MaskablePPO
-    from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
+    from stable_baselines3.common.callbacks import BaseCallback, CallbackList
     from stable_baselines3.common.vec_env import VecNormalize
 
     from train.callbacks import ActionDistributionCallback, HoldoutEvalCallback
+    from train.ppo import LeanMaskablePPO
     from train.shaping import DualAscent
     from train.shaping import make_callback as make_shaping_callback
 
@@ -249,7 +305,7 @@ def train(
             resume = resume / bundle_io.MODEL_FILE
         venv = VecNormalize.load(str(checkpoint_vecnorm(resume)), venv.venv)
         venv.training = True
-        model = MaskablePPO.load(
+        model = LeanMaskablePPO.load(
             str(resume), env=venv, device=config.device, tensorboard_log=tb_dir
         )
         log.info("resumed", checkpoint=str(resume), timesteps_done=model.num_timesteps)
@@ -262,17 +318,12 @@ def train(
     dual = None
     if config.reward == "constrained":
         dual = DualAscent(lr=config.dual_lr, kp=config.dual_kp)
+        if resume is not None:
+            _restore_shaping(dual, resume)
         callbacks.append(make_shaping_callback(dual))
     per_env = max(config.n_envs, 1)
     if config.checkpoint_every:
-        callbacks.append(
-            CheckpointCallback(
-                save_freq=max(config.checkpoint_every // per_env, 1),
-                save_path=str(out / CHECKPOINT_DIR),
-                name_prefix="model",
-                save_vecnormalize=True,
-            )
-        )
+        callbacks.append(checkpoint_callback(config, out, dual))
     if config.eval_every and config.eval_episodes:
         callbacks.append(
             HoldoutEvalCallback(
@@ -367,6 +418,19 @@ def train(
         result = bundle_io.load_bundle(out)
         log.info("validation", passed=report["passed"])
     return result
+
+
+def _restore_shaping(dual: Any, checkpoint: Path) -> None:
+    state = load_shaping_state(checkpoint)
+    if state is None:
+        log.warning(
+            "shaping_not_restored",
+            checkpoint=str(checkpoint),
+            detail="no stored multipliers beside this checkpoint; they restart at 0",
+        )
+        return
+    dual.restore(state)
+    log.info("shaping_restored", updates=dual.updates, terms=dual.terms())
 
 
 def copy_bundle(src: str | Path, dst: str | Path) -> None:
