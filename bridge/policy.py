@@ -518,6 +518,7 @@ def warm_imports() -> None:
     for up to a second, stalling the requests being served meanwhile."""
     import sb3_contrib  # noqa: F401
     import stable_baselines3  # noqa: F401
+    import torch._dynamo  # noqa: F401  (torch imports it when SB3 builds a model's optimizer)
 
 
 def load_model(path: Path) -> tuple[Any, str]:
