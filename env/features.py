@@ -229,6 +229,11 @@ class StreamingFeatures:
         self.indicators = IndicatorState(tick_size)
         self.intraday = intraday
         self._rows = np.zeros((WINDOW_SIZE, MARKET_FEATURE_COUNT), dtype=np.float32)
+        # Views made once: the window shifts by one row per bar (numpy copies overlapping
+        # views as if through a buffer), and the new bar's row.
+        self._older, self._newer = self._rows[:-1], self._rows[1:]
+        self._last = self._rows[-1]
+        self._flat = self._rows.reshape(TOTAL_MARKET_FEATURES)
         self.n_bars = 0
         self.close = math.nan
         self.atr = math.nan
@@ -258,9 +263,8 @@ class StreamingFeatures:
         """:meth:`update` without returning the bar's features (the daemon's per-bar call)."""
         indicators = self.indicators.update(high, low, close, volume)
         minute = minute_of_day if self.intraday else NO_TIME_OF_DAY
-        rows = self._rows
-        rows[:-1] = rows[1:]
-        rows[-1] = bar_features(open_, high, low, close, volume, indicators, minute)
+        self._older[...] = self._newer
+        self._last[...] = bar_features(open_, high, low, close, volume, indicators, minute)
         self.n_bars += 1
         self.close = close
         self.atr = indicators[1]
@@ -272,7 +276,7 @@ class StreamingFeatures:
     def observation(self, position: tuple[float, ...]) -> np.ndarray:
         """``build_observation(self.window(), position)`` (228 float32), without the
         window's intermediate copy."""
-        return build_observation(self._rows.reshape(TOTAL_MARKET_FEATURES), position)
+        return build_observation(self._flat, position)
 
 
 def position_features(
