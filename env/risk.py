@@ -157,7 +157,7 @@ class RiskConfig:
         try:
             import tomllib
         except ImportError:  # Python 3.10
-            import tomli as tomllib  # type: ignore[no-redef]
+            import tomli as tomllib  # type: ignore[no-redef,import-not-found,unused-ignore]
 
         path = Path(path)
         try:
