@@ -65,8 +65,9 @@ class Calendars:
         self._ready: dict[str, SessionCalendar | None] = {}
         self._lock = threading.Lock()
         # Per calendar, the session the last bar fell in: (from, until) UTC seconds between
-        # which bisecting the opens gives the same index, that index and its close.
-        self._last: dict[str, tuple[float, float, int, float]] = {}
+        # which bisecting the opens gives the same index, that index, its close, and the
+        # calendar these come from.
+        self._last: dict[str, tuple[float, float, int, float, SessionCalendar]] = {}
 
     def build(self, spec: ContractSpec) -> None:
         """Build ``spec``'s calendar now (start-up)."""
@@ -109,9 +110,9 @@ class Calendars:
         # UTC seconds of the instant just before the bar's close, converted once.
         t_utc = (local_time.replace(tzinfo=self.zone) - _STAMP_EPOCH).total_seconds()
         last = self._last.get(spec.calendar)
-        if last is None or not last[0] <= t_utc < last[1]:  # another session: bisect
-            last = self._last[spec.calendar] = _session_at(calendar, t_utc)
-        _, _, index, close = last
+        if last is None or not last[0] <= t_utc < last[1] or last[4] is not calendar:
+            last = self._last[spec.calendar] = _session_at(calendar, t_utc)  # bisect
+        _, _, index, close, _ = last
         # SessionCalendar.minutes_to_close and session_index, from the cached session.
         minutes = (close - t_utc) / 60.0 if index >= 0 and t_utc < close else math.inf
         return SessionPoint((spec.calendar, index), minutes - _BAR_STAMP.seconds / 60)
@@ -124,12 +125,15 @@ class Calendars:
         return calendar.is_open(utc_now)
 
 
-def _session_at(calendar: SessionCalendar, t_utc: float) -> tuple[float, float, int, float]:
-    """``(from, until, index, close)``: ``calendar.session_index(t)`` is ``index`` for every
-    ``from <= t < until``, and ``close`` is that session's close (UTC seconds)."""
+def _session_at(
+    calendar: SessionCalendar, t_utc: float
+) -> tuple[float, float, int, float, SessionCalendar]:
+    """``(from, until, index, close, calendar)``: ``calendar.session_index(t)`` is
+    ``index`` for every ``from <= t < until``, and ``close`` is that session's close (UTC
+    seconds)."""
     index = calendar.session_index(t_utc)
     opens, closes = calendar.opens, calendar.closes
     start = int(opens[index]) if index >= 0 else -math.inf
     until = int(opens[index + 1]) if index + 1 < len(opens) else math.inf
     close = int(closes[index]) if index >= 0 else math.inf
-    return start, until, index, close
+    return start, until, index, close, calendar
