@@ -11,6 +11,7 @@ Sunday to Friday), which is right for most CME products except on holidays.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Hashable
 from datetime import date, datetime, timedelta, timezone, tzinfo
@@ -26,6 +27,8 @@ log = structlog.get_logger()
 GLOBEX_OPEN_HOUR = 17  # the session closing on day D opens at 17:00 the day before
 GLOBEX_CLOSE_HOUR = 16
 _BAR_STAMP = timedelta(seconds=1)  # bars are stamped with their close: look just before
+# UTC seconds of (t - _BAR_STAMP) are (t - _STAMP_EPOCH).total_seconds(), exactly.
+_STAMP_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc) + _BAR_STAMP
 
 
 class SessionPoint(NamedTuple):
@@ -61,6 +64,10 @@ class Calendars:
         self.zone = zone
         self._ready: dict[str, SessionCalendar | None] = {}
         self._lock = threading.Lock()
+        # Per calendar, the session the last bar fell in: (from, until) UTC seconds between
+        # which bisecting the opens gives the same index, that index, its close, and the
+        # calendar these come from.
+        self._last: dict[str, tuple[float, float, int, float, SessionCalendar]] = {}
 
     def build(self, spec: ContractSpec) -> None:
         """Build ``spec``'s calendar now (start-up)."""
@@ -82,6 +89,9 @@ class Calendars:
 
     def get(self, spec: ContractSpec) -> SessionCalendar | None:
         """The calendar if built; otherwise start building it and return None."""
+        calendar = self._ready.get(spec.calendar, self)  # a dict read needs no lock
+        if calendar is not self:
+            return calendar  # type: ignore[return-value]
         with self._lock:
             if spec.calendar in self._ready:
                 return self._ready[spec.calendar]
@@ -97,11 +107,15 @@ class Calendars:
         calendar = self.get(spec)
         if calendar is None:
             return globex_point(local_time)
-        t_utc = local_time.replace(tzinfo=self.zone).astimezone(timezone.utc) - _BAR_STAMP
-        minutes = calendar.minutes_to_close(t_utc)
-        return SessionPoint(
-            (spec.calendar, calendar.session_index(t_utc)), minutes - _BAR_STAMP.seconds / 60
-        )
+        # UTC seconds of the instant just before the bar's close, converted once.
+        t_utc = (local_time.replace(tzinfo=self.zone) - _STAMP_EPOCH).total_seconds()
+        last = self._last.get(spec.calendar)
+        if last is None or not last[0] <= t_utc < last[1] or last[4] is not calendar:
+            last = self._last[spec.calendar] = _session_at(calendar, t_utc)  # bisect
+        _, _, index, close, _ = last
+        # SessionCalendar.minutes_to_close and session_index, from the cached session.
+        minutes = (close - t_utc) / 60.0 if index >= 0 and t_utc < close else math.inf
+        return SessionPoint((spec.calendar, index), minutes - _BAR_STAMP.seconds / 60)
 
     def is_open(self, spec: ContractSpec, utc_now: datetime) -> bool:
         """Whether ``spec``'s market trades at ``utc_now``."""
@@ -109,3 +123,17 @@ class Calendars:
         if calendar is None:
             return globex_is_open(utc_now.astimezone(self.zone).replace(tzinfo=None))
         return calendar.is_open(utc_now)
+
+
+def _session_at(
+    calendar: SessionCalendar, t_utc: float
+) -> tuple[float, float, int, float, SessionCalendar]:
+    """``(from, until, index, close, calendar)``: ``calendar.session_index(t)`` is
+    ``index`` for every ``from <= t < until``, and ``close`` is that session's close (UTC
+    seconds)."""
+    index = calendar.session_index(t_utc)
+    opens, closes = calendar.opens, calendar.closes
+    start = int(opens[index]) if index >= 0 else -math.inf
+    until = int(opens[index + 1]) if index + 1 < len(opens) else math.inf
+    close = int(closes[index]) if index >= 0 else math.inf
+    return start, until, index, close, calendar

@@ -185,7 +185,12 @@ def serve(
     """Serve a policy to NinjaTrader over ZeroMQ (the bundled demo model by default)."""
     from bridge.console import configure_queued_logging, ensure_std_streams, exit_now
     from bridge.policy import PolicyLoadError
-    from bridge.server import ServeError, build_server, install_signal_handlers
+    from bridge.server import (
+        ServeError,
+        build_server,
+        freeze_startup_objects,
+        install_signal_handlers,
+    )
 
     ensure_std_streams()
 
@@ -238,6 +243,7 @@ def serve(
         click.secho(warning, fg="red", bold=True, err=True)
         structlog.get_logger().warning("remote_bind", bind=bind, detail=warning)
     try:
+        freeze_startup_objects()  # before the model: see its docstring
         server = build_server(config)
         server.bind()
     except (PolicyLoadError, ServeError) as exc:

@@ -123,9 +123,14 @@ class QueuedHandler(logging.Handler):
         return True
 
     def emit(self, record: logging.LogRecord) -> None:
+        # Sinks sharing a formatter (JSON console and JSON file) share one rendering.
+        last: logging.Formatter | None = None
+        line = ""
         for sink, formatter in self.sinks:
             try:
-                sink.offer(formatter.format(record) + "\n")
+                if formatter is not last:
+                    line, last = formatter.format(record) + "\n", formatter
+                sink.offer(line)
             except Exception:
                 sink.failed += 1
 
@@ -195,10 +200,12 @@ def configure_queued_logging(
         return structlog.stdlib.ProcessorFormatter(processor=renderer, foreign_pre_chain=shared)
 
     sinks: list[tuple[_Sink, logging.Formatter]] = []
+    json_lines = formatter(False)
     console = _fd_writer(stream) if stream is not None else None
     if console is not None:
         pretty = bool(getattr(stream, "isatty", lambda: False)())
-        sinks.append((_Sink("console", console, capacity), formatter(pretty)))
+        console_lines = formatter(True) if pretty else json_lines
+        sinks.append((_Sink("console", console, capacity), console_lines))
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -206,7 +213,7 @@ def configure_queued_logging(
         def write_file(line: str) -> None:
             os.write(fd, line.encode("utf-8"))
 
-        sinks.append((_Sink("file", write_file, capacity, lambda: os.close(fd)), formatter(False)))
+        sinks.append((_Sink("file", write_file, capacity, lambda: os.close(fd)), json_lines))
     for sink, _ in sinks:
         sink.start()
         _SINKS.append(sink)

@@ -7,6 +7,7 @@ code; anything unexpected becomes an ``internal`` error reply and a logged trace
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from bridge.protocol import Envelope, ProtocolError
 from bridge.session import InstrumentSession, SessionStore
 from env.config import ACTION_NAMES, ENTRY_ACTIONS, WARMUP_BARS, Action
 from env.contracts import UnknownContractError, resolve_contract
-from env.features import build_observation, position_features
+from env.features import position_features
 from env.mask import action_mask
 from env.risk import RailState, RiskConfig, is_stale
 from env.trading_env import EnvConfig, entry_blocked_at
@@ -39,6 +40,15 @@ ODD_GAP_RUN = 3  # equal gaps longer than the period in a row: the chart's perio
 SESSION_GAP_S = 3600.0  # longer gaps are session breaks, not a bar period
 WARMUP_PROBS = (1.0, 0.0, 0.0, 0.0, 0.0, 0.0)  # the model is not asked: HOLD for certain
 PROB_DIGITS = 6
+# The mask of each (side, entries allowed) as the reply's list and the log's tuple, built
+# once from env.mask.action_mask (read only: never changed after this).
+_MASKS: dict[tuple[int, bool], tuple[list[int], tuple[int, ...]]] = {
+    (side, allowed): (mask, tuple(mask))
+    for side in (-1, 0, 1)
+    for allowed in (True, False)
+    for mask in [action_mask(side, allowed).tolist()]
+}
+_SUM = np.add.reduce  # the ufunc itself: no Python wrapper per call
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +129,9 @@ class Dispatcher:
         self.sessions = SessionStore(max_sessions)
         self.clock = clock
         self.started = clock()
-        self._handlers: dict[str, Callable[[Envelope, dict[str, Any]], Outcome]] = {
+        self._handlers: dict[
+            str, Callable[[Envelope, dict[str, Any], InstrumentSession], Outcome]
+        ] = {
             "hello": self._hello,
             "history": self._history,
             "bar": self._bar,
@@ -202,7 +214,7 @@ class Dispatcher:
                     f"{envelope.client} / {envelope.instrument}; give each new request the "
                     "next seq, and resend a timed-out request unchanged",
                 )
-        outcome = self._handlers[envelope.type](envelope, obj)
+        outcome = self._handlers[envelope.type](envelope, obj, stream)
         if seq is not None and outcome.ok:
             stream.last_seq = seq
             stream.last_type = envelope.type
@@ -210,10 +222,9 @@ class Dispatcher:
             stream.last_reply = outcome.reply
         return outcome
 
-    def _hello(self, envelope: Envelope, obj: dict[str, Any]) -> Outcome:
+    def _hello(self, envelope: Envelope, obj: dict[str, Any], stream: InstrumentSession) -> Outcome:
         spec = protocol.parse_instrument_spec(obj.get("instrument_spec"))
         period = protocol.parse_bar_period(obj.get("bar_period"))
-        stream = self._stream(envelope)
         if period is not None:
             trained = self.policy.bar_period
             if protocol.period_seconds(period) != protocol.period_seconds(trained) or (
@@ -249,9 +260,10 @@ class Dispatcher:
         )
         return self._ok(envelope, reply)
 
-    def _history(self, envelope: Envelope, obj: dict[str, Any]) -> Outcome:
+    def _history(
+        self, envelope: Envelope, obj: dict[str, Any], stream: InstrumentSession
+    ) -> Outcome:
         bars = protocol.parse_bars(obj.get("bars"), self.zone)
-        stream = self._stream(envelope)
         now = self._now_local()
         for i, bar in enumerate(bars):
             self._check_clock(bar, now, f"bars[{i}]")
@@ -270,15 +282,16 @@ class Dispatcher:
         reply = protocol.ok_reply("history", envelope.seq, accepted=accepted, ready=stream.ready)
         return self._ok(envelope, reply)
 
-    def _position(self, envelope: Envelope, obj: dict[str, Any]) -> Outcome:
+    def _position(
+        self, envelope: Envelope, obj: dict[str, Any], stream: InstrumentSession
+    ) -> Outcome:
         position = protocol.parse_position(obj.get("position"), self.zone)
         pnl = protocol.parse_realized_pnl(obj, position)
-        stream = self._stream(envelope)
         stream.position = position
         self._rails(stream).on_position(position.side, pnl)
         return self._ok(envelope, protocol.ok_reply("position", envelope.seq))
 
-    def _bar(self, envelope: Envelope, obj: dict[str, Any]) -> Outcome:
+    def _bar(self, envelope: Envelope, obj: dict[str, Any], stream: InstrumentSession) -> Outcome:
         bar = protocol.parse_bar(obj.get("bar"), "bar", self.zone)
         raw_position = obj.get("position")
         position = (
@@ -286,7 +299,6 @@ class Dispatcher:
         )
         debug = protocol.parse_debug(obj)
         pnl = protocol.parse_realized_pnl(obj, position)
-        stream = self._stream(envelope)
         self._check_clock(bar, self._now_local(), "bar")
         if not stream.is_new(bar):
             last = stream.last_time
@@ -331,15 +343,16 @@ class Dispatcher:
         position = stream.position
         features = stream.features
         side = position.side
-        obs = build_observation(features.window(), self._position_features(stream))
-        if not np.isfinite(obs).all():
+        obs = features.observation(self._position_features(stream))
+        # The float64 sum of float32 values is finite exactly when every value is.
+        if not math.isfinite(_SUM(obs, dtype=np.float64)):
             raise ProtocolError(
                 protocol.BAD_MESSAGE,
                 "bar and position give a non-finite observation (check position.entry_price, "
                 "sl_price and tp_price against the bar's prices); nothing was decided",
             )
         obs_normalized = policy.normalizer(obs)
-        mask_list = action_mask(side, stream.entries_allowed).tolist()
+        mask_list, mask = _MASKS[side, stream.entries_allowed]
         model_action, probs = policy.decide(obs_normalized, mask_list)
         guarded = side != 0 and model_action in ENTRY_ACTIONS
         action, refusal = stream.risk.decide(
@@ -347,18 +360,20 @@ class Dispatcher:
         )
         orders = price_orders(action, position, features.close, features.atr, terms)
         prob_list = [round(p, PROB_DIGITS) for p in probs]
-        reply = protocol.ok_reply(
-            "bar",
-            envelope.seq,
-            time=bar_time,
-            action=int(action),
-            name=ACTION_NAMES[action],
-            mask=mask_list,
-            probs=prob_list,
-            warming_up=False,
-            model_version=policy.version,
-            orders=orders,
-        )
+        reply = {  # protocol.ok_reply("bar", ...), written out: this runs on every bar
+            "v": protocol.PROTOCOL_VERSION,
+            "type": "bar",
+            "ok": True,
+            "seq": envelope.seq,
+            "time": bar_time,
+            "action": int(action),
+            "name": ACTION_NAMES[action],
+            "mask": mask_list,
+            "probs": prob_list,
+            "warming_up": False,
+            "model_version": policy.version,
+            "orders": orders,
+        }
         if guarded:
             reply["guarded"] = True
         if refusal is not None:
@@ -374,7 +389,7 @@ class Dispatcher:
             int(action),
             model_action,
             side,
-            tuple(mask_list),
+            mask,
             tuple(prob_list),
             False,
             guarded,
@@ -388,7 +403,7 @@ class Dispatcher:
         self, envelope: Envelope, bar_time: str, stream: InstrumentSession, debug: bool
     ) -> Outcome:
         side = stream.position.side
-        mask = action_mask(side, stream.entries_allowed).tolist()
+        mask, mask_tuple = _MASKS[side, stream.entries_allowed]
         reply = protocol.ok_reply(
             "bar",
             envelope.seq,
@@ -408,7 +423,7 @@ class Dispatcher:
             int(Action.HOLD),
             int(Action.HOLD),
             side,
-            tuple(mask),
+            mask_tuple,
             WARMUP_PROBS,
             True,
             False,
@@ -504,7 +519,7 @@ class Dispatcher:
     def check_stale(self, utc_now: datetime) -> int:
         """The stale-data watchdog: warn once for each stream whose bars stopped while its
         market is open; returns how many streams are stale now."""
-        period = protocol.period_seconds(self.policy.bar_period)
+        period = self.policy.period_seconds
         now = self.clock()
         stale = 0
         for (client, instrument), stream in self.sessions.items():
@@ -550,21 +565,16 @@ class Dispatcher:
     ) -> None:
         """Refuse bars closer together than the model's period, and a run of equal gaps
         longer than it (a 5-minute chart on a 1-minute model); longer gaps are sessions."""
-        period = protocol.period_seconds(self.policy.bar_period)
+        period = self.policy.period_seconds
         previous, stream.seen_time = stream.seen_time, bar.local_time
         if previous is None or period == 0 or period >= 86400:
             return
         gap = (bar.local_time - previous).total_seconds()
-        trained = protocol.describe_period(self.policy.bar_period)
-        advice = (
-            f"model {self.policy.version} was trained on {trained} bars: set the chart of "
-            f"{envelope.client} / {envelope.instrument} to {trained} bars or serve a model "
-            "trained on this period"
-        )
         if 0 < gap < period:
             raise ProtocolError(
                 protocol.BAD_MESSAGE,
-                f"{what} comes {_duration(gap)} after the previous one; {advice}",
+                f"{what} comes {_duration(gap)} after the previous one; "
+                f"{self._period_advice(envelope)}",
             )
         if gap == period or gap >= SESSION_GAP_S:
             stream.odd_gap_run = 0
@@ -576,8 +586,17 @@ class Dispatcher:
         if stream.odd_gap_run >= ODD_GAP_RUN:
             raise ProtocolError(
                 protocol.BAD_MESSAGE,
-                f"the last {stream.odd_gap_run} bars came {_duration(gap)} apart; {advice}",
+                f"the last {stream.odd_gap_run} bars came {_duration(gap)} apart; "
+                f"{self._period_advice(envelope)}",
             )
+
+    def _period_advice(self, envelope: Envelope) -> str:
+        trained = protocol.describe_period(self.policy.bar_period)
+        return (
+            f"model {self.policy.version} was trained on {trained} bars: set the chart of "
+            f"{envelope.client} / {envelope.instrument} to {trained} bars or serve a model "
+            "trained on this period"
+        )
 
     def _terms(
         self, envelope: Envelope, stream: InstrumentSession, refresh: bool = False

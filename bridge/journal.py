@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import structlog
@@ -27,10 +27,10 @@ from bridge.dispatch import Outcome
 
 log = structlog.get_logger()
 
+MAX_CACHED_VERSIONS = 64  # model versions whose JSON string is kept
 MAX_UNPARSED_BYTES = 65536  # of a request that is not a JSON object (bad_json, too_large)
 _TAIL_CHUNK = 1 << 16
 _BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
-_NEWLINES = str.maketrans({"\n": " ", "\r": " "})
 
 
 class Journal:
@@ -54,6 +54,9 @@ class Journal:
         self._fd: int | None = None
         self.failures = 0
         self.torn: list[Path] = []  # torn lines moved aside since start
+        self._date: date | None = None  # the date of the last record and its text
+        self._date_text = ""
+        self._versions: dict[str, str] = {}  # model version -> its JSON string
 
     def path_for(self, day: str) -> Path:
         """The journal file of a UTC day ``YYYY-MM-DD``."""
@@ -82,8 +85,11 @@ class Journal:
         """Append one request and its reply; never raises."""
         now = self.clock()
         try:
-            data = self._line(now, raw, outcome, latency_us).encode("utf-8")
-            fd = self._fd_for(now.strftime("%Y-%m-%d"))
+            day = now.date()
+            if day != self._date:  # strftime costs microseconds: once a day
+                self._date, self._date_text = day, now.strftime("%Y-%m-%d")
+            data = self._line(now, raw, outcome, latency_us)
+            fd = self._fd_for(self._date_text)
             while data:
                 data = data[os.write(fd, data) :]
         except Exception as exc:
@@ -116,22 +122,26 @@ class Journal:
             self._day = day
         return self._fd
 
-    @staticmethod
-    def _line(now: datetime, raw: bytes, outcome: Outcome, latency_us: int) -> str:
-        head = json.dumps(
-            {
-                "ts": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-                "latency_us": latency_us,
-                "model_version": outcome.model_version,
-                "retry": outcome.retry,
-            }
-        )[:-1]
+    def _line(self, now: datetime, raw: bytes, outcome: Outcome, latency_us: int) -> bytes:
+        """One journal line, built as bytes (the request and reply are embedded as they
+        are, never decoded and encoded again)."""
+        version = self._versions.get(outcome.model_version)
+        if version is None:
+            version = json.dumps(outcome.model_version)
+            if len(self._versions) < MAX_CACHED_VERSIONS:
+                self._versions[outcome.model_version] = version
+        head = (
+            f'{{"ts": "{self._date_text}T{now.time().isoformat("microseconds")}Z", '
+            f'"latency_us": {latency_us:d}, "model_version": {version}, '
+            f'"retry": {"true" if outcome.retry else "false"}'
+        )
         if outcome.parsed:
-            # A JSON object: embed it verbatim (raw newlines only occur between tokens).
-            request = ',"request":' + raw.decode("utf-8").translate(_NEWLINES)
+            # A JSON object (valid UTF-8): embed it verbatim. Raw newlines only occur
+            # between tokens, and no byte of a multi-byte UTF-8 character is one.
+            request = b',"request":' + raw.replace(b"\n", b" ").replace(b"\r", b" ")
         else:
-            request = _unparsed(raw)
-        return f'{head}{request},"reply":{outcome.reply.decode("utf-8")}}}\n'
+            request = _unparsed(raw).encode()
+        return b'%s%s,"reply":%s}\n' % (head.encode(), request, outcome.reply)
 
 
 def _unparsed(raw: bytes) -> str:

@@ -38,13 +38,14 @@ class KillSwitch:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.path = folder / HALT_FILE
+        self._path = str(self.path)  # os.stat of a str skips Path's conversion per call
         self._stamp: tuple[int, int] | None = None
         self._info: dict[str, Any] | None = None
 
     def status(self) -> dict[str, Any] | None:
         """The halt record (``reason``, ``halted_at``) while halted, else None."""
         try:
-            st = os.stat(self.path)
+            st = os.stat(self._path)
         except FileNotFoundError:
             self._stamp = self._info = None
             return None

@@ -44,6 +44,7 @@ import structlog
 
 from bridge.config import DEFAULT_BUNDLE, ConfigError, ModelSource
 from bridge.plain import PLAIN_POLICY, PlainFormatError, has_plain, load_plain
+from bridge.protocol import period_seconds
 from env.config import (
     ACTION_NAMES,
     COMPATIBLE_FEATURE_VERSIONS,
@@ -245,11 +246,22 @@ class LoadedPolicy:
     @property
     def bar_period(self) -> dict[str, Any]:
         """The card's ``bar_period`` (``{"type": "minute", "value": 1}``); 1-minute bars
-        for a card without one (every model before bar periods were recorded)."""
+        for a card without one (every model before bar periods were recorded). A new dict
+        on each call (callers may keep or change it)."""
+        return dict(self._bar_period)
+
+    @cached_property
+    def _bar_period(self) -> dict[str, Any]:
         period = self.card.get("bar_period")
         if isinstance(period, dict) and period.get("type") and period.get("value"):
             return {"type": str(period["type"]).lower(), "value": int(period["value"])}
         return dict(DEFAULT_BAR_PERIOD)
+
+    @cached_property
+    def period_seconds(self) -> int:
+        """Seconds between the model's bars; 0 for tick, volume and range bars. Computed
+        once: the daemon checks every bar's spacing against it."""
+        return period_seconds(self._bar_period)
 
     @cached_property
     def feature_terms(self) -> tuple[float, bool]:
@@ -506,6 +518,7 @@ def warm_imports() -> None:
     for up to a second, stalling the requests being served meanwhile."""
     import sb3_contrib  # noqa: F401
     import stable_baselines3  # noqa: F401
+    import torch._dynamo  # noqa: F401  (torch imports it when SB3 builds a model's optimizer)
 
 
 def load_model(path: Path) -> tuple[Any, str]:

@@ -110,6 +110,9 @@ FLAT = Position()
 # -- decoding ------------------------------------------------------------------------
 
 
+_DECODE = json.JSONDecoder().decode  # what json.loads(text) calls
+
+
 def decode(raw: bytes) -> dict[str, Any]:
     """Bytes to a JSON object, or ``bad_json``."""
     try:
@@ -119,7 +122,7 @@ def decode(raw: bytes) -> dict[str, Any]:
             BAD_JSON, f"request is not UTF-8 text (byte {exc.start}); send one UTF-8 JSON object"
         ) from None
     try:
-        obj = json.loads(text)
+        obj = _DECODE(text)
     except json.JSONDecodeError as exc:
         raise ProtocolError(
             BAD_JSON, f"request is not valid JSON ({exc.msg} at character {exc.pos})"
@@ -368,9 +371,15 @@ def parse_time(text: Any, path: str, zone: tzinfo) -> datetime:
 
 def number(obj: dict[str, Any], key: str, path: str) -> float:
     """A required finite number ``obj[key]``."""
-    if key not in obj:
+    value = obj.get(key, _MISSING)
+    if type(value) is float and value - value == 0.0:  # finite: the common case, at once
+        return value  # type: ignore[no-any-return]
+    if value is _MISSING:
         raise ProtocolError(BAD_MESSAGE, f"{path}.{key} is missing; expected a number")
-    return _finite(obj[key], f"{path}.{key}")
+    return _finite(value, f"{path}.{key}")
+
+
+_MISSING = object()
 
 
 def _optional_number(
@@ -379,7 +388,10 @@ def _optional_number(
     value = obj.get(key)
     if value is None:
         return None
-    result = _finite(value, f"{path}.{key}")
+    if type(value) is float and value - value == 0.0:  # finite: no name to build
+        result: float = value
+    else:
+        result = _finite(value, f"{path}.{key}")
     if positive and result <= 0:
         raise ProtocolError(BAD_MESSAGE, f"{path}.{key} must be a price > 0, got {value!r}")
     if not positive and result < 0:
@@ -442,14 +454,35 @@ def _describe(value: Any) -> str:
 # -- replies --------------------------------------------------------------------------
 
 
-_ENCODER = json.JSONEncoder(
-    separators=(",", ":"), allow_nan=False
-)  # reused: saves a build per reply
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+# The C encoder JSONEncoder.encode builds on every call, built once. No circular-reference
+# markers: replies are trees this module builds, and a failed encode (a non-finite number)
+# cannot leave stale markers behind for the next one.
+_C_MAKE_ENCODER = getattr(json.encoder, "c_make_encoder", None)  # None without _json
+_C_ENCODE = (
+    None
+    if _C_MAKE_ENCODER is None
+    else _C_MAKE_ENCODER(
+        None,
+        _ENCODER.default,
+        json.encoder.encode_basestring_ascii,
+        None,
+        _ENCODER.key_separator,
+        _ENCODER.item_separator,
+        False,
+        False,
+        False,
+    )
+)
 
 
 def encode(reply: dict[str, Any]) -> bytes:
-    """A reply as one compact UTF-8 JSON frame; non-finite numbers are a bug (raises)."""
-    return _ENCODER.encode(reply).encode()
+    """A reply as one compact UTF-8 JSON frame (what ``json.dumps(reply,
+    separators=(",", ":"), allow_nan=False)`` gives); non-finite numbers are a bug
+    (raises ValueError)."""
+    if _C_ENCODE is None:
+        return _ENCODER.encode(reply).encode()
+    return "".join(_C_ENCODE(reply, 0)).encode()
 
 
 def error_reply(code: str, message: str, seq: int | None) -> bytes:

@@ -77,7 +77,7 @@ class InstrumentSession:
 
     def add_bar(self, bar: Bar) -> None:
         """Feed one bar (the caller has checked it is new)."""
-        self.features.update(bar.minute_of_day, bar.open, bar.high, bar.low, bar.close, bar.volume)
+        self.features.push(bar.minute_of_day, bar.open, bar.high, bar.low, bar.close, bar.volume)
         times = self.times
         times.append(bar.local_time)
         if len(times) > 2 * MAX_BAR_TIMES:

@@ -123,9 +123,12 @@ class IndicatorState:
 
         self.n_bars += 1
         k = self.n_bars
-        self.atr = _wilder(self.atr, true_range, k, ATR_PERIOD)
-        self.avg_gain = _wilder(self.avg_gain, gain, k, RSI_PERIOD)
-        self.avg_loss = _wilder(self.avg_loss, loss, k, RSI_PERIOD)
+        # Wilder smoothing: a plain running mean until ``period`` values are known.
+        atr_n = k if k <= ATR_PERIOD else ATR_PERIOD
+        rsi_n = k if k <= RSI_PERIOD else RSI_PERIOD
+        self.atr = self.atr + (true_range - self.atr) / atr_n
+        self.avg_gain = self.avg_gain + (gain - self.avg_gain) / rsi_n
+        self.avg_loss = self.avg_loss + (loss - self.avg_loss) / rsi_n
         self.ema = close if first else self.ema + (2.0 / (EMA_PERIOD + 1)) * (close - self.ema)
         self.ema_history.append(self.ema)
         self.volumes.append(volume)
@@ -138,13 +141,6 @@ class IndicatorState:
             rsi = 100.0 if self.avg_gain > 0.0 else 50.0
         volume_sma = sum(self.volumes) / len(self.volumes)
         return prev_close, atr, self.ema, self.ema_history[0], rsi, volume_sma
-
-
-def _wilder(previous: float, value: float, count: int, period: int) -> float:
-    """Wilder smoothing, a plain running mean until ``period`` values are known."""
-    if count <= period:
-        return previous + (value - previous) / count
-    return previous + (value - previous) / period
 
 
 def bar_features(
@@ -233,6 +229,11 @@ class StreamingFeatures:
         self.indicators = IndicatorState(tick_size)
         self.intraday = intraday
         self._rows = np.zeros((WINDOW_SIZE, MARKET_FEATURE_COUNT), dtype=np.float32)
+        # Views made once: the window shifts by one row per bar (numpy copies overlapping
+        # views as if through a buffer), and the new bar's row.
+        self._older, self._newer = self._rows[:-1], self._rows[1:]
+        self._last = self._rows[-1]
+        self._flat = self._rows.reshape(TOTAL_MARKET_FEATURES)
         self.n_bars = 0
         self.close = math.nan
         self.atr = math.nan
@@ -247,18 +248,35 @@ class StreamingFeatures:
         volume: float,
     ) -> np.ndarray:
         """Add one closed bar; return its 11 features (float32)."""
+        self.push(minute_of_day, open_, high, low, close, volume)
+        return self._rows[-1].copy()
+
+    def push(
+        self,
+        minute_of_day: int,
+        open_: float,
+        high: float,
+        low: float,
+        close: float,
+        volume: float,
+    ) -> None:
+        """:meth:`update` without returning the bar's features (the daemon's per-bar call)."""
         indicators = self.indicators.update(high, low, close, volume)
         minute = minute_of_day if self.intraday else NO_TIME_OF_DAY
-        self._rows[:-1] = self._rows[1:]
-        self._rows[-1] = bar_features(open_, high, low, close, volume, indicators, minute)
+        self._older[...] = self._newer
+        self._last[...] = bar_features(open_, high, low, close, volume, indicators, minute)
         self.n_bars += 1
         self.close = close
         self.atr = indicators[1]
-        return self._rows[-1].copy()
 
     def window(self) -> np.ndarray:
         """The last 20 bars' features, oldest first, flattened bar-major (220 float32)."""
         return self._rows.reshape(TOTAL_MARKET_FEATURES).copy()
+
+    def observation(self, position: tuple[float, ...]) -> np.ndarray:
+        """``build_observation(self.window(), position)`` (228 float32), without the
+        window's intermediate copy."""
+        return build_observation(self._flat, position)
 
 
 def position_features(

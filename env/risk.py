@@ -157,7 +157,7 @@ class RiskConfig:
         try:
             import tomllib
         except ImportError:  # Python 3.10
-            import tomli as tomllib  # type: ignore[no-redef]
+            import tomli as tomllib  # type: ignore[no-redef,import-not-found,unused-ignore]
 
         path = Path(path)
         try:
@@ -275,50 +275,67 @@ class RailState:
         else:
             self.losses_in_a_row = 0
 
-    def refusal(self, halted: bool = False) -> Refusal | None:
-        """The first rail that refuses an entry now, or None."""
+    def blocking(self, halted: bool = False) -> str | None:
+        """The rule of the first rail that refuses an entry now, or None (what
+        :meth:`refusal` names, without building its sentence)."""
         if halted:
-            return Refusal(
-                "kill_switch", "trading is halted by the operator; `ai-trading-bridge resume`"
-            )
+            return "kill_switch"
         config = self.config
         if not config.enabled:
             return None
         limit = config.session_loss_limit
         if limit is not None and self.realized_pnl is not None and self.realized_pnl <= -limit:
-            return Refusal(
-                "session_loss",
-                f"session realized P&L {self.realized_pnl:.2f} is at or below the loss limit "
-                f"-{limit:.2f}; no entries until the next session",
-            )
+            return "session_loss"
         most = config.max_entries_per_session
         if most is not None and self.entries >= most:
-            return Refusal("max_entries", f"{self.entries} entries this session (limit {most})")
+            return "max_entries"
         if self.cooldown_left > 0:
-            return Refusal(
-                "cooldown",
-                f"{config.cooldown_losses} losing trades in a row: no entries for "
-                f"{self.cooldown_left} more bars",
-            )
+            return "cooldown"
         window = config.trading_window
         if window is not None and self.time_of_day is not None:
             start, end = window
             now = self.time_of_day
             inside = start <= now < end if start < end else (now >= start or now < end)
             if not inside:
-                return Refusal(
-                    "trading_window",
-                    f"{now.strftime('%H:%M')} is outside the trading window "
-                    f"{start.strftime('%H:%M')}-{end.strftime('%H:%M')} (exchange time)",
-                )
+                return "trading_window"
         before = config.no_entry_minutes_before_close
         if before > 0 and self.minutes_to_close is not None and self.minutes_to_close < before:
-            return Refusal(
-                "session_close",
-                f"{self.minutes_to_close:.0f} minutes to the session close (no entries in "
-                f"the last {before:g})",
-            )
+            return "session_close"
         return None
+
+    def refusal(self, halted: bool = False) -> Refusal | None:
+        """The first rail that refuses an entry now, or None."""
+        rule = self.blocking(halted)
+        return None if rule is None else Refusal(rule, self._detail(rule))
+
+    def _detail(self, rule: str) -> str:
+        """The trader's sentence for a refusal by ``rule`` (the rail's state now)."""
+        config = self.config
+        if rule == "kill_switch":
+            return "trading is halted by the operator; `ai-trading-bridge resume`"
+        if rule == "session_loss":
+            return (
+                f"session realized P&L {self.realized_pnl:.2f} is at or below the loss limit "
+                f"-{config.session_loss_limit:.2f}; no entries until the next session"
+            )
+        if rule == "max_entries":
+            return f"{self.entries} entries this session (limit {config.max_entries_per_session})"
+        if rule == "cooldown":
+            return (
+                f"{config.cooldown_losses} losing trades in a row: no entries for "
+                f"{self.cooldown_left} more bars"
+            )
+        if rule == "trading_window":
+            assert config.trading_window is not None and self.time_of_day is not None
+            start, end = config.trading_window
+            return (
+                f"{self.time_of_day.strftime('%H:%M')} is outside the trading window "
+                f"{start.strftime('%H:%M')}-{end.strftime('%H:%M')} (exchange time)"
+            )
+        return (
+            f"{self.minutes_to_close:.0f} minutes to the session close (no entries in "
+            f"the last {config.no_entry_minutes_before_close:g})"
+        )
 
     def decide(self, action: int, halted: bool = False) -> tuple[int, Refusal | None]:
         """The action to send for the policy's ``action``: an entry a rail refuses
@@ -335,14 +352,13 @@ class RailState:
         """``halted`` (kill switch), ``reducing`` (a rail refuses entries) or ``active``."""
         if halted:
             return HALTED
-        return REDUCING if self.refusal() is not None else ACTIVE
+        return REDUCING if self.blocking() is not None else ACTIVE
 
     def rails(self, halted: bool = False) -> dict[str, Any]:
         """Each rail's state, for hello replies and the monitor."""
         config = self.config
-        refused = self.refusal(halted)
         return {
-            "blocking": None if refused is None else refused.rule,
+            "blocking": self.blocking(halted),
             "kill_switch": halted,
             "enabled": config.enabled,
             "session_loss": {
