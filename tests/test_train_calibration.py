@@ -146,3 +146,59 @@ def test_train_calibrates_the_model_it_saves(tmp_path: Path) -> None:
     assert 5 <= check.before["buy_flat"] <= 10, check.before
     assert 5 <= check.before["sell_flat"] <= 10, check.before
     assert 40 <= check.before["pm_in_position"] <= 60, check.before
+
+
+def test_resume_takes_the_calibration_out_and_refuses_other_data(tmp_path: Path) -> None:
+    """A resumed bundle continues from the policy it learned, not from its calibrated
+    head; a bundle is not resumed on other bars or another contract."""
+    from sb3_contrib import MaskablePPO
+
+    _train(tmp_path / "on")
+    _train(tmp_path / "off", "--calibrate", "off")
+    # No steps left to train: the resumed model is the learned one, offsets removed.
+    _train(tmp_path / "resumed", "--resume", str(tmp_path / "on"), "--calibrate", "off")
+    resumed = MaskablePPO.load(str(tmp_path / "resumed" / "model.zip"), device="cpu")
+    off = MaskablePPO.load(str(tmp_path / "off" / "model.zip"), device="cpu")
+    np.testing.assert_allclose(
+        resumed.policy.action_net.bias.detach().numpy(),
+        off.policy.action_net.bias.detach().numpy(),
+        atol=1e-5,
+    )
+    for flags, expected in (
+        (("--synthetic-days", "7"), "resume with the bundle's data"),
+        (("--instrument", "ES"), "resume with --instrument NQ"),
+    ):
+        args = ["train", "--out", str(tmp_path / "x"), "--resume", str(tmp_path / "on")]
+        args += ["--timesteps", "2048", "--episode-bars", "120", "--no-progress"]
+        args += ["--synthetic-days", "6", *flags]
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 1, result.output
+        assert expected in result.output and "Traceback" not in result.output
+
+
+def test_validation_never_decides_on_bars_the_model_trained_on() -> None:
+    """Bars given to validate that overlap the training span are cut to the held-out
+    span (with a warning); bars wholly inside it are refused."""
+    import warnings
+
+    import pytest
+
+    from env.config import WARMUP_BARS
+    from train.training import data_card, load_data, split_bars
+    from train.validation import holdout_for_card
+
+    bars, sha = load_data(None, 6)
+    split = split_bars(bars, 0.2, 120)
+    card = {"data": data_card(split, sha)}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        kept = holdout_for_card(card, bars)
+    assert kept.time[WARMUP_BARS - 1] == bars.time[split.split]
+    assert len(kept) == len(bars) - split.split + WARMUP_BARS - 1
+    assert any("trained on" in str(w.message) for w in caught)
+    later = bars[split.split - (WARMUP_BARS - 1) :]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # already held out: as given, no warning
+        assert len(holdout_for_card(card, later)) == len(later)
+    with pytest.raises(ValueError, match="trained on them"):
+        holdout_for_card(card, bars[: split.split])

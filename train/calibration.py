@@ -87,7 +87,7 @@ class Calibration:
                 "sell_flat": TARGET_SELL_FLAT,
                 "pm_in_position": TARGET_PM_IN_POSITION,
             },
-            "offsets": {n: round(float(v), 5) for n, v in zip(ACTION_NAMES, self.offsets)},
+            "offsets": {n: float(v) for n, v in zip(ACTION_NAMES, self.offsets)},
             "before_pct": self.before,
             "after_pct": self.after,
             "rounds": self.rounds,

@@ -409,18 +409,18 @@ def validate(
         with warnings.catch_warnings():
             warnings.showwarning = _echo_warning
             bars = load_bars(data, **_bars_options(card, data_timezone)) if data else None
-        report, text = run_validation(
-            model_path,
-            vecnorm_path,
-            card,
-            episodes=episodes,
-            seed=seed,
-            report_dir=Path(report_dir) if report_dir else default_dir,
-            bars=bars,
-            deterministic=not stochastic,
-            episode_bars=episode_bars,
-            risk=None if risk_config is None else RiskConfig.load(risk_config),
-        )
+            report, text = run_validation(
+                model_path,
+                vecnorm_path,
+                card,
+                episodes=episodes,
+                seed=seed,
+                report_dir=Path(report_dir) if report_dir else default_dir,
+                bars=bars,
+                deterministic=not stochastic,
+                episode_bars=episode_bars,
+                risk=None if risk_config is None else RiskConfig.load(risk_config),
+            )
     except (bundle_io.BundleError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(text)

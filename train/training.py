@@ -259,6 +259,49 @@ def checkpoint_callback(config: TrainConfig, out: Path, dual: Any) -> Any:
     )
 
 
+def resume_card(checkpoint: Path, bars: Bars, env_config: EnvConfig) -> dict[str, Any] | None:
+    """The card of a bundle being resumed (None for a checkpoint, which has none).
+
+    Raises:
+        ValueError: when the bundle trained on other data or another contract than
+            this run's: resuming would silently continue on different bars (pass the
+            bundle's ``--data`` and ``--instrument``).
+    """
+    path = checkpoint.with_name(bundle_io.CARD_FILE)
+    if checkpoint.name != bundle_io.MODEL_FILE or not path.is_file():
+        return None
+    card = bundle_io.read_card(path)
+    source = str((card.get("data") or {}).get("source", ""))
+    symbol = str(((card.get("env") or {}).get("instrument") or {}).get("symbol", ""))
+    if source and source != bars.source:
+        raise ValueError(
+            f"{checkpoint.parent} trained on {source}, this run's data is {bars.source}; "
+            f"resume with the bundle's data (--data)"
+        )
+    if symbol and symbol != env_config.instrument.symbol:
+        raise ValueError(
+            f"{checkpoint.parent} trades {symbol}, this run {env_config.instrument.symbol}; "
+            f"resume with --instrument {symbol}"
+        )
+    return card
+
+
+def remove_calibration(model: Any, card: dict[str, Any]) -> None:
+    """Take a resumed bundle's calibration offsets (``train.calibration``) back out of
+    its action head: training continues from the policy it learned, and the run's own
+    calibration, if any, is solved afresh."""
+    import torch
+
+    offsets = ((card.get("calibration") or {}).get("offsets")) or {}
+    if not offsets:
+        return
+    values = [float(offsets.get(name, 0.0)) for name in ACTION_NAMES]
+    head = model.policy.action_net
+    with torch.no_grad():
+        head.bias.sub_(torch.as_tensor(values, dtype=head.bias.dtype, device=head.bias.device))
+    log.info("calibration_removed", offsets=offsets)
+
+
 def train(
     config: TrainConfig,
     out: str | Path,
@@ -303,12 +346,15 @@ def train(
         resume = Path(resume)
         if resume.is_dir():
             resume = resume / bundle_io.MODEL_FILE
+        resumed_card = resume_card(resume, bars, env_config)
         venv = VecNormalize.load(str(checkpoint_vecnorm(resume)), venv.venv)
         venv.training = True
         model = LeanMaskablePPO.load(
             str(resume), env=venv, device=config.device, tensorboard_log=tb_dir
         )
         log.info("resumed", checkpoint=str(resume), timesteps_done=model.num_timesteps)
+        if resumed_card is not None:
+            remove_calibration(model, resumed_card)
     else:
         model = new_model(config, venv, tb_dir)
     remaining = config.timesteps - (model.num_timesteps if resume is not None else 0)

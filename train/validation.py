@@ -67,7 +67,7 @@ def holdout_for_card(card: dict[str, Any] | None, bars: Bars | None) -> Bars:
     from train.training import load_data
 
     if bars is not None:
-        return bars
+        return after_training(bars, card)
     data = (card or {}).get("data") or {}
     source = str(data.get("source", ""))
     if not source or source.startswith("synthetic:"):
@@ -80,6 +80,45 @@ def holdout_for_card(card: dict[str, Any] | None, bars: Bars | None) -> Bars:
         split = round(len(full) * 0.8)
     end = data.get("holdout_end_index")
     return full[int(split) - (WARMUP_BARS - 1) : None if end is None else int(end)]
+
+
+def after_training(bars: Bars, card: dict[str, Any] | None) -> Bars:
+    """``bars`` less any decision bar inside the span the model trained on (the card's
+    ``data.start`` .. ``data.holdout_start``): validating on trained bars is in-sample,
+    whatever the file is called. The bars kept start ``WARMUP_BARS - 1`` before the
+    first held-out bar (indicators warm up, as in training's split).
+
+    Raises:
+        ValueError: when every bar of ``bars`` is from the training span or earlier.
+    """
+    import warnings
+
+    from env.config import WARMUP_BARS
+
+    data = (card or {}).get("data") or {}
+    if not data.get("holdout_start"):
+        return bars
+    holdout_start = np.datetime64(data["holdout_start"], "s")
+    train_start = np.datetime64(data["start"], "s") if data.get("start") else None
+    times = bars.time.astype("datetime64[s]")
+    trained = times < holdout_start
+    if train_start is not None:
+        trained &= times >= train_start
+    if not trained[WARMUP_BARS - 1 :].any():  # warm-up bars are read, never decided on
+        return bars
+    first = int(np.searchsorted(times, holdout_start))
+    if first >= len(bars):
+        raise ValueError(
+            f"the bars given end before the model's held-out span starts "
+            f"({data['holdout_start']}): the model trained on them; give bars from "
+            "after its training span"
+        )
+    warnings.warn(
+        f"the bars given overlap the span the model trained on ({data.get('start')} .. "
+        f"{data['holdout_start']}); validating from {data['holdout_start']} on only",
+        stacklevel=2,
+    )
+    return bars[max(first - (WARMUP_BARS - 1), 0) :]
 
 
 def policies_for(
