@@ -36,7 +36,7 @@ import numpy as np
 from env.bars import Bars
 from env.config import N_ACTIONS, Action
 from env.trading_env import EnvConfig
-from train.evaluation import RunResult, numpy_actor, run_episodes
+from train.evaluation import RunResult, actor_logits, numpy_actor, run_episodes
 
 PM_IDS = (Action.MOVE_TO_BE, Action.ENABLE_TRAIL, Action.DISABLE_TRAIL)
 # Band centres (percent): flat HOLD/BUY/SELL and in-position PM.
@@ -196,13 +196,7 @@ class _RecordingPolicy:
         self.masks: list[np.ndarray] = []
 
     def __call__(self, obs: np.ndarray, masks: np.ndarray) -> np.ndarray:
-        x = self.vecnorm.normalize_obs(obs).astype(np.float32)
-        for weight, bias, activation in self.layers:
-            x = x @ weight + bias
-            if activation == "tanh":
-                x = np.tanh(x)
-            elif activation == "relu":
-                x = np.maximum(x, 0.0)
+        x = actor_logits(self.layers, self.vecnorm.normalize_obs(obs).astype(np.float32))
         self.logits.append(x.astype(np.float64))
         self.masks.append(masks.copy())
         return masked_argmax(x, masks, self.offsets).astype(np.int64)

@@ -163,6 +163,18 @@ def numpy_actor(policy) -> list[tuple[np.ndarray, np.ndarray, str]] | None:
     return layers
 
 
+def actor_logits(layers: list[tuple[np.ndarray, np.ndarray, str]], x: np.ndarray) -> np.ndarray:
+    """Action logits of :func:`numpy_actor` layers for normalised observations,
+    shape ``(n, 228)`` -> ``(n, 6)``."""
+    for weight, bias, activation in layers:
+        x = x @ weight + bias
+        if activation == "tanh":
+            x = np.tanh(x)
+        elif activation == "relu":
+            x = np.maximum(x, 0.0)
+    return x
+
+
 class ModelPolicy:
     """A MaskablePPO policy behind saved VecNormalize statistics, batched and masked.
     Deterministic decisions of a standard MLP run in numpy (:func:`numpy_actor`): the
@@ -182,13 +194,7 @@ class ModelPolicy:
         torch = self._torch
         normalized = self.vecnorm.normalize_obs(obs).astype(np.float32)
         if self._actor is not None:
-            x = normalized
-            for weight, bias, activation in self._actor:
-                x = x @ weight + bias
-                if activation == "tanh":
-                    x = np.tanh(x)
-                elif activation == "relu":
-                    x = np.maximum(x, 0.0)
+            x = actor_logits(self._actor, normalized)
             return np.where(masks.astype(bool), x, -np.inf).argmax(axis=1).astype(np.int64)
         policy = self.model.policy
         with torch.no_grad():
