@@ -280,6 +280,12 @@ class TradingEnv(gym.Env):
         self._flatten_at, self._no_entry, self._session_id, self._minutes_to_close = session_points(
             b, config
         )
+        # Random episode starts are bars where an entry is possible: an episode that opens
+        # in the no-entry minutes before a close has nothing to decide (and the guide's
+        # pre-training test expects a fresh flat env to allow BUY and SELL).
+        starts = np.arange(self._first_decision, len(b) - config.episode_bars)
+        open_starts = starts[~np.asarray(self._no_entry, dtype=bool)[starts]]
+        self._random_starts = open_starts if len(open_starts) else starts
         self.rails: RailState | None = None  # the risk rails of the current episode
         self._rails_bar = -1  # the last bar fed to the rails
         self._session_pnl = 0.0  # realized P&L of the rails' session, account currency
@@ -372,7 +378,7 @@ class TradingEnv(gym.Env):
                     f"start {start} out of range [{self._first_decision}, {last_start}]"
                 )
         else:
-            start = int(self.np_random.integers(self._first_decision, last_start + 1))
+            start = int(self._random_starts[self.np_random.integers(len(self._random_starts))])
         self.t = start
         self._end = start + self.config.episode_bars
         self.book.reset()
