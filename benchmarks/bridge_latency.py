@@ -20,8 +20,9 @@ been idle for 1 ms.
 
 Then latency during reloads: the sleeping daemon again, with its control socket on, while
 another thread reloads the guide's two files (``--model``/``--vecnorm``: SB3 and torch
-load them, the slowest kind of reload) back to back; the requests sent while a reload was
-loading are compared with the others of the same run.
+load them in the daemon's reload child, the slowest kind of reload) again and again, with
+a pause as long as the last reload between two; the requests sent while a reload was
+loading are compared with the others of the same run and with the normal p99.
 
 Then, in this process, the per-decision compute time of the daemon's fast path
 (normalise + numpy actor + masked argmax) against SB3's ``VecNormalize.normalize_obs`` +
@@ -65,6 +66,7 @@ from env.synthetic import default_bars  # noqa: E402
 from env.trading_env import EnvConfig  # noqa: E402
 
 BLOCK = 250  # requests per block; daemon and echo blocks alternate
+MIN_RELOADS = 3  # the reload measurement sends bars until this many reloads are done
 
 
 def free_port() -> int:
@@ -207,8 +209,9 @@ def send_all(socket: zmq.Socket, payloads: list[bytes], gap_us: int) -> list[int
 
 def measure(
     bundle: Path, n_bars: int, gap_us: int, workdir: Path, busy: bool, extra: list[str]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Daemon and echo latencies (µs) on identical requests.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Daemon and echo latencies (µs) on identical requests, and the daemon's own
+    receive -> reply time of each bar (µs, from its journal).
 
     Sleeping servers (the default) run side by side and alternate in blocks, so load from
     elsewhere hits both alike. Spinning servers run one after the other: two spinners and
@@ -253,14 +256,27 @@ def measure(
         echo.stop(to_echo)
         to_echo.close(linger=0)
     context.term()
-    return np.array(daemon_ns) / 1000.0, np.array(echo_ns) / 1000.0
+    return np.array(daemon_ns) / 1000.0, np.array(echo_ns) / 1000.0, inside_daemon(workdir)
+
+
+def inside_daemon(workdir: Path) -> np.ndarray:
+    """The daemon's own receive -> reply-sent time (µs) of each bar, from its journal."""
+    values = []
+    for path in sorted((workdir / "journal").glob("journal-*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            record = json.loads(line)
+            if record.get("request", {}).get("type") == "bar":
+                values.append(record["latency_us"])
+    return np.array(values, dtype=float)
 
 
 def measure_reload(
     bundle: Path, n_bars: int, gap_us: int, workdir: Path
 ) -> tuple[np.ndarray, np.ndarray, list[float]]:
     """Latencies (µs) of requests sent while a reload was loading, of the others, and the
-    reloads' durations (s)."""
+    reloads' durations (s). Reloads run back to back with a pause as long as the last
+    reload between them; bars are sent until ``n_bars`` are and ``MIN_RELOADS`` reloads
+    have finished."""
     import threading
 
     from bridge.server import find_daemon
@@ -293,8 +309,10 @@ def measure_reload(
                 reply = json.loads(control.recv())
                 if not reply.get("ok"):
                     raise SystemExit(f"reload failed: {reply}")
-                loading.append((started, time.perf_counter_ns()))
-                time.sleep(0.2)
+                finished = time.perf_counter_ns()
+                loading.append((started, finished))
+                # as long again with no reload: about half the bars are sent during one
+                stop.wait(max(0.5, (finished - started) / 1e9))
             control.close(linger=0)
 
         to_daemon.send(replayer.history())
@@ -303,10 +321,13 @@ def measure_reload(
         thread.start()
         sent_at: list[int] = []
         latencies: list[int] = []
-        for i in range(WARMUP_BARS, WARMUP_BARS + n_bars):
+        i = WARMUP_BARS
+        last = len(replayer.bars.close) - 1
+        while i < last and (i < WARMUP_BARS + n_bars or len(loading) < MIN_RELOADS):
             sent_at.append(time.perf_counter_ns())
             block, _ = replayer.run(to_daemon, range(i, i + 1), gap_us)
             latencies += block
+            i += 1
         stop.set()
         thread.join(60)
     finally:
@@ -380,6 +401,8 @@ def compute_times(bundle: Path, n: int = 3000) -> tuple[np.ndarray, np.ndarray]:
 
 
 def stats(values: np.ndarray) -> str:
+    if not len(values):
+        return "(none)"
     p50, p90, p99 = np.percentile(values, [50, 90, 99])
     return f"p50 {p50:7.1f}  p90 {p90:7.1f}  p99 {p99:7.1f}  max {values.max():8.1f}"
 
@@ -409,7 +432,7 @@ def main() -> None:
     normal_p99: dict[str, float] = {}
     for mode in modes:
         with tempfile.TemporaryDirectory() as tmp:
-            daemon, echo = measure(
+            daemon, echo, inside = measure(
                 args.bundle,
                 args.bars,
                 args.gap_us,
@@ -418,6 +441,7 @@ def main() -> None:
                 args.daemon_args,
             )
         normal_p99[mode] = report(f"{mode} servers", daemon, echo, args.gap_us)
+        print(f"  inside the daemon (receive -> reply sent, its journal)  {stats(inside)}")
     with tempfile.TemporaryDirectory() as tmp:
         during, outside, loads = measure_reload(args.bundle, args.bars, args.gap_us, Path(tmp))
     print(
@@ -426,6 +450,12 @@ def main() -> None:
     )
     print(f"  requests sent while loading  {stats(during)}  (n={len(during)})")
     print(f"  the other requests           {stats(outside)}  (n={len(outside)})")
+    if len(during) and len(outside):
+        p99_during, p99_outside = np.percentile(during, 99), np.percentile(outside, 99)
+        print(
+            f"  while loading: p99 / p99 of the same run's other requests = {p99_during:.0f} / "
+            f"{p99_outside:.0f} µs = {p99_during / p99_outside:.2f}x"
+        )
     if len(during):
         # The normal p99: the sleeping daemon's of this run (the reload run's daemon sleeps
         # too), else the requests of the reload run sent while nothing was loading.

@@ -57,6 +57,7 @@ from bridge.policy import (
     load_policy,
     warm_imports,
 )
+from bridge.reload_worker import load_isolated, stop_workers
 
 log = structlog.get_logger()
 
@@ -279,6 +280,7 @@ class BridgeServer:
             self.daemon_file = None
         if self.journal is not None:
             self.journal.close()
+        stop_workers()  # a reload child still loading
         self.context.term()
 
     # -- requests ------------------------------------------------------------------
@@ -531,7 +533,10 @@ def build_server(
     journal = Journal(config.journal_dir) if config.journal_dir is not None else None
     if journal is not None:
         journal.open()
-    return BridgeServer(config, dispatcher, journal, Monitor(config.monitor), loader)
+    # Reloads of pickled models unpickle in a child process (bridge.reload_worker), so the
+    # bars served meanwhile never wait for the interpreter.
+    reloader = load_isolated if loader is load_policy else loader
+    return BridgeServer(config, dispatcher, journal, Monitor(config.monitor), reloader)
 
 
 def pace_this_thread(busy_s: float, pause_s: float) -> None:
