@@ -61,7 +61,10 @@ def load_isolated(source: ModelSource) -> LoadedPolicy:
         raise PolicyLoadError(str(exc)) from None
     if files.bundle is not None and files.bundle.is_dir() and has_plain(files.bundle):
         return load_policy(source)  # numpy files only: nothing to keep off this process
-    with tempfile.TemporaryDirectory(prefix="ai-trading-bridge-reload-") as tmp:
+    # ignore_cleanup_errors: on Windows a killed child may hold a file a moment longer.
+    with tempfile.TemporaryDirectory(
+        prefix="ai-trading-bridge-reload-", ignore_cleanup_errors=True
+    ) as tmp:
         folder = Path(tmp)
         paths = {
             k: None if v is None else str(Path(v).resolve()) for k, v in files.to_dict().items()
@@ -96,7 +99,10 @@ def load_isolated(source: ModelSource) -> LoadedPolicy:
 
 def _run_worker(folder: Path) -> dict[str, Any]:
     """Run the child on ``folder``; its result, or a PolicyLoadError."""
-    flags = getattr(subprocess, "IDLE_PRIORITY_CLASS", 0)  # Windows only
+    # Windows only: idle priority, and no console window flashing up for the child.
+    flags = getattr(subprocess, "IDLE_PRIORITY_CLASS", 0) | getattr(
+        subprocess, "CREATE_NO_WINDOW", 0
+    )
     with open(folder / STDERR_FILE, "wb") as stderr:
         process = subprocess.Popen(
             [sys.executable, "-m", "bridge.reload_worker", str(folder)],
