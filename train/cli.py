@@ -235,22 +235,26 @@ def _one_bundle(argument: Path | None, option: Path | None) -> Path | None:
 @click.option("--clip-range", type=float, help="[0.2]")
 @click.option("--ent-coef", type=float, help="[0.01]")
 @click.option("--n-envs", type=int, help="Environments stepped together [8].")
-@click.option("--vec", type=click.Choice(["dummy", "subproc"]), help="[dummy]")
+@click.option(
+    "--vec", type=click.Choice(["dummy", "subproc"], case_sensitive=False), help="[dummy]"
+)
 @click.option(
     "--holdout-fraction", type=float, help="Trailing share of bars never trained on [0.2]."
 )
 @click.option("--seed", type=int, help="[0]")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="[auto]")
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"], case_sensitive=False), help="[auto]"
+)
 @click.option(
     "--reward",
-    type=click.Choice(["constrained", "default", "seed"]),
+    type=click.Choice(["constrained", "default", "seed"], case_sensitive=False),
     help="Reward preset [constrained: default + shaping tuned online to the guide's bands].",
 )
 @click.option("--dual-lr", type=float, help="Step of the constrained preset's multipliers [0.05].")
 @click.option("--dual-kp", type=float, help="Proportional gain on the current band violation [0].")
 @click.option(
     "--calibrate",
-    type=click.Choice(["auto", "on", "off"]),
+    type=click.Choice(["auto", "on", "off"], case_sensitive=False),
     help="Band calibration of the decision thresholds on the training bars after "
     "learning [auto: on unless --reward seed].",
 )
@@ -529,7 +533,7 @@ def rollback(target: str) -> None:
 @click.option("--folds", type=int, default=3, show_default=True, help="Test slices.")
 @click.option(
     "--mode",
-    type=click.Choice(["expanding", "rolling"]),
+    type=click.Choice(["expanding", "rolling"], case_sensitive=False),
     default="expanding",
     show_default=True,
     help="Train on all the past, or on a window as long as the first fold's.",
@@ -552,7 +556,9 @@ def rollback(target: str) -> None:
 @click.option("--n-steps", type=int, help="Transitions per update [2048].")
 @click.option("--n-envs", type=int, help="[8]")
 @click.option("--episode-bars", type=int, help="[390]")
-@click.option("--reward", type=click.Choice(["constrained", "default", "seed"]))
+@click.option(
+    "--reward", type=click.Choice(["constrained", "default", "seed"], case_sensitive=False)
+)
 @click.option("--seed", type=int, help="First seed [0].")
 @click.option("--synthetic-days", type=int, help="[60]")
 def walkforward(
