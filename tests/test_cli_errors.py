@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from train_helpers import make_fake_bundle
 
 from ai_trading_bridge import cli
+from env.trading_env import EnvConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -89,3 +93,38 @@ def test_console_script_usage_error_is_one_stderr_line(tmp_path: Path) -> None:
 def test_bare_group_still_prints_the_help() -> None:
     result = CliRunner().invoke(cli, [])
     assert "Commands:" in result.output and "serve" in result.output
+
+
+def flags_in(text: str) -> set[str]:
+    return set(re.findall(r"(?<![\w-])--[a-z][a-z-]+", text))
+
+
+def options_of(command: str) -> set[str]:
+    return {opt for p in cli.commands[command].params for opt in p.opts + p.secondary_opts}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--data", "pypi:arch/sp500", "--instrument", "NQ"],  # the series stands for ES
+        ["--instrument", "XYZ"],  # not in the table: needs its terms
+    ],
+)
+def test_walkforward_errors_suggest_only_its_own_flags(tmp_path: Path, args: list[str]) -> None:
+    result = CliRunner().invoke(cli, ["walkforward", "--out", str(tmp_path / "wf"), *args])
+    assert result.exit_code in (1, 2) and len(result.stderr.splitlines()) == 1, result.output
+    suggested = flags_in(result.stderr)
+    assert suggested and suggested <= options_of("walkforward"), result.stderr
+
+
+def test_validate_series_of_another_contract_says_what_to_do(tmp_path: Path) -> None:
+    """validate has no --instrument: the contract is the model's, and the error says so."""
+    bundle = make_fake_bundle(tmp_path / "nq", "NQ-test")
+    card = json.loads((bundle / "model.json").read_text(encoding="utf-8"))
+    card["env"] = EnvConfig().to_dict()  # NQ, as train writes it
+    (bundle / "model.json").write_text(json.dumps(card), encoding="utf-8")
+    line = usage_error(["validate", str(bundle), "--data", "pypi:arch/sp500"])
+    assert line.startswith("error: --data: ") and "this model trades NQ" in line
+    assert "validate it on NQ bars" in line
+    advice = line.split(" (train ")[0]  # what validate itself offers: no train flag
+    assert flags_in(advice) <= options_of("validate"), line
