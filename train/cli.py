@@ -226,6 +226,14 @@ def _one_bundle(argument: Path | None, option: Path | None) -> Path | None:
     return argument if argument is not None else option
 
 
+calibrate_option = click.option(
+    "--calibrate",
+    type=click.Choice(["auto", "on", "off"], case_sensitive=False),
+    help="Band calibration of the decision thresholds on the training bars after "
+    "learning [auto: on unless --reward seed].",
+)
+
+
 def contract_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The options of train and walkforward that say what the bars are and which contract
     they trade as (TrainConfig's ``instrument`` .. ``bar_period``)."""
@@ -317,12 +325,7 @@ def contract_options(command: Callable[..., Any]) -> Callable[..., Any]:
 )
 @click.option("--dual-lr", type=float, help="Step of the constrained preset's multipliers [0.05].")
 @click.option("--dual-kp", type=float, help="Proportional gain on the current band violation [0].")
-@click.option(
-    "--calibrate",
-    type=click.Choice(["auto", "on", "off"], case_sensitive=False),
-    help="Band calibration of the decision thresholds on the training bars after "
-    "learning [auto: on unless --reward seed].",
-)
+@calibrate_option
 @contract_options
 @click.option(
     "--episode-bars", type=int, help="Decisions per episode [390 for 1-minute bars, 60 daily]."
@@ -611,6 +614,7 @@ def rollback(target: str) -> None:
 )
 @click.option("--seed", type=int, help="First seed [0].")
 @click.option("--synthetic-days", type=int, help="[60]")
+@calibrate_option
 @contract_options
 def walkforward(
     config_file: str | None,
