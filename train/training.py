@@ -199,7 +199,7 @@ def _cuda() -> bool:
 
 def tensorboard_available() -> bool:
     try:
-        import tensorboard  # type: ignore[import-untyped]  # noqa: F401
+        import tensorboard  # type: ignore[import-untyped, import-not-found]  # noqa: F401
     except ImportError:
         return False
     return True
