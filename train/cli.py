@@ -226,6 +226,10 @@ def _one_bundle(argument: Path | None, option: Path | None) -> Path | None:
     return argument if argument is not None else option
 
 
+EPISODE_BARS_HELP = (
+    "Decisions per episode [from the data's bar period: 6.5 hours of bars, 60 to 390: "
+    "390 one-minute, 78 five-minute, 60 hourly or daily bars]."
+)
 calibrate_option = click.option(
     "--calibrate",
     type=click.Choice(["auto", "on", "off"], case_sensitive=False),
@@ -327,9 +331,7 @@ def contract_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--dual-kp", type=float, help="Proportional gain on the current band violation [0].")
 @calibrate_option
 @contract_options
-@click.option(
-    "--episode-bars", type=int, help="Decisions per episode [390 for 1-minute bars, 60 daily]."
-)
+@click.option("--episode-bars", type=int, help=EPISODE_BARS_HELP)
 @click.option("--checkpoint-every", type=int, help="Steps between checkpoints, 0 = none [250000].")
 @click.option(
     "--eval-every", type=int, help="Steps between held-out evaluations, 0 = none [100000]."
@@ -608,7 +610,7 @@ def rollback(target: str) -> None:
 @click.option("--timesteps", type=int, help="Steps per job [5,000,000].")
 @click.option("--n-steps", type=int, help="Transitions per update [2048].")
 @click.option("--n-envs", type=int, help="[8]")
-@click.option("--episode-bars", type=int, help="[390]")
+@click.option("--episode-bars", type=int, help=EPISODE_BARS_HELP)
 @click.option(
     "--reward", type=click.Choice(["constrained", "default", "seed"], case_sensitive=False)
 )
