@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any, TextIO
 
 import click
 import structlog
@@ -192,7 +192,69 @@ def _read_config(ctx: click.Context, _param: click.Parameter, value: str | None)
     return str(path)
 
 
+class OneLineUsageError(click.UsageError):
+    """A usage error shown as one line on stderr, ``error: WHAT; see 'COMMAND --help'``
+    (click's own form is four: usage, hint, a blank line, the error). Exit code 2."""
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"error: {self.message}", file=file, err=file is None)
+
+
+def one_line_usage_error(exc: click.UsageError) -> OneLineUsageError:
+    """``exc`` as one line naming the option (or argument, or command) that was wrong and
+    where the accepted values are listed."""
+    message = exc.format_message()
+    if isinstance(exc, click.BadParameter) and not isinstance(exc, click.MissingParameter):
+        if exc.param_hint is not None:
+            hints = [exc.param_hint] if isinstance(exc.param_hint, str) else exc.param_hint
+            where = " / ".join(h.strip("'\"") for h in hints)
+        elif isinstance(exc.param, click.Option):
+            where = " / ".join(exc.param.opts)
+        elif exc.param is not None:
+            where = exc.param.human_readable_name
+        else:
+            where = ""
+        message = f"{where}: {exc.message}" if where else exc.message
+    message = " ".join(line.strip() for line in message.splitlines() if line.strip())
+    message = message[:1].lower() + message[1:] if message[1:2].islower() else message
+    if exc.ctx is not None:
+        message = f"{message.rstrip('.')}; see '{exc.ctx.command_path} --help'"
+    return OneLineUsageError(message, exc.ctx)
+
+
+class OneLineErrorsGroup(click.Group):
+    """The command group: a usage error of the group or of any subcommand (a bad choice,
+    an unknown option or command, a missing argument, a refusal a command raises as
+    ``click.UsageError``) prints one line; running with no arguments still prints the
+    help."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except OneLineUsageError:
+            raise
+        except click.UsageError as exc:
+            raise one_line_usage_error(exc) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except OneLineUsageError:
+            raise
+        except click.UsageError as exc:
+            raise one_line_usage_error(exc) from None
+
+
 @click.group(
+    cls=OneLineErrorsGroup,
     context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": ENV_PREFIX},
 )
 @click.option(
@@ -210,7 +272,7 @@ def _read_config(ctx: click.Context, _param: click.Parameter, value: str | None)
     default="info",
     show_default=True,
     envvar="AITB_LOG_LEVEL",
-    type=click.Choice(["debug", "info", "warning", "error"]),
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
     help="Log level.",
 )
 @click.pass_context

@@ -184,7 +184,8 @@ def load_public_series(
     Raises:
         env.bars.BarsFileError: one line: an unknown series, a missing package (with
             ``pip install 'ai-trading-bridge[realdata]'``), a contract of another
-            underlying, a ``data_timezone`` other than the series' own, or a bad bar.
+            underlying, a ``data_timezone`` or ``bar_period`` other than the series'
+            own, or a bad bar.
     """
     from env.bars import Bars, BarsFileError, warn_if_outside_sessions
     from env.contracts import CONTRACTS, contract_root, resolve_contract
@@ -207,9 +208,15 @@ def load_public_series(
             f"{label}: its times are known to be {series.data_timezone}; drop the data "
             f"time zone ({data_timezone!r})"
         )
-    times, values, intraday = _read_series(series, path, label)
+    times, values, period = _read_series(series, path, label)
+    if bar_period is not None and bar_period.seconds != period.seconds:
+        raise BarsFileError(
+            f"{label} has bars of {period} ({period.type}:{period.value}), not {bar_period}; "
+            "drop the bar period (--bar-period, or bar_period in the config file): a "
+            "public series has its own"
+        )
     zone = exchange_tz or spec.timezone
-    if intraday:
+    if period.is_intraday:
         times, keep = _exchange_clock(times, series, spec, zone)
         values = values[keep]
     bars = Bars(
@@ -221,7 +228,7 @@ def load_public_series(
         volume=values[:, 4].copy(),
         source=f"{label}@{version}",
         timezone=zone,
-        bar_period=bar_period,  # type: ignore[arg-type]  # None: detected
+        bar_period=period,
         data_timezone=series.data_timezone,
     )
     if check_sessions:
@@ -231,10 +238,10 @@ def load_public_series(
 
 def _read_series(
     series: PublicSeries, path: Path, label: str
-) -> tuple[np.ndarray, np.ndarray, bool]:
+) -> tuple[np.ndarray, np.ndarray, BarPeriod]:
     """Bar times (``datetime64[s]``: trading dates for daily bars, else bar *closes* in
-    UTC), an ``(n, 5)`` float64 array of open, high, low, close, volume, and whether the
-    bars are intraday."""
+    UTC), an ``(n, 5)`` float64 array of open, high, low, close, volume, and the bar
+    period detected from the times."""
     import pandas as pd  # type: ignore[import-untyped]
 
     from env.bars import BarsFileError, check_bar
@@ -255,7 +262,7 @@ def _read_series(
         raise BarsFileError(f"{label} ({path}): bar times are not increasing")
     period = detect_bar_period(naive)
     if not period.is_intraday or period.seconds is None:
-        return naive, values, False  # trading dates: no zone, no shift
+        return naive, values, period  # trading dates: no zone, no shift
     utc = (
         pd.DatetimeIndex(naive)
         .tz_localize(series.data_timezone)
@@ -265,7 +272,7 @@ def _read_series(
     )
     if series.time_marks_open:
         utc = utc + np.timedelta64(period.seconds, "s")
-    return utc, values, True
+    return utc, values, period
 
 
 def _exchange_clock(

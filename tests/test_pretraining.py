@@ -41,3 +41,18 @@ def test_check_cli_failure_exits_one_with_red_line(monkeypatch) -> None:
     assert result.exit_code == 1
     assert "FLAT mask wrong" in result.output
     assert "\x1b[31m" in result.output  # the failure line is red
+
+
+def test_check_cli_failure_is_one_line_traceback_only_at_debug(monkeypatch) -> None:
+    import env.pretraining
+    from ai_trading_bridge import cli
+
+    def broken() -> None:
+        raise AssertionError("FLAT mask wrong:\n[1 1 1 1 1 1]")
+
+    monkeypatch.setattr(env.pretraining, "SEED_TESTS", (broken,))
+    result = CliRunner().invoke(cli, ["check"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr.splitlines() == ["❌ broken FAILED: FLAT mask wrong: [1 1 1 1 1 1]"]
+    debug = CliRunner().invoke(cli, ["--log-level", "debug", "check"])
+    assert debug.exit_code == 1 and "Traceback" in debug.stderr

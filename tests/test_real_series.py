@@ -140,6 +140,30 @@ def test_series_refuses_a_contract_of_another_underlying() -> None:
         load_bars(EURUSD, data_timezone="America/New_York")
 
 
+def test_series_refuses_another_bar_period_and_keeps_its_own() -> None:
+    with pytest.raises(BarsFileError, match=r"has bars of 1 day \(day:1\), not 5 minutes"):
+        load_bars(SP500, bar_period=BarPeriod("minute", 5))
+    with pytest.raises(BarsFileError, match=r"\(minute:60\), not 1 day; drop the bar period"):
+        load_bars(EURUSD, bar_period=BarPeriod("day", 1))
+    assert load_bars(EURUSD, bar_period=BarPeriod("minute", 60)).bar_period == BarPeriod(
+        "minute", 60
+    )
+
+
+@pytest.mark.parametrize("command", ["train", "walkforward"])
+@pytest.mark.parametrize(("source", "given"), [(SP500, "minute:5"), (EURUSD, "day:1")])
+def test_cli_refuses_a_bar_period_other_than_the_series_in_one_line(
+    tmp_path: Path, command: str, source: str, given: str
+) -> None:
+    out = tmp_path / "out"
+    args = [command, "--data", source, "--bar-period", given, "--out", str(out)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1 and result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and "drop the bar period (--bar-period" in lines[0], result.output
+    assert not (out / "model.json").exists() and not (out / "walkforward.json").exists()
+
+
 def test_missing_package_is_one_line_with_the_install_command(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -221,6 +245,9 @@ def test_walkforward_takes_a_public_series(tmp_path: Path) -> None:
     job = report["jobs"][0]
     card = json.loads((Path(job["bundle"]) / "model.json").read_text(encoding="utf-8"))
     assert card["env"]["instrument"]["symbol"] == "ES"
+    # No --bar-period, no --episode-bars: the series' daily period and its episode length.
+    assert card["data"]["bar_period"] == {"type": "day", "value": 1}
+    assert card["env"]["episode_bars"] == default_episode_bars(BarPeriod("day", 1)) == 60
 
 
 def test_spot_bars_in_the_cme_halt_warn_and_the_env_runs_through_them(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from env.synthetic import generate_bars
 from env.trading_env import TradingEnv
 from train import bundle as bundle_io
 from train.config import TrainConfig, load_config_file
-from train.training import split_bars
+from train.training import rounded_budget, split_bars
 
 
 def test_config_defaults_are_the_guides_hyperparameters() -> None:
@@ -187,3 +187,38 @@ def test_train_subproc_vec_env_gets_masks_from_the_env_itself(tmp_path: Path) ->
     assert result.exit_code == 0, result.output
     card = json.loads((out / "model.json").read_text())
     assert card["train_config"]["vec"] == "subproc" and card["timesteps"] == 512
+
+
+@pytest.mark.parametrize(
+    ("steps", "n_steps", "n_envs", "expected"),
+    [(300, 256, 2, 512), (512, 256, 2, 512), (513, 256, 2, 768), (5_000_000, 2048, 8, 5_001_216)],
+)
+def test_rounded_budget_is_whole_rollouts(
+    steps: int, n_steps: int, n_envs: int, expected: int
+) -> None:
+    config = TrainConfig(n_steps=n_steps, n_envs=n_envs)
+    assert rounded_budget(steps, config) == expected
+
+
+@pytest.mark.parametrize(("timesteps", "ran"), [("200", 256), ("512", 512)])
+def test_train_below_one_rollout_warns_the_budget_was_rounded(
+    tmp_path: Path, timesteps: str, ran: int
+) -> None:
+    out = tmp_path / "bundle"
+    args = ["train", "--out", str(out), "--timesteps", timesteps, "--n-steps", "256"]
+    args += ["--n-envs", "2", "--episode-bars", "100", "--synthetic-days", "3"]
+    args += ["--eval-every", "0", "--checkpoint-every", "0", "--validate-episodes", "0"]
+    args += ["--reward", "seed", "--no-progress"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    rounded = [line for line in result.stderr.splitlines() if "rounded" in line]
+    card = json.loads((out / "model.json").read_text())
+    assert card["timesteps"] == ran  # what really ran, either way
+    if ran != int(timesteps):
+        assert rounded == [
+            "warning: timesteps 200 is not a whole number of rollouts of 256 steps "
+            "(n_steps: 128 per env x 2 envs); PPO updates on whole rollouts, so the budget "
+            "was rounded to 256 steps"
+        ]
+    else:
+        assert rounded == []

@@ -171,3 +171,61 @@ def _result(flat: list[int], position: list[int]) -> RunResult:
 def test_criteria_bands_boundaries(flat: list[int], position: list[int], failed: set) -> None:
     criteria = evaluate_criteria(_result(flat, position))
     assert {c.name for c in criteria if not c.passed} == failed
+
+
+EURO_FX = Path(__file__).resolve().parent / "data" / "6E_hourly_zero_volume.Last.txt"
+
+
+@pytest.mark.parametrize(
+    ("exchange_tz", "data_timezone"),
+    [
+        (None, "America/New_York"),  # a file exported on a New York clock
+        ("Europe/London", None),  # a contract whose exchange clock is not Chicago's
+    ],
+)
+def test_holdout_reload_reads_the_file_as_training_did(
+    exchange_tz: str | None, data_timezone: str | None
+) -> None:
+    import dataclasses
+    import warnings
+
+    from env.bars import load_bars
+    from env.config import WARMUP_BARS
+    from env.contracts import resolve_contract
+    from env.trading_env import EnvConfig
+    from train.validation import holdout_for_card
+
+    spec = resolve_contract("6E")
+    if exchange_tz is not None:
+        spec = dataclasses.replace(spec, timezone=exchange_tz)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # sessions off the calendar: not the point here
+        trained = load_bars(EURO_FX, contract=spec, data_timezone=data_timezone)
+        card = {
+            "env": EnvConfig(instrument=spec).to_dict(),
+            "data": {
+                "source": trained.source,
+                "holdout_start_index": 480,
+                "data_timezone": trained.data_timezone,
+                "bar_period": trained.bar_period.to_json(),
+            },
+        }
+        holdout = holdout_for_card(card, None)
+    np.testing.assert_array_equal(holdout.time, trained.time[480 - (WARMUP_BARS - 1) :])
+    assert holdout.timezone == trained.timezone
+
+
+def test_train_then_validate_a_new_york_clock_file_decides_from_the_holdout_start(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "bundle"
+    args = ["train", "--data", str(EURO_FX), "--instrument", "6E"]
+    args += ["--data-timezone", "America/New_York", "--out", str(out), "--timesteps", "256"]
+    args += ["--n-steps", "128", "--n-envs", "2", "--eval-every", "0", "--checkpoint-every", "0"]
+    args += ["--validate-episodes", "4", "--reward", "seed", "--no-progress"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / "model.json").read_text(encoding="utf-8"))
+    report = json.loads((out / "validation" / "report.json").read_text(encoding="utf-8"))
+    assert report["backtest"]["costs"]["instrument"] == "6E"
+    assert report["backtest"]["span"]["first_decision"] == card["data"]["holdout_start"]

@@ -129,3 +129,25 @@ def test_walkforward_ray_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatc
     job = Job(TrainConfig(), Fold(0, 0, 10, 20), "x", None, 1)
     with pytest.raises(RuntimeError, match=r"pip install 'ai-trading-bridge\[ray\]'"):
         run_jobs([job], "auto")
+
+
+@pytest.mark.parametrize(
+    ("args", "calibrated"),
+    [
+        (["--reward", "seed", "--calibrate", "ON"], True),  # auto would be off for seed
+        (["--calibrate", "off"], False),  # auto would be on for constrained
+    ],
+)
+def test_walkforward_calibrate_reaches_every_jobs_card(
+    tmp_path: Path, args: list[str], calibrated: bool
+) -> None:
+    out = tmp_path / "wf"
+    result = CliRunner().invoke(
+        cli, ["walkforward", "--out", str(out), "--folds", "1", *TINY, *args]
+    )
+    assert result.exit_code in (0, 1), result.output
+    report = json.loads((out / "walkforward.json").read_text())
+    for job in report["jobs"]:
+        card = bundle_io.load_bundle(job["bundle"]).card
+        assert card["train_config"]["calibrate"] == args[-1].lower()
+        assert ("calibration" in card) is calibrated

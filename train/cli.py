@@ -101,6 +101,30 @@ def _bars_options(card: dict[str, Any] | None, data_timezone: str | None) -> dic
     return {"contract": contract, "data_timezone": data_timezone}
 
 
+def _check_series_contract(data: str, card: dict[str, Any] | None) -> None:
+    """Refuse a public series that does not stand for the model's contract: validate
+    trades the bars as its card's contract (it has no ``--instrument``).
+
+    Raises:
+        click.BadParameter: naming --data, the series' contracts and the model's.
+    """
+    from env.contracts import contract_root
+    from env.public_series import is_public_source, public_series
+    from env.trading_env import EnvConfig
+
+    if not card or not card.get("env") or not is_public_source(data):
+        return
+    series = public_series(data)
+    root = contract_root(EnvConfig.from_dict(card["env"]).instrument.symbol)
+    if root not in series.proxies:
+        raise click.BadParameter(
+            f"{data} stands for {' or '.join(series.proxies)} and this model trades {root} "
+            f"(its card's contract): validate it on {root} bars, or validate a model "
+            f"trained on {data} (train --data {data})",
+            param_hint="--data",
+        )
+
+
 def command_line(ctx: click.Context) -> str:
     """The command line that reproduces this invocation: the program, the subcommand and
     every option given explicitly (from the command line, a config file's values are not
@@ -202,6 +226,59 @@ def _one_bundle(argument: Path | None, option: Path | None) -> Path | None:
     return argument if argument is not None else option
 
 
+EPISODE_BARS_HELP = (
+    "Decisions per episode [from the data's bar period: 6.5 hours of bars, 60 to 390: "
+    "390 one-minute, 78 five-minute, 60 hourly or daily bars]."
+)
+calibrate_option = click.option(
+    "--calibrate",
+    type=click.Choice(["auto", "on", "off"], case_sensitive=False),
+    help="Band calibration of the decision thresholds on the training bars after "
+    "learning [auto: on unless --reward seed].",
+)
+
+
+def contract_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options of train and walkforward that say what the bars are and which contract
+    they trade as (TrainConfig's ``instrument`` .. ``bar_period``)."""
+    for option in reversed(
+        [
+            click.option(
+                "--instrument",
+                help="Contract root or NinjaTrader name: ES MES NQ MNQ YM MYM RTY M2K CL MCL NG "
+                "RB HO GC MGC SI SIL HG ZN ZB ZF ZT 6E M6E 6J 6B 6A 6C ZC ZS ZW, or any other "
+                "with --tick-size and --point-value [NQ; a public series' own contract].",
+            ),
+            click.option(
+                "--tick-size", type=float, help="Contract tick size, price units [the table's]."
+            ),
+            click.option(
+                "--point-value",
+                type=float,
+                help="Account currency per point per contract [the table's].",
+            ),
+            click.option(
+                "--commission", type=float, help="Commission per contract per side [the table's]."
+            ),
+            click.option(
+                "--calendar", help="pandas-market-calendars session calendar name [the contract's]."
+            ),
+            click.option(
+                "--data-timezone",
+                help="IANA zone of the data file's times without an offset [UTC for a "
+                "NinjaTrader export, the exchange zone for a CSV].",
+            ),
+            click.option(
+                "--bar-period",
+                help="Bar period, e.g. minute:5 or day:1 [detected from the data; a public "
+                "series has its own].",
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
 @click.command()
 @click.option(
     "--config",
@@ -235,46 +312,26 @@ def _one_bundle(argument: Path | None, option: Path | None) -> Path | None:
 @click.option("--clip-range", type=float, help="[0.2]")
 @click.option("--ent-coef", type=float, help="[0.01]")
 @click.option("--n-envs", type=int, help="Environments stepped together [8].")
-@click.option("--vec", type=click.Choice(["dummy", "subproc"]), help="[dummy]")
+@click.option(
+    "--vec", type=click.Choice(["dummy", "subproc"], case_sensitive=False), help="[dummy]"
+)
 @click.option(
     "--holdout-fraction", type=float, help="Trailing share of bars never trained on [0.2]."
 )
 @click.option("--seed", type=int, help="[0]")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="[auto]")
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"], case_sensitive=False), help="[auto]"
+)
 @click.option(
     "--reward",
-    type=click.Choice(["constrained", "default", "seed"]),
+    type=click.Choice(["constrained", "default", "seed"], case_sensitive=False),
     help="Reward preset [constrained: default + shaping tuned online to the guide's bands].",
 )
 @click.option("--dual-lr", type=float, help="Step of the constrained preset's multipliers [0.05].")
 @click.option("--dual-kp", type=float, help="Proportional gain on the current band violation [0].")
-@click.option(
-    "--calibrate",
-    type=click.Choice(["auto", "on", "off"]),
-    help="Band calibration of the decision thresholds on the training bars after "
-    "learning [auto: on unless --reward seed].",
-)
-@click.option(
-    "--instrument",
-    help="Contract root or NinjaTrader name: ES MES NQ MNQ YM MYM RTY M2K CL MCL NG RB HO GC "
-    "MGC SI SIL HG ZN ZB ZF ZT 6E M6E 6J 6B 6A 6C ZC ZS ZW, or any other with --tick-size "
-    "and --point-value [NQ].",
-)
-@click.option("--tick-size", type=float, help="Contract tick size, price units [the table's].")
-@click.option(
-    "--point-value", type=float, help="Account currency per point per contract [the table's]."
-)
-@click.option("--commission", type=float, help="Commission per contract per side [the table's].")
-@click.option("--calendar", help="pandas-market-calendars session calendar name [the contract's].")
-@click.option(
-    "--data-timezone",
-    help="IANA zone of the data file's times without an offset [UTC for a NinjaTrader "
-    "export, the exchange zone for a CSV].",
-)
-@click.option("--bar-period", help="Bar period, e.g. minute:5 or day:1 [detected from the data].")
-@click.option(
-    "--episode-bars", type=int, help="Decisions per episode [390 for 1-minute bars, 60 daily]."
-)
+@calibrate_option
+@contract_options
+@click.option("--episode-bars", type=int, help=EPISODE_BARS_HELP)
 @click.option("--checkpoint-every", type=int, help="Steps between checkpoints, 0 = none [250000].")
 @click.option(
     "--eval-every", type=int, help="Steps between held-out evaluations, 0 = none [100000]."
@@ -408,6 +465,8 @@ def validate(
             default_dir = Path("validation")
         with warnings.catch_warnings():
             warnings.showwarning = _echo_warning
+            if data:
+                _check_series_contract(data, card)
             bars = load_bars(data, **_bars_options(card, data_timezone)) if data else None
             report, text = run_validation(
                 model_path,
@@ -529,7 +588,7 @@ def rollback(target: str) -> None:
 @click.option("--folds", type=int, default=3, show_default=True, help="Test slices.")
 @click.option(
     "--mode",
-    type=click.Choice(["expanding", "rolling"]),
+    type=click.Choice(["expanding", "rolling"], case_sensitive=False),
     default="expanding",
     show_default=True,
     help="Train on all the past, or on a window as long as the first fold's.",
@@ -551,10 +610,14 @@ def rollback(target: str) -> None:
 @click.option("--timesteps", type=int, help="Steps per job [5,000,000].")
 @click.option("--n-steps", type=int, help="Transitions per update [2048].")
 @click.option("--n-envs", type=int, help="[8]")
-@click.option("--episode-bars", type=int, help="[390]")
-@click.option("--reward", type=click.Choice(["constrained", "default", "seed"]))
+@click.option("--episode-bars", type=int, help=EPISODE_BARS_HELP)
+@click.option(
+    "--reward", type=click.Choice(["constrained", "default", "seed"], case_sensitive=False)
+)
 @click.option("--seed", type=int, help="First seed [0].")
 @click.option("--synthetic-days", type=int, help="[60]")
+@calibrate_option
+@contract_options
 def walkforward(
     config_file: str | None,
     data: str | None,
@@ -581,17 +644,19 @@ def walkforward(
         flags = {k: v for k, v in overrides.items() if v is not None}
         flags = {**series_contract(data, mapping, flags), **flags}
         config = TrainConfig.from_mapping({**flags, "checkpoint_every": 0, "eval_every": 0}, base)
-        report = run_walkforward(
-            config,
-            out,
-            data_path=data,
-            folds=folds,
-            test_fraction=test_fraction,
-            mode=mode,
-            seeds=seeds,
-            validate_episodes=validate_episodes,
-            ray_address=ray_address,
-        )
+        with warnings.catch_warnings():
+            warnings.showwarning = _echo_warning
+            report = run_walkforward(
+                config,
+                out,
+                data_path=data,
+                folds=folds,
+                test_fraction=test_fraction,
+                mode=mode,
+                seeds=seeds,
+                validate_episodes=validate_episodes,
+                ray_address=ray_address,
+            )
     except (ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(format_report(report))

@@ -199,7 +199,7 @@ def _cuda() -> bool:
 
 def tensorboard_available() -> bool:
     try:
-        import tensorboard  # type: ignore[import-untyped]  # noqa: F401
+        import tensorboard  # type: ignore[import-untyped, import-not-found]  # noqa: F401
     except ImportError:
         return False
     return True
@@ -358,6 +358,7 @@ def train(
     else:
         model = new_model(config, venv, tb_dir)
     remaining = config.timesteps - (model.num_timesteps if resume is not None else 0)
+    warn_if_rounded(remaining, config)
 
     holdout_template = TradingEnv(split.holdout, env_config)
     callbacks: list[BaseCallback] = [ActionDistributionCallback()]
@@ -464,6 +465,31 @@ def train(
         result = bundle_io.load_bundle(out)
         log.info("validation", passed=report["passed"])
     return result
+
+
+def rounded_budget(steps: int, config: TrainConfig) -> int:
+    """The environment steps ``model.learn(steps)`` really takes: PPO collects whole
+    rollouts of ``config.n_steps`` transitions (all envs together) before each update,
+    and stops after the first one that reaches ``steps`` (0 for ``steps`` <= 0)."""
+    if steps <= 0:
+        return 0
+    return -(-steps // config.n_steps) * config.n_steps
+
+
+def warn_if_rounded(steps: int, config: TrainConfig) -> None:
+    """Warn (one line) when rounding ``steps`` up to whole rollouts changes the budget
+    noticeably: below one rollout, or by 1% or more (the guide's 5M rounds by 0.02%)."""
+    import warnings
+
+    rounded = rounded_budget(steps, config)
+    if rounded == steps or (steps >= config.n_steps and (rounded - steps) * 100 < steps):
+        return
+    warnings.warn(
+        f"timesteps {steps:,} is not a whole number of rollouts of {config.n_steps:,} "
+        f"steps (n_steps: {config.n_steps_per_env:,} per env x {config.n_envs} envs); PPO "
+        f"updates on whole rollouts, so the budget was rounded to {rounded:,} steps",
+        stacklevel=2,
+    )
 
 
 def _restore_shaping(dual: Any, checkpoint: Path) -> None:

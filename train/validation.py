@@ -59,9 +59,28 @@ def load_policy(model_path: Path, vecnorm_path: Path, template: TradingEnv) -> t
     return model, vecnorm
 
 
+def card_bars_options(card: dict[str, Any] | None) -> dict[str, Any]:
+    """``load_bars`` options that read the card's data file as training read it: the
+    card's contract (exchange zone and session calendar), the data time zone and the bar
+    period recorded with the data. Empty for a card without them (older cards, the
+    guide's two files)."""
+    from env.periods import BarPeriod
+
+    card = card or {}
+    data = card.get("data") or {}
+    options: dict[str, Any] = {}
+    if card.get("env"):
+        options["contract"] = EnvConfig.from_dict(card["env"]).instrument
+    if data.get("data_timezone"):
+        options["data_timezone"] = data["data_timezone"]
+    if data.get("bar_period"):
+        options["bar_period"] = BarPeriod.from_json(data["bar_period"])
+    return options
+
+
 def holdout_for_card(card: dict[str, Any] | None, bars: Bars | None) -> Bars:
     """The held-out bars: ``bars`` if given, else the card's data (synthetic default or
-    its file) from the card's holdout start."""
+    its file, read with :func:`card_bars_options`) from the card's holdout start."""
     from env.config import WARMUP_BARS
     from env.synthetic import DEFAULT_DAYS
     from train.training import load_data
@@ -74,7 +93,7 @@ def holdout_for_card(card: dict[str, Any] | None, bars: Bars | None) -> Bars:
         days = re.search(r"days=(\d+)", source)
         full, _ = load_data(None, int(days.group(1)) if days else DEFAULT_DAYS)
     else:
-        full, _ = load_data(source)
+        full, _ = load_data(source, **card_bars_options(card))
     split = data.get("holdout_start_index")
     if split is None:
         split = round(len(full) * 0.8)

@@ -1,0 +1,130 @@
+"""Usage errors of every command: one line on stderr naming what was wrong, exit code 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from train_helpers import make_fake_bundle
+
+from ai_trading_bridge import cli
+from env.trading_env import EnvConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def usage_error(args: list[str]) -> str:
+    """The one stderr line of a usage error (asserting there is exactly one)."""
+    result = CliRunner().invoke(cli, args, prog_name="ai-trading-bridge")
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert result.stdout == "" and "Traceback" not in result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (["train", "--out", "o", "--calibrate", "bogus"], ["--calibrate", "'bogus'", "on"]),
+        (["train", "--out", "o", "--data", "pypi:arch/sp5000"], ["--data", "pypi:arch/sp500,"]),
+        (["train", "--out", "o", "--timesteps", "lots"], ["--timesteps", "'lots'"]),
+        (["train"], ["--out"]),
+        (["walkforward", "--out", "o", "--mode", "sliding"], ["--mode", "'sliding'"]),
+        (["validate", "--bogus"], ["--bogus"]),
+        (["validate", "a", "b"], ["unexpected extra argument"]),
+        (["deploy", "b"], ["--target"]),
+        (["rollback", "--target", "no/such/folder"], ["--target", "no/such/folder"]),
+        (["serve", "--bind", "localhost:5555"], ["--bind", "ZeroMQ endpoint"]),
+        (["serve", "--max-sessions", "many"], ["--max-sessions", "'many'"]),
+        (["check", "--bogus"], ["--bogus"]),
+        (["halt", "--bogus"], ["--bogus"]),
+        (["resume", "--bogus"], ["--bogus"]),
+        (["monitor", "--bogus"], ["--bogus"]),
+        (["reload", "--bogus"], ["--bogus"]),
+        (["replay", "--bogus"], ["--bogus"]),
+        (["export-plain", "--bogus"], ["--bogus"]),
+        (["nosuch"], ["'nosuch'"]),
+        (["--log-level", "loud", "check"], ["--log-level", "'loud'"]),
+    ],
+)
+def test_usage_error_is_one_line_naming_the_option(args: list[str], names: list[str]) -> None:
+    line = usage_error(args)
+    assert line.startswith("error: ")
+    for name in names:
+        assert name in line
+    command = args[0] if args[0] in cli.commands else None  # else the group's own error
+    help_hint = f"ai-trading-bridge {command} --help" if command else "ai-trading-bridge --help"
+    assert line.endswith(f"see '{help_hint}'")
+
+
+@pytest.mark.parametrize("value", ["ON", "Off", "AUTO"])
+def test_choice_accepts_any_case(value: str) -> None:
+    # --timesteps 0 is refused after --calibrate was parsed: the error is not --calibrate's.
+    line = usage_error(["train", "--out", "o", "--calibrate", value, "--timesteps", "0"])
+    assert "timesteps must be >= 1" in line and "--calibrate" not in line
+
+
+def test_console_script_usage_error_is_one_stderr_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AITB_")}
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "xdg")
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "ai_trading_bridge.py"), "train", "--calibrate", "bogus"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == [
+        "error: --calibrate: 'bogus' is not one of 'auto', 'on', 'off'; "
+        "see 'ai-trading-bridge train --help'"
+    ]
+
+
+def test_bare_group_still_prints_the_help() -> None:
+    result = CliRunner().invoke(cli, [])
+    assert "Commands:" in result.output and "serve" in result.output
+
+
+def flags_in(text: str) -> set[str]:
+    return set(re.findall(r"(?<![\w-])--[a-z][a-z-]+", text))
+
+
+def options_of(command: str) -> set[str]:
+    return {opt for p in cli.commands[command].params for opt in p.opts + p.secondary_opts}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--data", "pypi:arch/sp500", "--instrument", "NQ"],  # the series stands for ES
+        ["--instrument", "XYZ"],  # not in the table: needs its terms
+    ],
+)
+def test_walkforward_errors_suggest_only_its_own_flags(tmp_path: Path, args: list[str]) -> None:
+    result = CliRunner().invoke(cli, ["walkforward", "--out", str(tmp_path / "wf"), *args])
+    assert result.exit_code in (1, 2) and len(result.stderr.splitlines()) == 1, result.output
+    suggested = flags_in(result.stderr)
+    assert suggested and suggested <= options_of("walkforward"), result.stderr
+
+
+def test_validate_series_of_another_contract_says_what_to_do(tmp_path: Path) -> None:
+    """validate has no --instrument: the contract is the model's, and the error says so."""
+    bundle = make_fake_bundle(tmp_path / "nq", "NQ-test")
+    card = json.loads((bundle / "model.json").read_text(encoding="utf-8"))
+    card["env"] = EnvConfig().to_dict()  # NQ, as train writes it
+    (bundle / "model.json").write_text(json.dumps(card), encoding="utf-8")
+    line = usage_error(["validate", str(bundle), "--data", "pypi:arch/sp500"])
+    assert line.startswith("error: --data: ") and "this model trades NQ" in line
+    assert "validate it on NQ bars" in line
+    advice = line.split(" (train ")[0]  # what validate itself offers: no train flag
+    assert flags_in(advice) <= options_of("validate"), line
