@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,8 @@ from bridge.config import (
 )
 from bridge.killswitch import KillSwitch, default_state_dir
 from env.config import WARMUP_BARS
+from train.cli import _echo_warning, pick_model_arguments, resolve_model_options
 from train.cli import model_options as _model_options
-from train.cli import pick_model_arguments, resolve_model_options
 
 _PATH = click.Path(path_type=Path)
 
@@ -350,6 +351,11 @@ def reload(
 @click.option(
     "--retries", type=int, default=3, show_default=True, help="Tries before acting as HOLD."
 )
+@click.option(
+    "--data-timezone",
+    help="IANA zone of DATA's times without an offset [the model card's data zone, else UTC "
+    "for a NinjaTrader export and the exchange zone for a CSV].",
+)
 @click.pass_context
 def replay(
     ctx: click.Context,
@@ -364,6 +370,7 @@ def replay(
     vecnorm: Path | None,
     timeout: float,
     retries: int,
+    data_timezone: str | None,
 ) -> None:
     """Replay DATA (a bar file, or 'synthetic') through a running daemon as NinjaTrader
     would, execute its replies, and print trades, PnL and the action histogram. With a
@@ -376,11 +383,8 @@ def replay(
     from env.trading_env import EnvConfig
 
     configure_logging(None, (ctx.obj or {}).get("log_level", "warning"))
-    try:
-        bars = default_bars() if data == "synthetic" else load_bars(data)
-    except BarsFileError as exc:
-        raise click.BadParameter(str(exc), param_hint="DATA") from None
     env_config = EnvConfig()
+    card: dict[str, Any] = {}
     bundle, model, vecnorm = pick_model_arguments(ctx, bundle, model, vecnorm)
     if bundle is not None or model is not None or vecnorm is not None:
         card_path = resolve_model_options(bundle, model, vecnorm).card_path
@@ -392,6 +396,23 @@ def replay(
                 raise click.BadParameter(
                     f"{card_path} is not a readable model card ({exc})", param_hint="--bundle"
                 ) from None
+    # DATA is read as training read the model's data: on its contract's clock and
+    # calendar, with the card's data time zone unless --data-timezone says otherwise.
+    recorded_zone = (card.get("data") or {}).get("data_timezone")
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _echo_warning
+            bars = (
+                default_bars()
+                if data == "synthetic"
+                else load_bars(
+                    data,
+                    contract=env_config.instrument,
+                    data_timezone=data_timezone or recorded_zone,
+                )
+            )
+    except BarsFileError as exc:
+        raise click.BadParameter(str(exc), param_hint="DATA") from None
     options: dict[str, Any] = {"client": client} if client else {}
     try:
         config = ReplayConfig(

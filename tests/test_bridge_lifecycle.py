@@ -536,6 +536,44 @@ def test_replay_command_prints_trades_pnl_and_histogram(
     )
 
 
+@pytest.mark.parametrize(
+    ("option", "shift_h"),
+    [([], 0), (["--data-timezone", "America/Chicago"], 1)],
+)
+def test_replay_reads_data_on_the_cards_clock(
+    option, shift_h, tiny_bundle, tiny_policy, tmp_path, restore_logging
+) -> None:
+    """A file written on a New York clock, for a model whose card records that zone: the
+    daemon gets the Chicago bar times training saw, unless --data-timezone overrides."""
+    import datetime as dt
+
+    bundle = tmp_path / "ny-model"
+    shutil.copytree(tiny_bundle, bundle)
+    card = json.loads((bundle / "model.json").read_text(encoding="utf-8"))
+    card.setdefault("data", {})["data_timezone"] = "America/New_York"
+    (bundle / "model.json").write_text(json.dumps(card), encoding="utf-8")
+    bars = BARS[:150]
+    data = tmp_path / "ny.csv"
+    with open(data, "w", encoding="utf-8") as f:
+        f.write("time,open,high,low,close,volume\n")
+        for i in range(len(bars)):
+            chicago = dt.datetime.fromisoformat(str(bars.time[i]))
+            new_york = chicago + dt.timedelta(hours=1)  # January: both on standard time
+            row = (bars.open[i], bars.high[i], bars.low[i], bars.close[i], bars.volume[i])
+            f.write(f"{new_york.isoformat()},{','.join(repr(float(v)) for v in row)}\n")
+    with running_server(serve_config(tiny_bundle, tmp_path), tiny_policy) as server:
+        args = ["replay", str(data), "--endpoint", server.endpoint, "--bundle", str(bundle)]
+        result = CliRunner().invoke(cli, [*args, *option])
+    assert result.exit_code == 0, result.output
+    entries = read_journal(next((tmp_path / "journal").glob("journal-*.jsonl")))
+    sent = [e["request"]["bar"]["time"] for e in entries if e["request"]["type"] == "bar"]
+    expected = [
+        (dt.datetime.fromisoformat(str(t)) + dt.timedelta(hours=shift_h)).isoformat()
+        for t in bars.time[WARMUP_BARS:]
+    ]
+    assert sent and sent == expected[: len(sent)]
+
+
 def test_replay_accepts_a_deploy_target_as_bundle(
     tiny_bundle, tiny_policy, tmp_path, restore_logging
 ) -> None:
