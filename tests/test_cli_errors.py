@@ -128,3 +128,18 @@ def test_validate_series_of_another_contract_says_what_to_do(tmp_path: Path) -> 
     assert "validate it on NQ bars" in line
     advice = line.split(" (train ")[0]  # what validate itself offers: no train flag
     assert flags_in(advice) <= options_of("validate"), line
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--data", "pypi:arch/sp500", "--bar-period", "minute:5"],  # the series is daily
+        ["--data", "no-such-file.csv"],
+    ],
+)
+def test_a_refused_training_run_leaves_no_output_folder(tmp_path: Path, args: list[str]) -> None:
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["train", "--out", str(out), *args])
+    assert result.exit_code in (1, 2) and "Traceback" not in result.output, result.output
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert not out.exists()

@@ -327,7 +327,6 @@ def train(
 
     configure_torch(config.torch_threads)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     if data is None:
         bars, sha256 = load_data(data_path, config.synthetic_days, **config.bars_options())
         config = config.for_bars(bars)
@@ -357,6 +356,7 @@ def train(
             remove_calibration(model, resumed_card)
     else:
         model = new_model(config, venv, tb_dir)
+    out.mkdir(parents=True, exist_ok=True)  # only now: a refused run leaves no folder
     remaining = config.timesteps - (model.num_timesteps if resume is not None else 0)
     warn_if_rounded(remaining, config)
 
