@@ -475,6 +475,12 @@ def monitor(logfile: Path, once: bool, refresh: float) -> None:
             raise click.BadParameter(f"{logfile} does not exist", param_hint="LOGFILE")
         console.print(render(snapshot(logfile)))
         return
+    if not logfile.exists():
+        click.echo(
+            f"waiting for {logfile} to appear (is the daemon running with --log-file "
+            f"{logfile}?); Ctrl+C to stop",
+            err=True,
+        )
     with contextlib.suppress(KeyboardInterrupt):
         follow(logfile, refresh, console)
 

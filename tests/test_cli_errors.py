@@ -143,3 +143,19 @@ def test_a_refused_training_run_leaves_no_output_folder(tmp_path: Path, args: li
     assert result.exit_code in (1, 2) and "Traceback" not in result.output, result.output
     assert len(result.stderr.splitlines()) == 1, result.stderr
     assert not out.exists()
+
+
+def test_monitor_says_it_is_waiting_for_a_log_file_not_there_yet(tmp_path: Path) -> None:
+    missing = tmp_path / "not yet.jsonl"
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "ai_trading_bridge.py"), "monitor", str(missing)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first = process.stderr.readline()  # type: ignore[union-attr]
+    finally:
+        process.kill()
+        process.wait(10)
+    assert first.startswith(f"waiting for {missing} to appear") and "--log-file" in first
