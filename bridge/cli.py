@@ -35,6 +35,7 @@ from train.cli import _echo_warning, pick_model_arguments, resolve_model_options
 from train.cli import model_options as _model_options
 
 _PATH = click.Path(path_type=Path)
+STATUS_TIMEOUT_S = 30.0  # `reload --status`, and the margin added to a reload's wait
 
 
 def _state_dir_option(command: Callable[..., None]) -> Callable[..., None]:
@@ -275,7 +276,13 @@ def serve(
 @_state_dir_option
 @_model_options
 @click.option("--status", is_flag=True, help="Only show what the daemon serves.")
-@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait.")
+@click.option(
+    "--timeout",
+    type=float,
+    default=None,
+    help="Seconds to wait [a reload: as long as the daemon lets a load run, plus 30 s; "
+    "--status: 30].",
+)
 def reload(
     endpoint: str,
     control: str | None,
@@ -284,10 +291,11 @@ def reload(
     model: Path | None,
     vecnorm: Path | None,
     status: bool,
-    timeout: float,
+    timeout: float | None,
 ) -> None:
     """Reload the daemon's model (the same files, or the ones given); the old model keeps
     serving if the new one fails its checks."""
+    from bridge.reload_worker import WORKER_TIMEOUT_S
     from bridge.server import control_request, find_daemon
 
     try:
@@ -304,10 +312,20 @@ def reload(
         for key, path in (("bundle", bundle), ("model", model), ("vecnorm", vecnorm)):
             if path is not None:
                 command[key] = str(path.resolve())  # the daemon may run in another folder
+    if timeout is None:
+        timeout = STATUS_TIMEOUT_S if status else WORKER_TIMEOUT_S + STATUS_TIMEOUT_S
+    if not status:
+        click.echo("loading (on a busy machine this can take minutes)...", err=True)
     try:
         reply = control_request(control, command, timeout)
     except TimeoutError as exc:
-        click.secho(f"error: {exc}", fg="red", err=True)
+        hint = (
+            ""
+            if status
+            else "; the reload may still be loading: `ai-trading-bridge reload --status` "
+            "shows what is served"
+        )
+        click.secho(f"error: {exc}{hint}", fg="red", err=True)
         sys.exit(1)
     if status:
         click.echo(json.dumps(reply, indent=2))

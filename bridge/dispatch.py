@@ -38,7 +38,6 @@ ODD_GAP_RUN = 3  # equal gaps longer than the period in a row: the chart's perio
 SESSION_GAP_S = 3600.0  # longer gaps are session breaks, not a bar period
 WARMUP_PROBS = (1.0, 0.0, 0.0, 0.0, 0.0, 0.0)  # the model is not asked: HOLD for certain
 PROB_DIGITS = 6
-PROB_SCALE = 10.0**PROB_DIGITS
 # The mask of each (side, entries allowed) as the reply's list and the log's tuple, built
 # once from env.mask.action_mask (read only: never changed after this).
 _MASKS: dict[tuple[int, bool], tuple[list[int], tuple[int, ...]]] = {
@@ -356,8 +355,7 @@ class Dispatcher:
             Action.HOLD if guarded else model_action, self._check_halt()
         )
         orders = price_orders(action, position, features.close, features.atr, terms)
-        # round(p, 6) for p in [0, 1], 2.5x faster (no decimal conversion)
-        prob_list = [round(p * PROB_SCALE) / PROB_SCALE for p in probs]
+        prob_list = [round(p, PROB_DIGITS) for p in probs]
         reply = {  # protocol.ok_reply("bar", ...), written out: this runs on every bar
             "v": protocol.PROTOCOL_VERSION,
             "type": "bar",
@@ -395,7 +393,9 @@ class Dispatcher:
             None if refusal is None else refusal.detail,
         )
         self._log_risk_state(envelope, stream)
-        return self._ok(envelope, reply, decision)
+        # Its numbers are finite: checked observation, probabilities (masked_decision
+        # raises otherwise), prices on the tick grid.
+        return self._ok(envelope, reply, decision, protocol.encode_decision)
 
     def _warming_up(
         self, envelope: Envelope, bar_time: str, stream: InstrumentSession, debug: bool
@@ -643,10 +643,14 @@ class Dispatcher:
         return stream.terms  # type: ignore[no-any-return]
 
     def _ok(
-        self, envelope: Envelope, reply: dict[str, Any], decision: Decision | None = None
+        self,
+        envelope: Envelope,
+        reply: dict[str, Any],
+        decision: Decision | None = None,
+        encode: Callable[[dict[str, Any]], bytes] = protocol.encode,
     ) -> Outcome:
         return Outcome(
-            protocol.encode(reply),
+            encode(reply),
             ok=True,
             type=envelope.type,
             client=envelope.client,

@@ -59,13 +59,15 @@ def export_plain(model: Any, vecnorm: Any, folder: str | Path) -> tuple[Path, Pa
         arrays[f"w{i}"], arrays[f"b{i}"] = weight, bias
         names.append(_activation_name(activation))
     arrays["activations"] = np.array(names)
-    rms = vecnorm.obs_rms
+    state = vars(vecnorm)  # not getattr: an unpickled VecNormalize's __getattr__ recurses
+    rms = state.get("obs_rms")  # absent when saved with norm_obs=False
+    size = TOTAL_OBSERVATION_SIZE
     normalizer = {
-        "mean": np.asarray(rms.mean, dtype=np.float64),
-        "var": np.asarray(rms.var, dtype=np.float64),
-        "epsilon": np.float64(vecnorm.epsilon),
-        "clip_obs": np.float64(vecnorm.clip_obs),
-        "norm_obs": np.bool_(vecnorm.norm_obs),
+        "mean": np.asarray(rms.mean if rms is not None else np.zeros(size), dtype=np.float64),
+        "var": np.asarray(rms.var if rms is not None else np.ones(size), dtype=np.float64),
+        "epsilon": np.float64(state.get("epsilon", 1e-8)),
+        "clip_obs": np.float64(state.get("clip_obs", 10.0)),
+        "norm_obs": np.bool_(state.get("norm_obs", True)),
     }
     policy_path, normalizer_path = folder / PLAIN_POLICY, folder / PLAIN_NORMALIZER
     _save(policy_path, arrays)

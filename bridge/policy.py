@@ -212,6 +212,9 @@ def masked_decision(logits: np.ndarray, mask: Sequence[int]) -> tuple[int, list[
     softmax), except that SB3 takes the argmax of float32 probabilities, so two logits
     within float32 rounding of each other may be told apart differently. Probabilities
     are the masked softmax in float64 (0 for masked actions).
+
+    Raises:
+        ValueError: a valid action's logit is NaN or infinite (no probabilities exist).
     """
     values = logits.tolist()
     best = -math.inf
@@ -221,6 +224,8 @@ def masked_decision(logits: np.ndarray, mask: Sequence[int]) -> tuple[int, list[
             best, action = value, i
     exps = [math.exp(v - best) if valid else 0.0 for v, valid in zip(values, mask)]
     total = math.fsum(exps)
+    if not math.isfinite(total):  # a NaN or infinite logit among the valid actions
+        raise ValueError(f"the policy gave non-finite logits {values}")
     return action, [e / total for e in exps]
 
 
@@ -518,7 +523,15 @@ def load_normalizer(path: Path) -> ObsNormalizer:
             f"cannot read VecNormalize statistics {path}: {exc!r}; pass the .pkl written by "
             "env.save(...) after training (e.g. phase2_position_mgmt_final_vecnorm_fixed.pkl)"
         ) from None
-    obs_rms = getattr(vecnorm, "obs_rms", None)
+    # Its own attributes only: an unpickled VecNormalize has no venv, and its
+    # __getattr__ would recurse looking for a missing one there.
+    state = getattr(vecnorm, "__dict__", {})
+    epsilon = float(state.get("epsilon", 1e-8))
+    clip_obs = float(state.get("clip_obs", 10.0))
+    if "norm_obs" in state and not state["norm_obs"]:  # saved with norm_obs=False
+        size = TOTAL_OBSERVATION_SIZE
+        return ObsNormalizer(np.zeros(size), np.ones(size), clip_obs, enabled=False)
+    obs_rms = state.get("obs_rms")
     mean = getattr(obs_rms, "mean", None)
     var = getattr(obs_rms, "var", None)
     if not isinstance(mean, np.ndarray) or not isinstance(var, np.ndarray):
@@ -529,12 +542,10 @@ def load_normalizer(path: Path) -> ObsNormalizer:
         raise PolicyLoadError(
             _observation_size_message(mean.shape[0] if mean.ndim == 1 else mean.shape, str(path))
         )
-    epsilon = float(getattr(vecnorm, "epsilon", 1e-8))
-    clip_obs = float(getattr(vecnorm, "clip_obs", 10.0))
     std = np.sqrt(var + epsilon)
     if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(std > 0)):
         raise PolicyLoadError(f"{path} holds non-finite or zero statistics; retrain or re-save it")
-    return ObsNormalizer(mean, std, clip_obs, enabled=bool(getattr(vecnorm, "norm_obs", True)))
+    return ObsNormalizer(mean, std, clip_obs, enabled=bool(state.get("norm_obs", True)))
 
 
 def warm_imports() -> None:

@@ -500,22 +500,27 @@ _C_ENCODE = (
 
 
 def encode(reply: dict[str, Any]) -> bytes:
-    """A reply as one compact UTF-8 JSON frame.
+    """A reply as one compact UTF-8 JSON frame (what ``json.dumps(reply,
+    separators=(",", ":"), allow_nan=False)`` gives); non-finite numbers are a bug
+    (raises ValueError)."""
+    if _C_ENCODE is None:
+        return _ENCODER.encode(reply).encode()
+    return "".join(_C_ENCODE(reply, 0)).encode()
 
-    orjson writes it (the same values as ``json.dumps(reply, separators=(",", ":"))``;
-    exponents are written without a leading zero, ``1e-6``, and other characters than
-    ASCII as UTF-8). What orjson cannot write (a string holding a lone surrogate, an
-    integer over 64 bits) is written by the standard library. Replies must hold finite
-    numbers only: orjson writes ``NaN`` as ``null``, so the bar path checks its numbers
-    before building the reply.
+
+def encode_decision(reply: dict[str, Any]) -> bytes:
+    """A bar's decision reply, written by orjson (8x faster than :func:`encode`).
+
+    Only for a reply whose numbers the caller has checked are finite: orjson writes
+    ``NaN`` as ``null``. The values are those :func:`encode` writes; exponents have no
+    leading zero (``1e-6``) and characters beyond ASCII are written as UTF-8, not
+    ``\\u`` escapes. What orjson cannot write (a lone surrogate, an integer beyond 64
+    bits) is written by :func:`encode`.
     """
     try:
         return orjson.dumps(reply)
     except orjson.JSONEncodeError:
-        pass
-    if _C_ENCODE is None:
-        return _ENCODER.encode(reply).encode()
-    return "".join(_C_ENCODE(reply, 0)).encode()
+        return encode(reply)
 
 
 def error_reply(code: str, message: str, seq: int | None) -> bytes:

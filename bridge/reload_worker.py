@@ -27,12 +27,20 @@ import sys
 import tempfile
 import threading
 import traceback
+import weakref
 from pathlib import Path
 from typing import Any
 
 from bridge.config import ConfigError, ModelSource
 from bridge.plain import PlainFormatError, export_plain, has_plain, load_plain
-from bridge.policy import LoadedPolicy, PolicyLoadError, _env_config, load_policy, smoke_test
+from bridge.policy import (
+    LoadedPolicy,
+    PolicyLoadError,
+    _env_config,
+    _require_files,
+    load_policy,
+    smoke_test,
+)
 
 WORKER_TIMEOUT_S = 300.0  # a child still loading after this is killed; the reload fails
 SOURCE_FILE = "source.json"
@@ -40,7 +48,11 @@ RESULT_FILE = "result.json"
 STDERR_FILE = "stderr.txt"
 NICE_INCREMENT = 19  # where SCHED_IDLE is missing (macOS); Windows: IDLE_PRIORITY_CLASS
 
-_workers: set[subprocess.Popen[bytes]] = set()
+EVENTS_FILE = "events.jsonl"  # the child's log events, logged again by the daemon
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # the folder holding bridge/
+
+_workers: dict[subprocess.Popen[bytes], threading.Thread] = {}  # child -> thread awaiting it
+_cancelled: weakref.WeakSet[threading.Thread] = weakref.WeakSet()  # may start no child
 _workers_lock = threading.Lock()
 
 
@@ -61,16 +73,17 @@ def load_isolated(source: ModelSource) -> LoadedPolicy:
         raise PolicyLoadError(str(exc)) from None
     if files.bundle is not None and files.bundle.is_dir() and has_plain(files.bundle):
         return load_policy(source)  # numpy files only: nothing to keep off this process
+    _require_files(files)  # a missing file is said at once, without starting a child
     # ignore_cleanup_errors: on Windows a killed child may hold a file a moment longer.
     with tempfile.TemporaryDirectory(
         prefix="ai-trading-bridge-reload-", ignore_cleanup_errors=True
     ) as tmp:
         folder = Path(tmp)
-        paths = {
-            k: None if v is None else str(Path(v).resolve()) for k, v in files.to_dict().items()
-        }
-        (folder / SOURCE_FILE).write_text(json.dumps(paths), encoding="utf-8")
+        # As given: the child runs in this process's folder, so relative paths, symlinks
+        # and the version string they give are the same as in an in-process load.
+        (folder / SOURCE_FILE).write_text(json.dumps(files.to_dict()), encoding="utf-8")
         result = _run_worker(folder)
+        relay_log_events(folder / EVENTS_FILE)
         status = result.get("status")
         if status == "error":
             raise PolicyLoadError(str(result.get("message")))
@@ -78,6 +91,11 @@ def load_isolated(source: ModelSource) -> LoadedPolicy:
             return load_policy(source)  # served through torch: must load here
         if status != "ok":
             raise PolicyLoadError(f"the reload worker gave an unreadable result: {result!r}")
+        if result.get("package") != str(PACKAGE_ROOT):
+            raise PolicyLoadError(
+                f"the reload worker ran the package in {result.get('package')}, not this "
+                f"daemon's ({PACKAGE_ROOT}); reinstall ai-trading-bridge"
+            )
         try:
             actor, normalizer = load_plain(folder)
         except PlainFormatError as exc:
@@ -103,16 +121,27 @@ def _run_worker(folder: Path) -> dict[str, Any]:
     flags = getattr(subprocess, "IDLE_PRIORITY_CLASS", 0) | getattr(
         subprocess, "CREATE_NO_WINDOW", 0
     )
-    with open(folder / STDERR_FILE, "wb") as stderr:
+    # The child imports this very copy of the package, whatever its working folder and
+    # whether or not the project is installed.
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(PACKAGE_ROOT), os.environ.get("PYTHONPATH", "")) if p
+    )
+    with open(folder / STDERR_FILE, "wb") as stderr, _workers_lock:
+        if threading.current_thread() in _cancelled:
+            raise PolicyLoadError("the daemon is stopping; the reload was not started")
+        # stdin stays open while this process lives: the child exits when it reads
+        # end-of-file, so a daemon that dies (even SIGKILL) leaves no child behind.
         process = subprocess.Popen(
             [sys.executable, "-m", "bridge.reload_worker", str(folder)],
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=stderr,
             creationflags=flags,
+            env=env,
         )
-        with _workers_lock:
-            _workers.add(process)
+        _workers[process] = threading.current_thread()
+    with process:
         try:
             code = process.wait(WORKER_TIMEOUT_S)
         except subprocess.TimeoutExpired:
@@ -124,7 +153,7 @@ def _run_worker(folder: Path) -> dict[str, Any]:
             ) from None
         finally:
             with _workers_lock:
-                _workers.discard(process)
+                _workers.pop(process, None)
     try:
         result: dict[str, Any] = json.loads((folder / RESULT_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -136,13 +165,58 @@ def _run_worker(folder: Path) -> dict[str, Any]:
     return result
 
 
-def stop_workers() -> None:
-    """Kill every reload child still running (the daemon is stopping)."""
+def stop_workers(thread: threading.Thread) -> None:
+    """Kill the reload child ``thread`` is waiting for, and let that thread start no
+    other (the daemon is stopping); its reload then fails and cleans up its folder."""
     with _workers_lock:
-        running = list(_workers)
+        _cancelled.add(thread)
+        running = [process for process, owner in _workers.items() if owner is thread]
     for process in running:
         with contextlib.suppress(OSError):
             process.kill()
+
+
+def _exit_when_parent_goes() -> None:
+    """Exit as soon as stdin reaches end-of-file: the daemon closed it or died."""
+    with contextlib.suppress(OSError, ValueError):
+        while sys.stdin.buffer.read(1024):
+            pass
+    os._exit(3)
+
+
+def _log_events_to(path: Path) -> None:
+    """Write this process's structlog events as JSON lines to ``path``."""
+    import structlog
+
+    structlog.configure(
+        processors=[structlog.processors.add_log_level, structlog.processors.JSONRenderer()],
+        logger_factory=structlog.WriteLoggerFactory(file=open(path, "a", encoding="utf-8")),  # noqa: SIM115
+        cache_logger_on_first_use=True,
+    )
+
+
+def relay_log_events(path: Path) -> None:
+    """Log the child's events again in the daemon's log, marked ``reload_worker``."""
+    import structlog
+
+    log = structlog.get_logger()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return
+    for line in lines:
+        try:
+            event = json.loads(line)
+            name = str(event.pop("event"))
+            level = str(event.pop("level", "info"))
+        except (ValueError, KeyError, AttributeError):
+            continue
+        event.pop("reload_worker", None)
+        method = getattr(log, level if level in _LEVELS else "info")
+        method(name, reload_worker=True, **event)
+
+
+_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 def run_only_when_idle() -> None:
@@ -180,6 +254,7 @@ def work(folder: Path) -> dict[str, Any]:
         "sha256": policy.sha256,
         "algorithm": policy.algorithm,
         "card": policy.card,
+        "package": str(PACKAGE_ROOT),
     }
 
 
@@ -187,6 +262,8 @@ def main(argv: list[str]) -> int:
     """``python -m bridge.reload_worker FOLDER``: writes ``FOLDER/result.json``."""
     folder = Path(argv[1])
     run_only_when_idle()
+    threading.Thread(target=_exit_when_parent_goes, daemon=True).start()
+    _log_events_to(folder / EVENTS_FILE)
     try:
         result = work(folder)
     except Exception as exc:

@@ -66,6 +66,7 @@ log = structlog.get_logger()
 # machine it only gets one once this thread sleeps. Recording first would add its cost
 # (about 0.3 ms) to every reply.
 IDLE_AFTER_REPLY_MS = 1
+RELOAD_STOP_WAIT_S = 2.0  # a stopping daemon waits this long for a reload to clean up
 WATCHDOG_EVERY_S = 1.0  # how often the stale-data watchdog looks at the streams
 MAX_UNRECORDED = 64  # record anyway after this many replies in a burst (history, replay)
 HARD_LIMIT_FACTOR = 16  # ZMQ_MAXMSGSIZE = 16 x --max-message-bytes: larger peers are dropped
@@ -280,7 +281,9 @@ class BridgeServer:
             self.daemon_file = None
         if self.journal is not None:
             self.journal.close()
-        stop_workers()  # a reload child still loading
+        if self._loading is not None:  # a reload still loading: stop its child, let the
+            stop_workers(self._loading.thread)  # thread fail and remove its temp folder
+            self._loading.thread.join(RELOAD_STOP_WAIT_S)
         self.context.term()
 
     # -- requests ------------------------------------------------------------------

@@ -4,13 +4,21 @@ messages, and the daemon's reload goes through it."""
 
 from __future__ import annotations
 
+import json
 import pickle
 import shutil
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 from unittest import mock
 
 import numpy as np
 import pytest
+import structlog
+import structlog.testing
+import zmq
 from bridge_helpers import Client, history_message, running_server, serve_config, tiny_bars
 
 from bridge import reload_worker
@@ -109,3 +117,95 @@ def test_the_daemon_reloads_pickled_files_through_the_child(tiny_bundle, tmp_pat
         assert reply["model"]["sha256"] == load_policy(source).sha256
         assert client.ask({"v": 1, "type": "ping"})["ok"]
         client.close()
+
+
+def test_a_missing_file_is_refused_without_starting_a_child(tiny_bundle, tmp_path) -> None:
+    source = ModelSource(model=tmp_path / "gone.zip", vecnorm=tiny_bundle / "vecnormalize.pkl")
+    with pytest.raises(PolicyLoadError) as expected:
+        load_policy(source)
+    with (
+        mock.patch.object(reload_worker, "_run_worker") as run,
+        pytest.raises(PolicyLoadError) as isolated,
+    ):
+        load_isolated(source)
+    assert run.call_count == 0 and str(isolated.value) == str(expected.value)
+
+
+def test_the_childs_warnings_reach_the_daemons_log(tiny_bundle, tmp_path) -> None:
+    bundle = tmp_path / "no-card"
+    shutil.copytree(tiny_bundle, bundle)
+    for name in ("model.json", PLAIN_POLICY, PLAIN_NORMALIZER):
+        (bundle / name).unlink(missing_ok=True)
+    with structlog.testing.capture_logs() as logs:
+        load_isolated(ModelSource(bundle=bundle))
+    relayed = [e for e in logs if e.get("reload_worker")]
+    assert any(e["event"] == "model_card_missing" and e["log_level"] == "warning" for e in relayed)
+
+
+def test_the_child_exits_when_the_daemon_goes(tiny_bundle, tmp_path) -> None:
+    """Its stdin is the daemon's pipe: end-of-file (the daemon died) ends it."""
+    (tmp_path / reload_worker.SOURCE_FILE).write_text(
+        json.dumps(two_files(tiny_bundle).to_dict()), encoding="utf-8"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-m", "bridge.reload_worker", str(tmp_path)],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    child.stdin.close()  # type: ignore[union-attr]
+    assert child.wait(60) == 3
+    assert not (tmp_path / reload_worker.RESULT_FILE).exists()
+
+
+def test_a_stopping_daemon_kills_the_reload_child_and_leaves_no_folder(
+    tiny_bundle, tmp_path, monkeypatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    shutil.copytree(tiny_bundle, tmp_path / "models")
+    source = two_files(tmp_path / "models")
+    config = serve_config(tiny_bundle, tmp_path, model=source, model_dirs=(tmp_path,))
+    with running_server(config) as server:
+        command = json.dumps({"type": "reload", "token": server.token}).encode()
+        control = zmq.Context.instance().socket(zmq.REQ)
+        control.connect(server.control_endpoint)
+        control.send(command)  # no wait for the reply: the daemon stops mid-load
+        deadline = time.monotonic() + 30
+        while not reload_worker._workers and time.monotonic() < deadline:
+            time.sleep(0.01)
+        children = list(reload_worker._workers)
+        assert children, "no reload child started"
+    control.close(linger=0)
+    assert all(child.poll() is not None for child in children)
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_statistics_saved_without_normalisation_load_in_and_out_of_process(
+    tiny_bundle, tmp_path
+) -> None:
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    from env.trading_env import EnvConfig, TradingEnv
+
+    venv = VecNormalize(
+        DummyVecEnv([lambda: TradingEnv(BARS, EnvConfig())]), norm_obs=False, norm_reward=False
+    )
+    venv.save(str(tmp_path / "raw.pkl"))
+    source = ModelSource(model=tiny_bundle / "model.zip", vecnorm=tmp_path / "raw.pkl")
+    in_process = load_policy(source)  # raised RecursionError before
+    assert in_process.normalizer.enabled is False
+    assert_same_decisions(load_isolated(source), in_process)
+
+
+def test_a_non_finite_logit_gives_no_probabilities() -> None:
+    from bridge.policy import masked_decision
+
+    for bad in (np.nan, np.inf):
+        logits = np.array([0.1, bad, 0.3, 0.0, 0.0, 0.0], np.float32)
+        with pytest.raises(ValueError, match="non-finite logits"):
+            masked_decision(logits, [1, 1, 1, 0, 0, 0])
+    # a masked action's logit is never used
+    action, probs = masked_decision(
+        np.array([0, 0, 1, np.nan, 0, 0], np.float32), [1, 1, 1, 0, 0, 0]
+    )
+    assert action == 2 and all(np.isfinite(probs))
