@@ -31,6 +31,8 @@ import weakref
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from bridge.config import ConfigError, ModelSource
 from bridge.plain import PlainFormatError, export_plain, has_plain, load_plain
 from bridge.policy import (
@@ -47,10 +49,13 @@ SOURCE_FILE = "source.json"
 RESULT_FILE = "result.json"
 STDERR_FILE = "stderr.txt"
 NICE_INCREMENT = 19  # where SCHED_IDLE is missing (macOS); Windows: IDLE_PRIORITY_CLASS
+IDLE_PRIORITY_S = 30.0  # then a child that got no idle CPU is raised to below normal
+BELOW_NORMAL_NICE = 10
 
 EVENTS_FILE = "events.jsonl"  # the child's log events, logged again by the daemon
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # the folder holding bridge/
 
+_log = structlog.get_logger()
 _workers: dict[subprocess.Popen[bytes], threading.Thread] = {}  # child -> thread awaiting it
 _cancelled: weakref.WeakSet[threading.Thread] = weakref.WeakSet()  # may start no child
 _workers_lock = threading.Lock()
@@ -143,7 +148,23 @@ def _run_worker(folder: Path) -> dict[str, Any]:
         _workers[process] = threading.current_thread()
     with process:
         try:
-            code = process.wait(WORKER_TIMEOUT_S)
+            try:
+                code = process.wait(min(IDLE_PRIORITY_S, WORKER_TIMEOUT_S))
+            except subprocess.TimeoutExpired:
+                if WORKER_TIMEOUT_S <= IDLE_PRIORITY_S:
+                    raise
+                # No idle CPU for that long: let it progress, still below the daemon.
+                raised = raise_priority(process)
+                _log.warning(
+                    "reload_priority_raised" if raised else "reload_priority_not_raised",
+                    waited_s=IDLE_PRIORITY_S,
+                    detail="the machine had no idle CPU for the reload; it now runs below "
+                    "normal priority"
+                    if raised
+                    else "the system refused to raise it (Linux needs CAP_SYS_NICE); it "
+                    "keeps waiting for idle CPU",
+                )
+                code = process.wait(WORKER_TIMEOUT_S - IDLE_PRIORITY_S)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
@@ -186,8 +207,6 @@ def _exit_when_parent_goes() -> None:
 
 def _log_events_to(path: Path) -> None:
     """Write this process's structlog events as JSON lines to ``path``."""
-    import structlog
-
     structlog.configure(
         processors=[structlog.processors.add_log_level, structlog.processors.JSONRenderer()],
         logger_factory=structlog.WriteLoggerFactory(file=open(path, "a", encoding="utf-8")),  # noqa: SIM115
@@ -197,9 +216,7 @@ def _log_events_to(path: Path) -> None:
 
 def relay_log_events(path: Path) -> None:
     """Log the child's events again in the daemon's log, marked ``reload_worker``."""
-    import structlog
-
-    log = structlog.get_logger()
+    log = _log
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError:
@@ -217,6 +234,28 @@ def relay_log_events(path: Path) -> None:
 
 
 _LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def raise_priority(process: subprocess.Popen[bytes]) -> bool:
+    """Move a reload child from idle priority to below normal (nice 10 on POSIX,
+    ``BELOW_NORMAL_PRIORITY_CLASS`` on Windows): it now gets a share of a busy CPU,
+    still less than the daemon's, so the reload finishes. Returns False where the
+    system refuses: Linux lets a process leave ``SCHED_IDLE`` or lower a nice value only
+    with ``CAP_SYS_NICE`` (or a raised ``RLIMIT_NICE``)."""
+    try:
+        if sys.platform == "win32":
+            import ctypes
+
+            below_normal = getattr(subprocess, "BELOW_NORMAL_PRIORITY_CLASS", 0x4000)
+            handle = int(process._handle)  # type: ignore[attr-defined]
+            kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]
+            return bool(kernel32.SetPriorityClass(handle, below_normal))
+        if hasattr(os, "sched_setscheduler"):
+            os.sched_setscheduler(process.pid, os.SCHED_OTHER, os.sched_param(0))
+        os.setpriority(os.PRIO_PROCESS, process.pid, BELOW_NORMAL_NICE)
+    except (OSError, AttributeError, ValueError):
+        return False
+    return True
 
 
 def run_only_when_idle() -> None:

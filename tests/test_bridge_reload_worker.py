@@ -209,3 +209,20 @@ def test_a_non_finite_logit_gives_no_probabilities() -> None:
         np.array([0, 0, 1, np.nan, 0, 0], np.float32), [1, 1, 1, 0, 0, 0]
     )
     assert action == 2 and all(np.isfinite(probs))
+
+
+def test_a_child_without_idle_cpu_is_raised_to_below_normal(tiny_bundle, monkeypatch) -> None:
+    """Past IDLE_PRIORITY_S without a result, the child's priority is raised (and the
+    daemon says so) and the reload still completes."""
+    raised = []
+
+    def record(process):
+        raised.append(process.poll())  # still running when raised
+        return True
+
+    monkeypatch.setattr(reload_worker, "IDLE_PRIORITY_S", 0.05)
+    monkeypatch.setattr(reload_worker, "raise_priority", record)
+    with structlog.testing.capture_logs() as logs:
+        policy = load_isolated(two_files(tiny_bundle))
+    assert raised == [None] and policy.model is None
+    assert any(e["event"] == "reload_priority_raised" for e in logs)
