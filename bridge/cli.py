@@ -319,13 +319,14 @@ def reload(
     try:
         reply = control_request(control, command, timeout)
     except TimeoutError as exc:
-        hint = (
-            ""
+        message = (
+            str(exc)
             if status
-            else "; the reload may still be loading: `ai-trading-bridge reload --status` "
-            "shows what is served"
+            else f"no reply to the reload from {control} within {timeout:g} s: the daemon "
+            "may have stopped, or the model may still be loading (`ai-trading-bridge reload "
+            "--status` shows what is served)"
         )
-        click.secho(f"error: {exc}{hint}", fg="red", err=True)
+        click.secho(f"error: {message}", fg="red", err=True)
         sys.exit(1)
     if status:
         click.echo(json.dumps(reply, indent=2))

@@ -18,6 +18,7 @@ buffer (64 KiB on Linux) is full, and a signal handler cannot run while it waits
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import io
 import logging
@@ -36,12 +37,29 @@ DEFAULT_QUEUE_LINES = 10_000  # per sink; a line is about 400 bytes, so at most 
 STOP_WAIT_S = 0.5  # how long shutdown waits for a sink to drain
 
 
+ASCII_FALLBACK = "ai-trading-bridge-ascii"  # codec error handler, registered below
+# What a console whose code page lacks them (cp1252 on Windows) shows instead.
+_ASCII_FOR = {"✅": "PASS:", "❌": "FAIL:", "⚠": "WARNING:", "→": "->", "≤": "<=", "≥": ">="}
+
+
+def _ascii_fallback(error: UnicodeError) -> tuple[str, int]:
+    """Encode error handler: the project's symbols as ASCII words, anything else ``?``."""
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    text = error.object[error.start : error.end]
+    return "".join(_ASCII_FOR.get(c, "?") for c in text), error.end
+
+
+codecs.register_error(ASCII_FALLBACK, _ascii_fallback)
+
+
 def ensure_std_streams() -> None:
     """Make the standard streams safe to use, whatever the parent gave us.
 
     Closed descriptors 0, 1 and 2 are reopened on the null device; ``sys.stdout`` and
-    ``sys.stderr`` are set to write with ``errors="replace"`` (a character the console's
-    encoding lacks becomes ``?``), or to a null writer when Python started without them.
+    ``sys.stderr`` are set to write a character the console's encoding lacks as an ASCII
+    word (``✅`` as ``PASS:``, ``❌`` as ``FAIL:``) or ``?``, or to a null writer when
+    Python started without them.
     Safe to call more than once.
     """
     for fd in (0, 1, 2):
@@ -60,7 +78,7 @@ def ensure_std_streams() -> None:
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
             with contextlib.suppress(Exception):
-                reconfigure(errors="replace")
+                reconfigure(errors=ASCII_FALLBACK)
 
 
 class _Sink(threading.Thread):

@@ -54,6 +54,13 @@ BELOW_NORMAL_NICE = 10
 
 EVENTS_FILE = "events.jsonl"  # the child's log events, logged again by the daemon
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # the folder holding bridge/
+# The child imports this very copy of the package: its folder goes first on sys.path,
+# ahead of the working folder (`python -m` would put that first, and a daemon started
+# in a source tree would then run the tree's copy, not the installed one).
+_CHILD_CODE = (
+    "import sys; sys.path.insert(0, sys.argv[1]); "
+    "from bridge.reload_worker import main; sys.exit(main(sys.argv[1:]))"
+)
 
 _log = structlog.get_logger()
 _workers: dict[subprocess.Popen[bytes], threading.Thread] = {}  # child -> thread awaiting it
@@ -98,8 +105,8 @@ def load_isolated(source: ModelSource) -> LoadedPolicy:
             raise PolicyLoadError(f"the reload worker gave an unreadable result: {result!r}")
         if result.get("package") != str(PACKAGE_ROOT):
             raise PolicyLoadError(
-                f"the reload worker ran the package in {result.get('package')}, not this "
-                f"daemon's ({PACKAGE_ROOT}); reinstall ai-trading-bridge"
+                f"the reload worker imported the package from {result.get('package')}, not "
+                f"from this daemon's {PACKAGE_ROOT}; nothing was swapped"
             )
         try:
             actor, normalizer = load_plain(folder)
@@ -126,24 +133,17 @@ def _run_worker(folder: Path) -> dict[str, Any]:
     flags = getattr(subprocess, "IDLE_PRIORITY_CLASS", 0) | getattr(
         subprocess, "CREATE_NO_WINDOW", 0
     )
-    # The child imports this very copy of the package, whatever its working folder and
-    # whether or not the project is installed.
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(PACKAGE_ROOT), os.environ.get("PYTHONPATH", "")) if p
-    )
     with open(folder / STDERR_FILE, "wb") as stderr, _workers_lock:
         if threading.current_thread() in _cancelled:
             raise PolicyLoadError("the daemon is stopping; the reload was not started")
         # stdin stays open while this process lives: the child exits when it reads
         # end-of-file, so a daemon that dies (even SIGKILL) leaves no child behind.
         process = subprocess.Popen(
-            [sys.executable, "-m", "bridge.reload_worker", str(folder)],
+            [sys.executable, "-c", _CHILD_CODE, str(PACKAGE_ROOT), str(folder)],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=stderr,
             creationflags=flags,
-            env=env,
         )
         _workers[process] = threading.current_thread()
     with process:

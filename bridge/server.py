@@ -25,6 +25,7 @@ control port, and ``reload`` finds each one by the endpoint it serves.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hmac
 import json
@@ -265,7 +266,10 @@ class BridgeServer:
             log.info("stopped", requests=self.requests, log_lines_dropped=dropped_lines())
 
     def close(self) -> None:
-        """Close the sockets (linger 0), the journal and the context."""
+        """Close the sockets (linger 0), the journal and the context; a reload still
+        loading is cancelled, and its control request answered."""
+        if self._loading is not None:
+            self._cancel_reload()
         for socket in (self.socket, self.control):
             if socket is not None:
                 socket.close(linger=0)
@@ -281,10 +285,30 @@ class BridgeServer:
             self.daemon_file = None
         if self.journal is not None:
             self.journal.close()
-        if self._loading is not None:  # a reload still loading: stop its child, let the
-            stop_workers(self._loading.thread)  # thread fail and remove its temp folder
-            self._loading.thread.join(RELOAD_STOP_WAIT_S)
         self.context.term()
+
+    def _cancel_reload(self) -> None:
+        """The daemon is stopping mid-reload: stop the reload's child, let its thread fail
+        and remove its temp folder, and tell whoever asked for the reload."""
+        loading, self._loading = self._loading, None
+        assert loading is not None
+        stop_workers(loading.thread)
+        loading.thread.join(RELOAD_STOP_WAIT_S)
+        log.warning(
+            "reload_cancelled",
+            source=loading.source.describe(),
+            detail="the daemon is stopping; the model it served is unchanged",
+        )
+        if loading.reply and self.control is not None:
+            reply = {
+                "ok": False,
+                "error": "the daemon is stopping; the reload was cancelled",
+                "model": self.dispatcher.policy.info(),
+            }
+            with contextlib.suppress(zmq.ZMQError):
+                self.control.send(json.dumps(reply).encode())
+                self.control.close(linger=500)  # let the reply leave before the context ends
+                self.control = None
 
     # -- requests ------------------------------------------------------------------
 
@@ -676,8 +700,16 @@ def control_request(
     Raises:
         TimeoutError: no reply within ``timeout_s`` (no daemon there, or control disabled).
     """
-    with LazyPirateClient(endpoint, timeout_s=timeout_s, retries=1) as client:
-        reply = client.request(json.dumps(command).encode())
+    context = zmq.Context()
+    socket = context.socket(zmq.REQ)
+    socket.setsockopt(zmq.LINGER, 0)
+    try:
+        socket.connect(endpoint)
+        socket.send(json.dumps(command).encode())
+        reply = socket.recv() if socket.poll(int(timeout_s * 1000), zmq.POLLIN) else None
+    finally:
+        socket.close(linger=0)
+        context.term()
     if reply is None:
         raise TimeoutError(
             f"no reply from the control socket {endpoint} within {timeout_s:g} s; is the "

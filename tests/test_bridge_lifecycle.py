@@ -225,6 +225,8 @@ def test_reload_command_without_a_daemon_fails_fast(tmp_path) -> None:
     path.write_text(json.dumps({"control": f"tcp://127.0.0.1:{port}", "token": "x"}))
     result = CliRunner().invoke(cli, [*args, "--timeout", "0.3"])
     assert result.exit_code == 1 and "no reply" in result.output
+    assert result.stdout == ""  # no log line from the control client
+    assert result.stderr.splitlines()[-1].startswith("error: no reply to the reload")
 
 
 def test_taken_default_control_port_is_a_warning_and_an_explicit_one_an_error(

@@ -175,7 +175,10 @@ def test_a_stopping_daemon_kills_the_reload_child_and_leaves_no_folder(
             time.sleep(0.01)
         children = list(reload_worker._workers)
         assert children, "no reload child started"
+    assert control.poll(5000), "the cancelled reload got no answer"
+    reply = json.loads(control.recv())
     control.close(linger=0)
+    assert reply["ok"] is False and "stopping" in reply["error"]
     assert all(child.poll() is not None for child in children)
     assert list((tmp_path / "tmp").iterdir()) == []
 
@@ -226,3 +229,16 @@ def test_a_child_without_idle_cpu_is_raised_to_below_normal(tiny_bundle, monkeyp
         policy = load_isolated(two_files(tiny_bundle))
     assert raised == [None] and policy.model is None
     assert any(e["event"] == "reload_priority_raised" for e in logs)
+
+
+def test_the_child_imports_the_daemons_package_not_the_working_folders(
+    tiny_bundle, tmp_path, monkeypatch
+) -> None:
+    """A daemon started in a folder holding another ``bridge`` (a source tree next to an
+    installed copy) still reloads with its own code."""
+    shadow = tmp_path / "elsewhere" / "bridge"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('the wrong copy')\n")
+    monkeypatch.chdir(shadow.parent)
+    policy = load_isolated(two_files(tiny_bundle))
+    assert policy.model is None and policy.version == load_policy(two_files(tiny_bundle)).version

@@ -60,3 +60,10 @@ def test_validate_writes_its_report_under_cp1252(tmp_path) -> None:
     )
     assert "Traceback" not in output and code in (0, 1), output
     assert (copy / "validation" / "report.json").is_file()
+
+
+def test_check_shows_its_verdict_marks_as_words_on_cp1252(tmp_path) -> None:
+    """✅/❌ do not exist in cp1252: they are written as PASS:/FAIL:, not as '?'."""
+    code, output = run(["check"], tmp_path)
+    assert code == 0, output
+    assert "PASS: FLAT action mask correct" in output and "? FLAT" not in output
