@@ -355,13 +355,17 @@ def reload(
 @click.option("--instrument", default="NQ 12-25", show_default=True, help="Instrument name sent.")
 @click.option(
     "--history",
-    type=int,
+    type=click.IntRange(min=0),
     default=WARMUP_BARS,
     show_default=True,
     help="First bars sent as history.",
 )
 @click.option(
-    "--bars", "max_bars", type=int, default=None, help="Bar messages to send (default: all)."
+    "--bars",
+    "max_bars",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Bar messages to send (default: all).",
 )
 @_model_options
 @click.option(
@@ -451,11 +455,16 @@ def replay(
     _print_replay(result)
 
 
+def _dollars(amount: float) -> str:
+    """``-$875.00`` rather than ``$-875.00``."""
+    return f"-${-amount:,.2f}" if amount < 0 else f"${amount:,.2f}"
+
+
 def _print_replay(result) -> None:  # type: ignore[no-untyped-def]
     summary = result.summary()
     click.echo(
         f"model {summary['model_version']}: {summary['bars']} bars, {summary['trades']} trades "
-        f"({summary['wins']} winners), net PnL ${summary['net_pnl_dollars']:,.2f}, "
+        f"({summary['wins']} winners), net PnL {_dollars(summary['net_pnl_dollars'])}, "
         f"{summary['total_r']:+.2f} R"
     )
     click.echo(

@@ -215,7 +215,7 @@ class ServeConfig:
         check_endpoint(self.bind, "--bind")
         if not is_loopback(self.bind) and not self.allow_remote:
             raise ConfigError(
-                f"--bind {self.bind} would accept orders requests from any computer that can "
+                f"--bind {self.bind} would accept order requests from any computer that can "
                 "reach this one, with no authentication. Keep the daemon on "
                 "tcp://127.0.0.1:PORT and reach it from another computer through an SSH "
                 "tunnel (Windows ships OpenSSH: ssh -N -L 5555:127.0.0.1:5555 user@daemon-pc), "

@@ -159,3 +159,10 @@ def test_monitor_says_it_is_waiting_for_a_log_file_not_there_yet(tmp_path: Path)
         process.kill()
         process.wait(10)
     assert first.startswith(f"waiting for {missing} to appear") and "--log-file" in first
+
+
+def test_replay_bar_counts_below_their_minimum_are_usage_errors() -> None:
+    line = usage_error(["replay", "synthetic", "--bars", "-5"])
+    assert line.startswith("error: --bars: ") and "see 'ai-trading-bridge replay --help'" in line
+    line = usage_error(["replay", "synthetic", "--history", "-1"])
+    assert line.startswith("error: --history: ")
