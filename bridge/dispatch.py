@@ -27,7 +27,7 @@ from env.config import ACTION_NAMES, ENTRY_ACTIONS, WARMUP_BARS, Action
 from env.contracts import UnknownContractError, resolve_contract
 from env.features import position_features
 from env.mask import action_mask
-from env.risk import RailState, RiskConfig, is_stale
+from env.risk import RailState, Refusal, RiskConfig, is_stale
 from env.trading_env import EnvConfig, entry_blocked_at
 
 log = structlog.get_logger()
@@ -354,6 +354,8 @@ class Dispatcher:
         action, refusal = stream.risk.decide(
             Action.HOLD if guarded else model_action, self._check_halt()
         )
+        if refusal is not None and refusal.rule == "kill_switch":
+            refusal = self._with_halt_reason(refusal)
         orders = price_orders(action, position, features.close, features.atr, terms)
         prob_list = [round(p, PROB_DIGITS) for p in probs]
         reply = {  # protocol.ok_reply("bar", ...), written out: this runs on every bar
@@ -491,6 +493,18 @@ class Dispatcher:
             else:
                 log.warning("kill_switch_released", detail="entries allowed again")
         return halted
+
+    def _with_halt_reason(self, refusal: Refusal) -> Refusal:
+        """The kill switch's refusal with the reason given to ``halt --reason``."""
+        info = self.kill_switch.status() if self.kill_switch is not None else None
+        reason = (info or {}).get("reason")
+        if not reason:
+            return refusal
+        return dataclasses.replace(
+            refusal,
+            detail=f"trading is halted by the operator ({str(reason)[:200]}); "
+            "`ai-trading-bridge resume` releases it",
+        )
 
     def risk_summary(self, stream: InstrumentSession | None = None) -> dict[str, Any]:
         """The hello reply's ``risk``: the state and each rail's, for a stream (or for a

@@ -102,7 +102,8 @@ def test_kill_switch_halts_entries_not_management_and_survives_a_restart(
         assert rig.bar(100)["name"] == "BUY" and "risk" not in rig.bar(101)
         result = CliRunner().invoke(cli, ["halt", "--state-dir", state, "--reason", "news"])
         assert result.exit_code == 0 and "halted" in result.output
-        assert refused(rig.bar(102), "kill_switch")
+        halted = rig.bar(102)
+        assert refused(halted, "kill_switch") and "(news)" in halted["risk"]["detail"]
         rig.client.close()
     with rig_factory(logits=MOVE_TO_BE) as server:  # a restarted daemon is still halted
         rig = Rig(server, Client(server.endpoint))
