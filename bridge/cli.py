@@ -31,7 +31,7 @@ from bridge.config import (
 )
 from bridge.killswitch import KillSwitch, default_state_dir
 from env.config import WARMUP_BARS
-from train.cli import _echo_warning, pick_model_arguments, resolve_model_options
+from train.cli import _bars_options, _echo_warning, pick_model_arguments, resolve_model_options
 from train.cli import model_options as _model_options
 
 _PATH = click.Path(path_type=Path)
@@ -428,11 +428,7 @@ def replay(
             bars = (
                 default_bars()
                 if data == "synthetic"
-                else load_bars(
-                    data,
-                    contract=env_config.instrument,
-                    data_timezone=data_timezone or recorded_zone,
-                )
+                else load_bars(data, **_bars_options(card, data_timezone or recorded_zone))
             )
     except BarsFileError as exc:
         raise click.BadParameter(str(exc), param_hint="DATA") from None
