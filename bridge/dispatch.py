@@ -514,13 +514,18 @@ class Dispatcher:
         return {"state": rails.state(halted), "rails": rails.rails(halted)}
 
     def _log_risk_state(self, envelope: Envelope, stream: InstrumentSession) -> None:
+        """Log the rails when the state or a counter changes (an entry, a closed trade):
+        ``monitor`` shows the latest line, so it must not lag behind the counts. A state
+        change other than to ``active`` is a warning; a counter change is info."""
         rails = stream.risk
         halted = self._halted
         state = rails.state(halted)
-        if state != stream.risk_state:
-            stream.risk_state = state
+        logged = (state, rails.counters())
+        if logged != stream.risk_state:
+            changed = state != stream.risk_state[0]
+            stream.risk_state = logged
             log.log(
-                20 if state == "active" else 30,
+                30 if changed and state != "active" else 20,
                 "risk_state",
                 client=envelope.client,
                 instrument=envelope.instrument,

@@ -138,7 +138,8 @@ def _risk_table(state: MonitorState) -> Table:
         title=f"Risk rails  kill switch {state.kill_switch}  refused entries: {refused}",
         title_justify="left",
     )
-    for name in ("stream", "state", "blocking", "P&L / limit", "entries", "cooldown", "to close"):
+    columns = ("stream", "state", "blocking", "P&L / limit", "entries", "cooldown", "to close")
+    for name in (*columns, "as of"):
         table.add_column(name)
     for (client, instrument), event in sorted(state.risk.items()):
         rails = event.get("rails") or {}
@@ -154,6 +155,8 @@ def _risk_table(state: MonitorState) -> Table:
             f"{entries.get('entries')} / {entries.get('limit')}",
             f"{cooldown.get('bars_left', 0)} bars",
             f"{close.get('minutes_to_close')} min",
+            # logged when the state or a count changes: the clock-driven columns are as of then
+            str(event.get("timestamp", ""))[11:19] or "-",
         )
     return table
 

@@ -45,7 +45,7 @@ class InstrumentSession:
         self.odd_gap_s = 0.0
         self.odd_gap_run = 0
         self.risk: Any = None  # env.risk.RailState of this stream, created on first use
-        self.risk_state = ""  # last logged rail state
+        self.risk_state: tuple[Any, ...] = ("", ())  # last logged (rail state, counters)
         self.last_bar_at: float | None = None  # monotonic arrival of the last bar
         self.stale = False  # the watchdog warned and no bar came since
         self.entries_allowed = True  # False near the session close, as the env masks

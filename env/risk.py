@@ -348,6 +348,12 @@ class RailState:
         self.entries += 1
         return action, None
 
+    def counters(self) -> tuple[Any, ...]:
+        """What the trader reads off the rails, minus the clock: entries, realized P&L,
+        losing streak and whether a cooldown runs. A change is worth a log line; the
+        minutes to the close and the cooldown's countdown change every bar and are not."""
+        return (self.entries, self.realized_pnl, self.losses_in_a_row, self.cooldown_left > 0)
+
     def state(self, halted: bool = False) -> str:
         """``halted`` (kill switch), ``reducing`` (a rail refuses entries) or ``active``."""
         if halted:

@@ -206,6 +206,31 @@ def test_a_refused_entry_is_logged_with_its_rule(rig_factory) -> None:
     assert states == ["reducing"]  # the one entry allowed reached the cap
 
 
+def test_each_entry_is_logged_so_the_monitor_shows_the_live_count(rig_factory) -> None:
+    import json
+
+    from rich.console import Console
+    from structlog.testing import capture_logs
+
+    from bridge.monitor import MonitorState, render
+
+    with capture_logs() as logs, rig_factory(max_entries_per_session=3) as server:
+        rig = Rig(server, Client(server.endpoint))
+        rig.warm(100)
+        for i in range(100, 104):  # three entries let through, the fourth refused
+            rig.bar(i)
+        rig.client.close()
+    states = [e for e in logs if e["event"] == "risk_state"]
+    counts = [(e["state"], e["rails"]["max_entries"]["entries"]) for e in states]
+    assert counts == [("active", 1), ("active", 2), ("reducing", 3)]
+    assert [e["log_level"] for e in states] == ["info", "info", "warning"]
+    monitor = MonitorState()
+    monitor.feed(json.dumps({**e, "level": e["log_level"]}) for e in logs)
+    console = Console(width=200, record=True)
+    console.print(render(monitor))
+    assert "3 / 3" in console.export_text()
+
+
 # -- stale data ------------------------------------------------------------------------
 
 
