@@ -40,6 +40,7 @@ from bridge.policy import (
     PolicyLoadError,
     _env_config,
     _require_files,
+    file_sha256,
     load_policy,
     smoke_test,
 )
@@ -92,8 +93,12 @@ def load_isolated(source: ModelSource) -> LoadedPolicy:
     ) as tmp:
         folder = Path(tmp)
         # As given: the child runs in this process's folder, so relative paths, symlinks
-        # and the version string they give are the same as in an in-process load.
-        (folder / SOURCE_FILE).write_text(json.dumps(files.to_dict()), encoding="utf-8")
+        # and the version string they give are the same as in an in-process load. With
+        # the files' hashes now: the child may start loading minutes later (idle CPU
+        # only), and must load these bytes (a deploy pointer's files were checked
+        # against the pointer just now), not a file changed since.
+        job = {"source": files.to_dict(), "sha256": _hashes(files)}
+        (folder / SOURCE_FILE).write_text(json.dumps(job), encoding="utf-8")
         result = _run_worker(folder)
         relay_log_events(folder / EVENTS_FILE)
         status = result.get("status")
@@ -125,6 +130,14 @@ def load_isolated(source: ModelSource) -> LoadedPolicy:
             model=None,
         )
     return smoke_test(served)
+
+
+def _hashes(files: ModelSource) -> dict[str, str]:
+    """SHA-256 of the model zip and the statistics file of a resolved source."""
+    return {
+        "model": file_sha256(files.model_path),
+        "vecnorm": file_sha256(files.vecnorm_path),
+    }
 
 
 def _run_worker(folder: Path) -> dict[str, Any]:
@@ -273,13 +286,18 @@ def run_only_when_idle() -> None:
 
 def work(folder: Path) -> dict[str, Any]:
     """The child's job: load and check the source in ``folder``, write the plain files."""
-    source = ModelSource.from_options(
-        **json.loads((folder / SOURCE_FILE).read_text(encoding="utf-8"))
-    )
+    job = json.loads((folder / SOURCE_FILE).read_text(encoding="utf-8"))
+    source = ModelSource.from_options(**job["source"])
+    expected: dict[str, str] = job["sha256"]
+    changed = _changed_since_asked(source, expected)
+    if changed:
+        return {"status": "error", "message": changed}
     try:
         policy = load_policy(source)
     except PolicyLoadError as exc:
         return {"status": "error", "message": str(exc)}
+    if policy.sha256 != expected["model"]:  # replaced between the check and the load
+        return {"status": "error", "message": _changed_message(source.model_path)}
     files = source.resolved()
     with open(files.vecnorm_path, "rb") as f:  # read by load_policy just now
         vecnorm = pickle.load(f)
@@ -295,6 +313,26 @@ def work(folder: Path) -> dict[str, Any]:
         "card": policy.card,
         "package": str(PACKAGE_ROOT),
     }
+
+
+def _changed_since_asked(source: ModelSource, expected: dict[str, str]) -> str | None:
+    """Why ``source``'s files are not the ones the daemon hashed, or None."""
+    try:
+        hashes = _hashes(source)
+    except OSError as exc:
+        return f"the model files cannot be read any more ({exc}); nothing was swapped"
+    for key, path in (("model", source.model_path), ("vecnorm", source.vecnorm_path)):
+        if hashes[key] != expected.get(key):
+            return _changed_message(path)
+    return None
+
+
+def _changed_message(path: Path) -> str:
+    return (
+        f"{path} changed while the reload waited to load it (its SHA-256 is not the one "
+        "checked when the reload was asked for); nothing was swapped: reload again once "
+        "the file is written"
+    )
 
 
 def main(argv: list[str]) -> int:

@@ -131,6 +131,45 @@ def test_a_missing_file_is_refused_without_starting_a_child(tiny_bundle, tmp_pat
     assert run.call_count == 0 and str(isolated.value) == str(expected.value)
 
 
+def write_job(folder: Path, source: ModelSource, **sha256: str) -> None:
+    """The job file the daemon writes for the child: the source and its files' hashes."""
+    job = {"source": source.to_dict(), "sha256": {**reload_worker._hashes(source), **sha256}}
+    (folder / reload_worker.SOURCE_FILE).write_text(json.dumps(job), encoding="utf-8")
+
+
+@pytest.mark.parametrize("changed", ["model", "vecnorm"])
+def test_the_child_refuses_a_file_changed_since_the_reload_was_asked(
+    tiny_bundle, tmp_path, changed
+) -> None:
+    """The child may get CPU minutes after the daemon resolved (and, for a deploy
+    pointer, checked) the files: it loads those bytes or nothing."""
+    source = two_files(tiny_bundle)
+    write_job(tmp_path, source, **{changed: "0" * 64})
+    result = reload_worker.work(tmp_path)
+    assert result["status"] == "error"
+    path = source.model_path if changed == "model" else source.vecnorm_path
+    assert str(path) in result["message"] and "changed" in result["message"]
+    assert not (tmp_path / PLAIN_POLICY).exists()  # nothing exported for the daemon
+
+
+def test_a_file_replaced_before_the_child_runs_is_not_swapped_in(tiny_bundle, tmp_path) -> None:
+    shutil.copytree(tiny_bundle, tmp_path / "models")
+    source = two_files(tmp_path / "models")
+    real_run = reload_worker._run_worker
+
+    def replace_then_run(folder: Path) -> dict:
+        # what the daemon hashed is gone by the time the child starts
+        data = source.vecnorm_path.read_bytes()
+        source.vecnorm_path.write_bytes(data + b"\0")
+        return real_run(folder)
+
+    with (
+        mock.patch.object(reload_worker, "_run_worker", replace_then_run),
+        pytest.raises(PolicyLoadError, match="changed while the reload waited"),
+    ):
+        load_isolated(source)
+
+
 def test_the_childs_warnings_reach_the_daemons_log(tiny_bundle, tmp_path) -> None:
     bundle = tmp_path / "no-card"
     shutil.copytree(tiny_bundle, bundle)
@@ -144,9 +183,7 @@ def test_the_childs_warnings_reach_the_daemons_log(tiny_bundle, tmp_path) -> Non
 
 def test_the_child_exits_when_the_daemon_goes(tiny_bundle, tmp_path) -> None:
     """Its stdin is the daemon's pipe: end-of-file (the daemon died) ends it."""
-    (tmp_path / reload_worker.SOURCE_FILE).write_text(
-        json.dumps(two_files(tiny_bundle).to_dict()), encoding="utf-8"
-    )
+    write_job(tmp_path, two_files(tiny_bundle))
     child = subprocess.Popen(
         [sys.executable, "-m", "bridge.reload_worker", str(tmp_path)],
         stdin=subprocess.PIPE,
