@@ -52,6 +52,9 @@ def test_validate_policy_inside_every_band_passes_with_full_report(tmp_path: Pat
     assert "POST-TRAINING VALIDATION RESULTS" in out and "Action 3:" in out
     assert "Invalid PM actions when flat: 0 (0.00%)" in out
     assert "✅ MODEL VALIDATION PASSED" in out
+    # the guide's all-decisions rule is printed beside the verdict, and said not to be it
+    guide_line = out.index("(guide's rule:")
+    assert "not the verdict" in out[guide_line : out.index("Action shares by position")]
     for name in ("always_flat", "random_valid", "momentum"):
         assert name in out
     report = json.loads((report_dir / "report.json").read_text())

@@ -253,7 +253,9 @@ def format_report(report: dict[str, Any]) -> str:
     lines.append(
         "\n(guide's rule: HOLD >= 80% and PM when flat < 1% of all decisions: "
         + ("PASSED" if guide["passed"] else "FAILED")
-        + ")"
+        + ";\n shown, not the verdict: it counts in-position HOLDs, so a model that never "
+        "trades passes it;\n the verdict below is the criteria by position state, see "
+        "docs/training.md)"
     )
 
     decisions = report["decisions"]
