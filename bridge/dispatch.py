@@ -351,9 +351,12 @@ class Dispatcher:
         mask_list, mask = _MASKS[side, stream.entries_allowed]
         model_action, probs = policy.decide(obs_normalized, mask_list)
         guarded = side != 0 and model_action in ENTRY_ACTIONS
-        action, refusal = stream.risk.decide(
-            Action.HOLD if guarded else model_action, self._check_halt()
-        )
+        proposed = Action.HOLD if guarded else model_action
+        # The kill switch refuses entries only: its file is read when the model proposes
+        # one (a file system call costs tens of microseconds on a bar that follows a
+        # pause), and between requests (refresh_halt) for the logs and the rails' state.
+        halted = self._check_halt() if proposed in ENTRY_ACTIONS else self._halted
+        action, refusal = stream.risk.decide(proposed, halted)
         if refusal is not None and refusal.rule == "kill_switch":
             refusal = self._with_halt_reason(refusal)
         orders = price_orders(action, position, features.close, features.atr, terms)
@@ -476,6 +479,11 @@ class Dispatcher:
         if stream.risk is None:
             stream.risk = RailState(self.risk)
         return stream.risk  # type: ignore[no-any-return]
+
+    def refresh_halt(self) -> None:
+        """Read the kill switch now (between requests): logs an engage or release at
+        once, and keeps the state that bars without a proposed entry report current."""
+        self._check_halt()
 
     def _check_halt(self) -> bool:
         """Whether the kill switch is engaged; logs when that changes."""

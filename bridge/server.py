@@ -342,9 +342,10 @@ class BridgeServer:
         return None if outcome is None else (raw, outcome, latency_us)
 
     def _watch(self) -> None:
-        """Periodic checks between requests: the stale-data watchdog."""
+        """Periodic checks between requests: the stale-data watchdog, the kill switch."""
         try:
             self.dispatcher.check_stale(datetime.now(timezone.utc))
+            self.dispatcher.refresh_halt()
         except Exception:
             log.exception("watchdog_failed", detail="serving continues")
 
@@ -353,6 +354,11 @@ class BridgeServer:
         for _raw, outcome, latency_us in done:
             try:
                 self.monitor.observe(outcome, latency_us)
+            except Exception:
+                log.exception("after_reply_failed", detail="the reply was sent")
+        if done:
+            try:
+                self.dispatcher.refresh_halt()
             except Exception:
                 log.exception("after_reply_failed", detail="the reply was sent")
 

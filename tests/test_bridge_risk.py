@@ -33,6 +33,7 @@ pytest_plugins = ["bridge_helpers"]
 
 BARS = tiny_bars()
 TIMES = [str(t) for t in BARS.time]
+HOLD = [5.0, 0.0, 0.0, 0.0, 0.0, 0.0]
 BUY = [0.0, 5.0, 0.0, 0.0, 0.0, 0.0]
 MOVE_TO_BE = [0.0, 0.0, 0.0, 5.0, 0.0, 0.0]
 FLAT = {"side": 0, "quantity": 0}
@@ -204,6 +205,32 @@ def test_a_refused_entry_is_logged_with_its_rule(rig_factory) -> None:
     assert [(e["rule"], e["model_action"]) for e in refusals] == [("max_entries", "BUY")]
     states = [e["state"] for e in logs if e["event"] == "risk_state"]
     assert states == ["reducing"]  # the one entry allowed reached the cap
+
+
+def test_a_halt_is_logged_between_bars_while_the_model_only_holds(rig_factory, tmp_path) -> None:
+    """The halt file is read for proposed entries and between requests: a halt during
+    bars that propose none still reaches the log (and monitor) without waiting for one."""
+    import time as clock
+
+    from structlog.testing import capture_logs
+
+    state = str(tmp_path / "state")
+    with capture_logs() as logs, rig_factory(logits=HOLD) as server:
+        rig = Rig(server, Client(server.endpoint))
+        rig.warm(100)
+        assert rig.bar(100)["name"] == "HOLD"
+        assert CliRunner().invoke(cli, ["halt", "--state-dir", state]).exit_code == 0
+        reply = rig.bar(101)
+        assert reply["name"] == "HOLD" and "risk" not in reply
+        deadline = clock.monotonic() + 5
+        while clock.monotonic() < deadline and not any(
+            e["event"] == "kill_switch_engaged" for e in logs
+        ):
+            clock.sleep(0.01)
+        engaged = [e for e in logs if e["event"] == "kill_switch_engaged"]
+        assert engaged and engaged[0]["reason"] == "halted by the operator"
+        assert CliRunner().invoke(cli, ["resume", "--state-dir", state]).exit_code == 0
+        rig.client.close()
 
 
 def test_each_entry_is_logged_so_the_monitor_shows_the_live_count(rig_factory) -> None:
