@@ -43,7 +43,7 @@ from bridge.policy import (
     load_policy,
     masked_decision,
 )
-from env.config import FEATURE_VERSION, WARMUP_BARS
+from env.config import FEATURE_VERSION, TOTAL_OBSERVATION_SIZE, WARMUP_BARS
 from env.mask import FLAT_MASK, IN_POSITION_MASK
 
 pytest_plugins = ["bridge_helpers"]
@@ -275,6 +275,37 @@ def test_torch_path_gives_the_same_logits_as_the_numpy_copy(tiny_policy) -> None
     for raw in random_observations(200, seed=4):
         obs = tiny_policy.normalizer(raw)
         np.testing.assert_allclose(tiny_policy.actor(obs), torch_actor(obs), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("activations", [("Tanh", "Tanh"), ("ReLU", ""), ("", "ReLU")])
+def test_numpy_actor_computes_each_layer_as_written(activations) -> None:
+    """Any depth and activation (none included), against the layers computed one by one
+    in float64; each call returns its own array."""
+    rng = np.random.default_rng(3)
+    sizes = [TOTAL_OBSERVATION_SIZE, 32, 16, 6]
+    names = [*activations, ""]
+    layers = [
+        (
+            (rng.normal(size=(n_in, n_out)) / np.sqrt(n_in)).astype(np.float32),
+            rng.normal(size=n_out).astype(np.float32),
+            NumpyActor._ACTIVATIONS.get(name),
+        )
+        for n_in, n_out, name in zip(sizes[:-1], sizes[1:], names)
+    ]
+    actor = NumpyActor(layers)
+    functions = {"Tanh": np.tanh, "ReLU": lambda v: np.maximum(v, 0.0), "": lambda v: v}
+    observations = rng.normal(size=(50, TOTAL_OBSERVATION_SIZE)).astype(np.float32)
+    for obs in observations:
+        expected = obs.astype(np.float64)
+        for (weight, bias, _), name in zip(layers, names):
+            expected = functions[name](expected @ weight.astype(np.float64) + bias)
+        logits = actor(obs)
+        assert logits.dtype == np.float32 and logits.shape == (6,)
+        np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4)
+    kept = actor(observations[0])
+    before = kept.copy()
+    actor(observations[1])  # the shared hidden buffers are not the returned logits
+    assert np.array_equal(kept, before)
 
 
 def test_masked_decision_never_picks_a_masked_action() -> None:
