@@ -29,7 +29,7 @@ import threading
 import traceback
 import weakref
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import structlog
 
@@ -157,6 +157,8 @@ def _run_worker(folder: Path) -> dict[str, Any]:
             stdout=subprocess.DEVNULL,
             stderr=stderr,
             creationflags=flags,
+            # its stderr file is read back as UTF-8 (a Windows child would write cp1252)
+            env={**os.environ, "PYTHONIOENCODING": "utf-8"},
         )
         _workers[process] = threading.current_thread()
     with process:
@@ -335,21 +337,34 @@ def _changed_message(path: Path) -> str:
     )
 
 
-def main(argv: list[str]) -> int:
-    """``python -m bridge.reload_worker FOLDER``: writes ``FOLDER/result.json``."""
+def main(argv: list[str]) -> NoReturn:
+    """``python -m bridge.reload_worker FOLDER``: writes ``FOLDER/result.json``.
+
+    Never returns: the process ends with ``os._exit`` once the result is written (an
+    ordinary exit would finalise the interpreter while the stdin watcher holds stdin's
+    lock, which aborts with "Fatal Python error" and hides the real error).
+    """
     folder = Path(argv[1])
-    run_only_when_idle()
-    threading.Thread(target=_exit_when_parent_goes, daemon=True).start()
-    _log_events_to(folder / EVENTS_FILE)
     try:
+        run_only_when_idle()
+        threading.Thread(target=_exit_when_parent_goes, daemon=True).start()
+        _log_events_to(folder / EVENTS_FILE)
         result = work(folder)
     except Exception as exc:
         traceback.print_exc()
         result = {"status": "error", "message": f"the model could not be loaded: {exc!r}"}
-    temporary = folder / (RESULT_FILE + ".tmp")
-    temporary.write_text(json.dumps(result), encoding="utf-8")
-    os.replace(temporary, folder / RESULT_FILE)
-    return 0
+    code = 0
+    try:
+        temporary = folder / (RESULT_FILE + ".tmp")
+        temporary.write_text(json.dumps(result), encoding="utf-8")
+        os.replace(temporary, folder / RESULT_FILE)
+    except OSError:
+        traceback.print_exc()  # the daemon reports the last line
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

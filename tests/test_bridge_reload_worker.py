@@ -170,6 +170,19 @@ def test_a_file_replaced_before_the_child_runs_is_not_swapped_in(tiny_bundle, tm
         load_isolated(source)
 
 
+def test_a_crashed_childs_last_words_survive_a_legacy_code_page(tmp_path, monkeypatch) -> None:
+    """A child that dies without a result is reported by its last stderr line, read as
+    UTF-8: under a cp1252 console it must not have written cp1252."""
+    monkeypatch.setenv("PYTHONIOENCODING", "cp1252")
+    folder = tmp_path / "modèle à recharger"
+    (folder / (reload_worker.RESULT_FILE + ".tmp")).mkdir(parents=True)  # no result
+    with pytest.raises(PolicyLoadError, match="exit code 1") as failure:
+        reload_worker._run_worker(folder)
+    # the error itself (not an interpreter abort), with the folder's name intact
+    assert "IsADirectoryError" in str(failure.value)
+    assert "modèle à recharger" in str(failure.value)
+
+
 def test_the_childs_warnings_reach_the_daemons_log(tiny_bundle, tmp_path) -> None:
     bundle = tmp_path / "no-card"
     shutil.copytree(tiny_bundle, bundle)
