@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 import structlog
+import zmq
 
 from bridge.config import (
     DEFAULT_BIND,
@@ -27,6 +28,7 @@ from bridge.config import (
     ModelSource,
     MonitorConfig,
     ServeConfig,
+    check_endpoint,
     is_loopback,
 )
 from bridge.killswitch import KillSwitch, default_state_dir
@@ -323,8 +325,9 @@ def reload(
             str(exc)
             if status
             else f"no reply to the reload from {control} within {timeout:g} s: the daemon "
-            "may have stopped, or the model may still be loading (`ai-trading-bridge reload "
-            "--status` shows what is served)"
+            "may have stopped, or the model may still be loading (the control socket "
+            "answers one request at a time: `ai-trading-bridge reload --status` answers "
+            "once the load is over, and the daemon's log has model_reloaded or reload_failed)"
         )
         click.secho(f"error: {message}", fg="red", err=True)
         sys.exit(1)
@@ -369,10 +372,18 @@ def reload(
 )
 @_model_options
 @click.option(
-    "--timeout", type=float, default=2.0, show_default=True, help="Reply timeout per try (s)."
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=2.0,
+    show_default=True,
+    help="Reply timeout per try (s).",
 )
 @click.option(
-    "--retries", type=int, default=3, show_default=True, help="Tries before acting as HOLD."
+    "--retries",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Tries before acting as HOLD.",
 )
 @click.option(
     "--data-timezone",
@@ -432,6 +443,18 @@ def replay(
             )
     except BarsFileError as exc:
         raise click.BadParameter(str(exc), param_hint="DATA") from None
+    if history >= len(bars):
+        raise click.BadParameter(
+            f"{history} history bars leave none of DATA's {len(bars)} bars to replay; "
+            "give a smaller --history",
+            param_hint="--history",
+        )
+    try:
+        check_endpoint(endpoint, "--endpoint")
+    except ConfigError as exc:
+        raise click.BadParameter(
+            str(exc).removeprefix("--endpoint "), param_hint="--endpoint"
+        ) from None
     options: dict[str, Any] = {"client": client} if client else {}
     try:
         config = ReplayConfig(
@@ -445,10 +468,21 @@ def replay(
             **options,
         )
         result = run_replay(bars, config)
+    except zmq.ZMQError as exc:  # an endpoint ZeroMQ cannot connect to, e.g. no port
+        raise click.BadParameter(f"{endpoint!r}: {exc}", param_hint="--endpoint") from None
     except (ValueError, ConnectionError) as exc:
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(1)
     _print_replay(result)
+    failed = result.errors + result.missed
+    if failed:
+        first = f" (first: {result.first_error})" if result.first_error else ""
+        click.secho(
+            f"error: {failed} of {len(result.actions)} bars got no decision{first}",
+            fg="red",
+            err=True,
+        )
+        sys.exit(1)
 
 
 def _dollars(amount: float) -> str:
@@ -480,6 +514,9 @@ def _print_replay(result) -> None:  # type: ignore[no-untyped-def]
         )
 
 
+SNAPSHOT_WIDTH = 200  # monitor's columns when its output is not a terminal
+
+
 @click.command()
 @click.argument("logfile", type=_PATH, default=DEFAULT_LOG_FILE)
 @click.option("--once", is_flag=True, help="Print one snapshot of the whole file and exit.")
@@ -494,9 +531,14 @@ def monitor(logfile: Path, once: bool, refresh: float) -> None:
     from bridge.monitor import follow, render, snapshot
 
     console = Console()
+    if not console.is_terminal:  # a file or a pipe: wide enough for whole cells
+        console = Console(width=max(console.width, SNAPSHOT_WIDTH))
     if once:
         if not logfile.is_file():
-            raise click.BadParameter(f"{logfile} does not exist", param_hint="LOGFILE")
+            problem = "is a folder" if logfile.is_dir() else "does not exist"
+            raise click.BadParameter(
+                f"{logfile} {problem}; give the daemon's --log-file", param_hint="LOGFILE"
+            )
         console.print(render(snapshot(logfile)))
         return
     if not logfile.exists():

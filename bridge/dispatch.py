@@ -397,7 +397,7 @@ class Dispatcher:
             None if refusal is None else refusal.rule,
             None if refusal is None else refusal.detail,
         )
-        self._log_risk_state(envelope, stream)
+        self._log_risk_state(envelope.client, envelope.instrument, stream)
         # Its numbers are finite: checked observation, probabilities (masked_decision
         # raises otherwise), prices on the tick grid.
         return self._ok(envelope, reply, decision, protocol.encode_decision)
@@ -500,6 +500,10 @@ class Dispatcher:
                 )
             else:
                 log.warning("kill_switch_released", detail="entries allowed again")
+            # every stream's state changed with it (monitor shows each stream's last line)
+            for (client, instrument), stream in self.sessions.items():
+                if stream.risk is not None:
+                    self._log_risk_state(client, instrument, stream)
         return halted
 
     def _with_halt_reason(self, refusal: Refusal) -> Refusal:
@@ -521,10 +525,13 @@ class Dispatcher:
         halted = self._check_halt()
         return {"state": rails.state(halted), "rails": rails.rails(halted)}
 
-    def _log_risk_state(self, envelope: Envelope, stream: InstrumentSession) -> None:
+    def _log_risk_state(
+        self, client: str | None, instrument: str | None, stream: InstrumentSession
+    ) -> None:
         """Log the rails when the state or a counter changes (an entry, a closed trade):
         ``monitor`` shows the latest line, so it must not lag behind the counts. A state
-        change other than to ``active`` is a warning; a counter change is info."""
+        change other than to ``active`` is a warning; a counter change is info. The line
+        carries the stream's last bar time (exchange time): the values are as of it."""
         rails = stream.risk
         halted = self._halted
         state = rails.state(halted)
@@ -532,12 +539,14 @@ class Dispatcher:
         if logged != stream.risk_state:
             changed = state != stream.risk_state[0]
             stream.risk_state = logged
+            last = stream.last_time
             log.log(
                 30 if changed and state != "active" else 20,
                 "risk_state",
-                client=envelope.client,
-                instrument=envelope.instrument,
+                client=client,
+                instrument=instrument,
                 state=state,
+                bar_time=None if last is None else last.isoformat(),
                 rails=rails.rails(halted),
             )
 

@@ -139,7 +139,7 @@ def _risk_table(state: MonitorState) -> Table:
         title_justify="left",
     )
     columns = ("stream", "state", "blocking", "P&L / limit", "entries", "cooldown", "to close")
-    for name in (*columns, "as of"):
+    for name in (*columns, "as of bar (exchange time)"):
         table.add_column(name)
     for (client, instrument), event in sorted(state.risk.items()):
         rails = event.get("rails") or {}
@@ -151,14 +151,20 @@ def _risk_table(state: MonitorState) -> Table:
             f"{instrument} ({client})",
             str(event.get("state")),
             str(rails.get("blocking") or "-"),
-            f"{loss.get('realized_pnl')} / -{loss.get('limit')}",
-            f"{entries.get('entries')} / {entries.get('limit')}",
+            f"{loss.get('realized_pnl')} / {_limit(loss.get('limit'), '-')}",
+            f"{entries.get('entries')} / {_limit(entries.get('limit'))}",
             f"{cooldown.get('bars_left', 0)} bars",
             f"{close.get('minutes_to_close')} min",
-            # logged when the state or a count changes: the clock-driven columns are as of then
-            str(event.get("timestamp", ""))[11:19] or "-",
+            # logged when the state or a count changes: the clock-driven columns (cooldown
+            # countdown, minutes to the close) are as of that bar
+            str(event.get("bar_time") or "-").replace("T", " "),
         )
     return table
+
+
+def _limit(value: Any, sign: str = "") -> str:
+    """A rail's limit, or ``off`` when the risk config disables it."""
+    return "off" if value is None else f"{sign}{value}"
 
 
 def _histogram_table(client: str, instrument: str, event: dict[str, Any]) -> Table:

@@ -79,6 +79,7 @@ class ReplayResult:
     errors: int = 0  # error replies
     timeouts: int = 0  # tries that timed out
     model_version: str = ""
+    first_error: str = ""  # the first failure, as a sentence (error code: message)
 
     def histogram(self) -> dict[str, dict[str, int]]:
         """Action counts of the decided bars, overall, flat and in a position."""
@@ -203,7 +204,7 @@ def run_replay(
         spec = {"tick_size": traded.tick_size, "point_value": traded.point_value}
         hello = ask({"type": "hello", "instrument_spec": spec})
         if hello is None or not hello.get("ok"):
-            raise ConnectionError(f"no usable hello reply from {config.endpoint}: {hello}")
+            raise ConnectionError(f"hello: {describe_failure(hello, config.endpoint)}")
         result.model_version = hello["model"]["version"]
         for start in range(0, history, HISTORY_CHUNK):
             stop = min(history, start + HISTORY_CHUNK)
@@ -211,7 +212,7 @@ def run_replay(
                 {"type": "history", "bars": [bar_object(bars, i) for i in range(start, stop)]}
             )
             if reply is None or not reply.get("ok"):
-                raise ConnectionError(f"history refused by {config.endpoint}: {reply}")
+                raise ConnectionError(f"history: {describe_failure(reply, config.endpoint)}")
         calendars = Calendars(ZoneInfo(getattr(bars, "timezone", None) or EXCHANGE_TZ))
         calendars.build(traded)
         session: object = None
@@ -234,7 +235,7 @@ def run_replay(
                 message["debug"] = True
             result.sides.append(position.side)
             reply = ask(message)
-            _record(result, reply)
+            _record(result, reply, config.endpoint)
             if reply is not None and reply.get("ok"):
                 execute(reply, position, float(bars.close[i]), float(atr[i]))
             if progress is not None:
@@ -246,11 +247,23 @@ def run_replay(
     return result
 
 
-def _record(result: ReplayResult, reply: dict[str, Any] | None) -> None:
+def describe_failure(reply: dict[str, Any] | None, endpoint: str) -> str:
+    """One line for a missing or error reply: ``code: message``."""
+    if reply is None:
+        return f"no reply from {endpoint}; is the daemon running there?"
+    error = reply.get("error")
+    if not isinstance(error, dict):
+        return f"an unreadable reply {reply}"
+    return f"{error.get('code', 'error')}: {error.get('message', '')}"
+
+
+def _record(result: ReplayResult, reply: dict[str, Any] | None, endpoint: str = "") -> None:
     if reply is None:
         result.missed += 1
     elif not reply.get("ok"):
         result.errors += 1
+    if (reply is None or not reply.get("ok")) and not result.first_error:
+        result.first_error = describe_failure(reply, endpoint)
     if reply is None or not reply.get("ok"):
         result.actions.append(-1)
         result.warming_up.append(False)

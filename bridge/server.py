@@ -437,6 +437,7 @@ class BridgeServer:
         # interval lets the serving thread take it back within half a millisecond.
         sys.setswitchinterval(RELOAD_SWITCH_INTERVAL_S)
         self._loading = loading
+        log.info("reload_started", source=source.describe())
         loading.thread.start()
 
     def _finish_reload(self) -> None:
@@ -661,14 +662,22 @@ class LazyPirateClient:
         self.timeout_ms = max(1, int(timeout_s * 1000))
         self.retries = retries
         self.context = zmq.Context()
-        self.socket = self._connect()
+        try:
+            self.socket = self._connect()
+        except zmq.ZMQError:  # e.g. an endpoint without a port: leave nothing to hang at exit
+            self.context.term()
+            raise
         self.timeouts = 0
         self.failures = 0
 
     def _connect(self) -> zmq.Socket:
         socket = self.context.socket(zmq.REQ)
         socket.setsockopt(zmq.LINGER, 0)
-        socket.connect(self.endpoint)
+        try:
+            socket.connect(self.endpoint)
+        except zmq.ZMQError:
+            socket.close(linger=0)
+            raise
         return socket
 
     def request(self, payload: bytes) -> bytes | None:

@@ -538,6 +538,25 @@ def test_replay_command_prints_trades_pnl_and_histogram(
     )
 
 
+def test_replay_that_gets_error_replies_says_why_and_fails(
+    tiny_bundle, tiny_policy, tmp_path, restore_logging
+) -> None:
+    """The same client replayed twice: the second run's bars are not after the first's
+    last bar. It must not look like a quiet run with no trades."""
+    data = tmp_path / "bars.csv"
+    from env.bars import save_bars_csv
+
+    save_bars_csv(BARS[:200], data)
+    with running_server(serve_config(tiny_bundle, tmp_path), tiny_policy) as server:
+        args = ["replay", str(data), "--endpoint", server.endpoint, "--client", "same"]
+        assert CliRunner().invoke(cli, args).exit_code == 0
+        again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 1
+    last = again.stderr.splitlines()[-1]
+    assert last.startswith(f"error: {200 - WARMUP_BARS} of {200 - WARMUP_BARS} bars got no ")
+    assert "(first: out_of_order: bar.time" in last
+
+
 @pytest.mark.parametrize(
     ("option", "shift_h"),
     [([], 0), (["--data-timezone", "America/Chicago"], 1)],

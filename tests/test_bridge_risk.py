@@ -230,7 +230,15 @@ def test_a_halt_is_logged_between_bars_while_the_model_only_holds(rig_factory, t
         engaged = [e for e in logs if e["event"] == "kill_switch_engaged"]
         assert engaged and engaged[0]["reason"] == "halted by the operator"
         assert CliRunner().invoke(cli, ["resume", "--state-dir", state]).exit_code == 0
+        deadline = clock.monotonic() + 5  # no bar needed: the next check relogs the stream
+        while clock.monotonic() < deadline and not any(
+            e["event"] == "kill_switch_released" for e in logs
+        ):
+            clock.sleep(0.01)
         rig.client.close()
+    states = [(e["state"], e["bar_time"]) for e in logs if e["event"] == "risk_state"]
+    # each stream's rails are logged again with each engage and release, at its last bar
+    assert states[-2:] == [("halted", TIMES[101]), ("active", TIMES[101])]
 
 
 def test_each_entry_is_logged_so_the_monitor_shows_the_live_count(rig_factory) -> None:
@@ -446,7 +454,7 @@ def test_monitor_shows_each_rail_state_and_the_kill_switch() -> None:
 
     from bridge.monitor import MonitorState, render
 
-    rails = RailState(RiskConfig(max_entries_per_session=1))
+    rails = RailState(RiskConfig(max_entries_per_session=1, session_loss_limit=None))
     rails.on_bar(1, datetime(2025, 1, 6, 9, 0), 420.0)
     rails.decide(int(Action.BUY))
     lines = [
@@ -457,6 +465,7 @@ def test_monitor_shows_each_rail_state_and_the_kill_switch() -> None:
             "client": "c",
             "instrument": "NQ 03-26",
             "state": rails.state(),
+            "bar_time": "2025-01-06T09:00:00",
             "rails": rails.rails(),
         },
         {"event": "risk_refused", "level": "info", "rule": "max_entries"},
@@ -468,6 +477,7 @@ def test_monitor_shows_each_rail_state_and_the_kill_switch() -> None:
     text = console.export_text()
     assert "kill switch ON (news)" in text and "max_entries 1" in text
     assert "reducing" in text and "1 / 1" in text and "420.0 min" in text
+    assert "None / off" in text and "2025-01-06 09:00:00" in text  # no loss limit; as of
 
 
 def test_replay_reports_the_session_pnl_and_the_refusals(rig_factory) -> None:

@@ -166,3 +166,29 @@ def test_replay_bar_counts_below_their_minimum_are_usage_errors() -> None:
     assert line.startswith("error: --bars: ") and "see 'ai-trading-bridge replay --help'" in line
     line = usage_error(["replay", "synthetic", "--history", "-1"])
     assert line.startswith("error: --history: ")
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (["--endpoint", "127.0.0.1:5555"], ["--endpoint", "ZeroMQ endpoint"]),
+        (["--endpoint", "tcp://127.0.0.1"], ["--endpoint", "Invalid argument"]),
+        (["--retries", "0"], ["--retries", "x>=1"]),
+        (["--timeout", "-1"], ["--timeout", "x>0"]),
+        (["--history", "100000000"], ["--history", "none of DATA's"]),
+    ],
+)
+def test_replay_bad_options_are_one_line_usage_errors(args: list[str], names: list[str]) -> None:
+    line = usage_error(["replay", "synthetic", "--bars", "5", *args])
+    assert all(name in line for name in names), line
+
+
+def test_replay_without_a_daemon_says_so_in_one_line() -> None:
+    result = CliRunner().invoke(
+        cli,
+        ["replay", "synthetic", "--endpoint", "tcp://127.0.0.1:9", "--timeout", "0.1"],
+        prog_name="ai-trading-bridge",
+    )
+    assert result.exit_code == 1
+    last = result.stderr.splitlines()[-1]
+    assert last == "error: hello: no reply from tcp://127.0.0.1:9; is the daemon running there?"

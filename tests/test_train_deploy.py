@@ -57,6 +57,13 @@ def test_deploy_without_passing_validation_refused_and_target_unchanged(
     assert _log(target)[-1]["action"] == "refused"
 
 
+def test_refusal_suggests_a_command_that_pastes_with_spaces_in_the_path(tmp_path: Path) -> None:
+    bundle = make_fake_bundle(tmp_path / "runs" / "t 1", "B", passed=None)
+    with pytest.raises(DeployError) as refused:
+        deploy(bundle, tmp_path / "live")
+    assert f'ai-trading-bridge validate "{bundle}" --write-card' in str(refused.value)
+
+
 def test_deploy_force_accepts_unvalidated_and_warns_loudly(tmp_path: Path) -> None:
     target = tmp_path / "live"
     with capture_logs() as logs:

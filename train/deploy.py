@@ -207,6 +207,14 @@ def _resolve_target(target: Path) -> ModelFiles:
     return files
 
 
+def shell_path(path: Path | str) -> str:
+    """``path`` as a command line argument to paste: in double quotes when it holds a
+    space or a shell character (PowerShell, cmd.exe and POSIX shells all read those)."""
+    text = str(path)
+    plain = text and all(c.isalnum() or c in "/\\._-:+~,@" for c in text)
+    return text if plain else f'"{text}"'
+
+
 def _fsync_dir(path: Path) -> None:
     if sys.platform == "win32":  # directories cannot be opened for fsync on Windows
         return
@@ -321,7 +329,7 @@ def check_deployable(
         else:
             problems.append(
                 f"bundle {new.version} {why}; run `ai-trading-bridge validate "
-                f"{new.path} --write-card` (or --force)"
+                f"{shell_path(new.path)} --write-card` (or --force)"
             )
     spec = bundle_io.observation_spec()
     obs = new.card.get("observation", {})
@@ -544,8 +552,8 @@ def check_files_deployable(model: Path, vecnorm: Path, force: bool) -> list[str]
             )
         else:
             problems.append(
-                f"{model.name} {why}; run `ai-trading-bridge validate --model {model} "
-                f"--vecnorm {vecnorm} --write-card` (or --force)"
+                f"{model.name} {why}; run `ai-trading-bridge validate --model "
+                f"{shell_path(model)} --vecnorm {shell_path(vecnorm)} --write-card` (or --force)"
             )
     return problems
 
