@@ -148,11 +148,14 @@ def load_config_file(path: Path, group: click.Group) -> dict[str, Any]:
 def _checked(path: Path, command: click.Command, values: dict[str, Any], where: str) -> dict:
     """``values`` with relative paths made relative to the config file; unknown keys and
     values the option refuses raise a one-line ClickException."""
-    options = {
-        p.name: p
-        for p in command.params
-        if isinstance(p, click.Option) and p.name and p.name != "config_path"
-    }
+    # A key is the option's name or its flag without "--" (model_dirs or model-dir).
+    options: dict[str, click.Option] = {}
+    for p in command.params:
+        if isinstance(p, click.Option) and p.name and p.name != "config_path":
+            options[p.name] = p
+            for opt in p.opts:
+                if opt.startswith("--"):
+                    options.setdefault(_option_key(opt), p)
     checked: dict[str, Any] = {}
     ctx = click.Context(command, info_name=command.name)
     for key, value in values.items():
@@ -162,15 +165,22 @@ def _checked(path: Path, command: click.Command, values: dict[str, Any], where: 
             raise click.ClickException(
                 f"config file {path}: unknown key '{where}{key}' (known: {known})"
             )
+        if option.multiple and isinstance(value, str):
+            value = [value]  # one folder for a repeatable option
         if isinstance(option.type, click.Path) and isinstance(value, str):
             value = str(path.parent / Path(value).expanduser())  # absolute stays absolute
+        elif isinstance(option.type, click.Path) and isinstance(value, list):
+            value = [
+                str(path.parent / Path(v).expanduser()) if isinstance(v, str) else v
+                for v in value
+            ]
         try:
             option.type_cast_value(ctx, value)
         except click.BadParameter as exc:
             raise click.ClickException(
                 f"config file {path}: '{where}{key}' = {value!r}: {exc.message}"
             ) from None
-        checked[key] = value
+        checked[option.name or key] = value
     return checked
 
 
@@ -289,6 +299,26 @@ def _register() -> None:
 
     for command in (*env_commands, *train_commands, *bridge_commands):
         cli.add_command(command)
+        _flag_named_envvars(command)
+
+
+def _flag_named_envvars(command: click.Command) -> None:
+    """An option whose flag is not its parameter's name (``--model-dir`` fills
+    ``model_dirs``, ``--bars`` fills ``max_bars``) is read from the environment under
+    both: ``AITB_SERVE_MODEL_DIR`` as the flag says, ``AITB_SERVE_MODEL_DIRS`` as
+    click's automatic name has it."""
+    for param in command.params:
+        if not isinstance(param, click.Option) or param.envvar is not None or not param.name:
+            continue
+        flags = [_option_key(opt) for opt in param.opts if opt.startswith("--")]
+        if flags and flags[0] != param.name:
+            prefix = f"{ENV_PREFIX}_{(command.name or '').upper().replace('-', '_')}"
+            param.envvar = [f"{prefix}_{flags[0].upper()}", f"{prefix}_{param.name.upper()}"]
+
+
+def _option_key(flag: str) -> str:
+    """``--model-dir`` -> ``model_dir``: a flag as a config-file key."""
+    return flag.lstrip("-").replace("-", "_")
 
 
 _register()

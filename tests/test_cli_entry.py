@@ -196,6 +196,21 @@ def test_config_file_values_and_paths_relative_to_the_file(
     assert serve_params([], ["--config", str(config_file)])["max_sessions"] == 9
 
 
+@pytest.mark.parametrize("key", ["model-dir", "model_dir", "model_dirs"])
+def test_an_option_is_named_by_its_flag_or_its_name(
+    config_file: Path, monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    """--model-dir fills model_dirs: the config key and the environment variable may be
+    either (the README names options by their flags)."""
+    config_file.write_text(f'[serve]\n{key} = "models"\n', encoding="utf-8")
+    params = serve_params([], ["--config", str(config_file)])
+    assert params["model_dirs"] == (config_file.parent / "models",)
+    for name in ("AITB_SERVE_MODEL_DIR", "AITB_SERVE_MODEL_DIRS"):
+        monkeypatch.setenv(name, "/elsewhere/My Models")
+        assert serve_params([])["model_dirs"] == (Path("/elsewhere/My Models"),)
+        monkeypatch.delenv(name)
+
+
 def test_without_any_setting_the_defaults_apply(config_file: Path) -> None:
     assert not default_config_path().exists()
     assert serve_params([])["bind"] == DEFAULT_BIND
