@@ -85,9 +85,11 @@ class ModelSource:
         ``ai-trading-bridge deploy``, of either form) replaced by the files it makes live
         now. Resolved once per load, so a deploy switching the pointer mid-load cannot mix
         two models (:func:`train.deploy.resolve_model`)."""
-        if self.bundle is None:
-            return self
         from train.deploy import POINTER_FILE, ModelArgsError, resolve_model
+
+        if self.bundle is None:
+            self._check_deployed_pair()
+            return self
 
         if not (self.bundle / POINTER_FILE).is_file():
             return self
@@ -98,6 +100,35 @@ class ModelSource:
         if files.bundle is not None:
             return ModelSource(bundle=files.bundle)
         return ModelSource(model=files.model, vecnorm=files.vecnorm)
+
+    def _check_deployed_pair(self) -> None:
+        """The guide's two files named directly, in a folder ``deploy --target`` made
+        them live in: when ``current.json`` there names this very pair, its hashes must
+        match (a half-finished deploy or a file changed by hand is refused, as
+        ``--bundle FOLDER`` refuses it)."""
+        from train import deploy
+
+        if self.model is None or self.vecnorm is None:
+            return
+        folder = self.model.parent
+        if not (folder / deploy.POINTER_FILE).is_file():
+            return
+        try:
+            pointer = deploy.read_pointer(folder)
+        except (OSError, ValueError):
+            pointer = None  # unreadable: resolve_model says so
+        if isinstance(pointer, dict):
+            names = (pointer.get("model"), pointer.get("vecnorm"))
+            if pointer.get("form") != deploy.FILES_FORM:
+                return
+            if names != (self.model.name, self.vecnorm.name):
+                return
+            if self.vecnorm.parent.resolve() != folder.resolve():
+                return
+        try:
+            deploy.resolve_model(bundle=folder)
+        except deploy.ModelArgsError as exc:
+            raise ConfigError(str(exc)) from None
 
     @property
     def model_path(self) -> Path:

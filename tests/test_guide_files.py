@@ -21,6 +21,8 @@ from test_cli_entry import (
 from train_helpers import make_fake_bundle
 
 from ai_trading_bridge import cli
+from bridge.config import ConfigError, ModelSource
+from bridge.policy import PolicyLoadError, load_policy
 from train.bundle import sha256_file
 from train.deploy import (
     BACKUPS_DIR,
@@ -120,6 +122,15 @@ def test_deploy_target_of_two_files_resolves_to_the_live_pair(
     (target / LIVE_PKL).write_bytes(b"half of an interrupted deploy")
     with pytest.raises(ModelArgsError, match=f"{LIVE_PKL} does not match"):
         resolve_model(bundle=target)
+    # named as the guide serves them (--model/--vecnorm), the pair is refused the same way
+    live_pair = ModelSource(model=target / LIVE_ZIP, vecnorm=target / LIVE_PKL)
+    with pytest.raises(ConfigError, match=f"{LIVE_PKL} does not match"):
+        live_pair.resolved()
+    with pytest.raises(PolicyLoadError, match=f"{LIVE_PKL} does not match"):
+        load_policy(live_pair)
+    # files the pointer does not name (the backups, say) are not its business
+    other = ModelSource(model=target / LIVE_ZIP, vecnorm=folder / FIXED_PKL)
+    assert other.resolved() == other
 
 
 def test_second_deploy_keeps_the_older_backup_and_rollback_restores_the_backup(
