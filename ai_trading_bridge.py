@@ -171,8 +171,7 @@ def _checked(path: Path, command: click.Command, values: dict[str, Any], where: 
             value = str(path.parent / Path(value).expanduser())  # absolute stays absolute
         elif isinstance(option.type, click.Path) and isinstance(value, list):
             value = [
-                str(path.parent / Path(v).expanduser()) if isinstance(v, str) else v
-                for v in value
+                str(path.parent / Path(v).expanduser()) if isinstance(v, str) else v for v in value
             ]
         try:
             option.type_cast_value(ctx, value)

@@ -280,7 +280,7 @@ def serve(
 @click.option("--status", is_flag=True, help="Only show what the daemon serves.")
 @click.option(
     "--timeout",
-    type=float,
+    type=click.FloatRange(min=0, min_open=True),
     default=None,
     help="Seconds to wait [a reload: as long as the daemon lets a load run, plus 30 s; "
     "--status: 30].",

@@ -51,6 +51,11 @@ def usage_error(args: list[str]) -> str:
         (["replay", "--bogus"], ["--bogus"]),
         (["export-plain", "--bogus"], ["--bogus"]),
         (["nosuch"], ["'nosuch'"]),
+        (["walkforward", "--out", "o", "--folds", "0"], ["--folds", "x>=1"]),
+        (["walkforward", "--out", "o", "--test-fraction", "2"], ["--test-fraction", "0<x<1"]),
+        (["validate", "b", "--episode-bars", "0"], ["--episode-bars", "x>=1"]),
+        (["train", "--out", "o", "--episode-bars", "0"], ["--episode-bars", "x>=1"]),
+        (["reload", "--timeout", "-5"], ["--timeout", "x>0"]),
         (["--log-level", "loud", "check"], ["--log-level", "'loud'"]),
     ],
 )

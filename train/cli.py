@@ -331,7 +331,7 @@ def contract_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--dual-kp", type=float, help="Proportional gain on the current band violation [0].")
 @calibrate_option
 @contract_options
-@click.option("--episode-bars", type=int, help=EPISODE_BARS_HELP)
+@click.option("--episode-bars", type=click.IntRange(min=1), help=EPISODE_BARS_HELP)
 @click.option("--checkpoint-every", type=int, help="Steps between checkpoints, 0 = none [250000].")
 @click.option(
     "--eval-every", type=int, help="Steps between held-out evaluations, 0 = none [100000]."
@@ -407,7 +407,11 @@ def train(
     help="IANA zone of --data's times without an offset [UTC for a NinjaTrader export].",
 )
 @click.option("--episodes", type=int, default=1000, show_default=True)
-@click.option("--episode-bars", type=int, help="Bars per episode (default: the card's env).")
+@click.option(
+    "--episode-bars",
+    type=click.IntRange(min=1),
+    help="Bars per episode (default: the card's env).",
+)
 @click.option("--seed", type=int, default=12345, show_default=True, help="Episode starts.")
 @click.option("--stochastic", is_flag=True, help="Sample actions instead of the argmax.")
 @click.option(
@@ -585,7 +589,9 @@ def rollback(target: str) -> None:
     help=DATA_HELP + " Default: the synthetic NQ series.",
 )
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Report folder.")
-@click.option("--folds", type=int, default=3, show_default=True, help="Test slices.")
+@click.option(
+    "--folds", type=click.IntRange(min=1), default=3, show_default=True, help="Test slices."
+)
 @click.option(
     "--mode",
     type=click.Choice(["expanding", "rolling"], case_sensitive=False),
@@ -595,7 +601,7 @@ def rollback(target: str) -> None:
 )
 @click.option(
     "--test-fraction",
-    type=float,
+    type=click.FloatRange(min=0, max=1, min_open=True, max_open=True),
     default=0.4,
     show_default=True,
     help="Trailing share of the bars covered by the test slices.",
@@ -610,7 +616,7 @@ def rollback(target: str) -> None:
 @click.option("--timesteps", type=int, help="Steps per job [5,000,000].")
 @click.option("--n-steps", type=int, help="Transitions per update [2048].")
 @click.option("--n-envs", type=int, help="[8]")
-@click.option("--episode-bars", type=int, help=EPISODE_BARS_HELP)
+@click.option("--episode-bars", type=click.IntRange(min=1), help=EPISODE_BARS_HELP)
 @click.option(
     "--reward", type=click.Choice(["constrained", "default", "seed"], case_sensitive=False)
 )
