@@ -279,18 +279,24 @@ def solve_offsets(
 
 
 class _RecordingPolicy:
-    """The numpy actor behind saved normalisation, with offsets, recording its logits."""
+    """The numpy actor behind saved normalisation, with offsets, recording its logits.
+
+    It computes in float64: a float32 matrix product's last bits depend on how many
+    threads the BLAS library splits it over (a Ray worker runs one, a plain process
+    several), and a bisection or a re-run round can turn a last-bit difference into
+    other offsets. In float64 the offsets agree wherever the calibration runs."""
 
     def __init__(self, layers: list[tuple[np.ndarray, np.ndarray, str]], vecnorm: Any) -> None:
-        self.layers = layers
+        self.layers = [(w.astype(np.float64), b.astype(np.float64), a) for w, b, a in layers]
         self.vecnorm = vecnorm
         self.offsets = np.zeros(N_ACTIONS)
         self.logits: list[np.ndarray] = []
         self.masks: list[np.ndarray] = []
 
     def __call__(self, obs: np.ndarray, masks: np.ndarray) -> np.ndarray:
-        x = actor_logits(self.layers, self.vecnorm.normalize_obs(obs).astype(np.float32))
-        self.logits.append(x.astype(np.float64))
+        normalized = self.vecnorm.normalize_obs(obs).astype(np.float32).astype(np.float64)
+        x = actor_logits(self.layers, normalized)
+        self.logits.append(x)
         self.masks.append(masks.copy())
         return masked_argmax(x, masks, self.offsets).astype(np.int64)
 
