@@ -26,6 +26,7 @@ from train.calibration import (
     _row_weights,
     block_weights,
     masked_argmax,
+    near_centres,
     solve_offsets,
     training_blocks,
     weighted_shares,
@@ -154,6 +155,27 @@ def test_block_weights_double_towards_the_latest_and_equal_weights_are_a_plain_m
     )
     with pytest.raises(ValueError, match="weights must be"):
         solve_offsets(logits, masks, np.zeros(N_ACTIONS), -np.ones(len(logits)))
+
+
+@pytest.mark.parametrize(
+    ("changes", "accepted"),
+    [
+        ({}, True),
+        ({"pm_in_position": 46.5}, True),
+        ({"pm_in_position": 43.3}, False),  # inside 41.5-58.5, yet 6.7 points off centre
+        ({"pm_in_position": 54.0}, True),
+        ({"buy_flat": 8.4, "hold_flat": 84.1}, True),
+        ({"buy_flat": 8.6, "hold_flat": 83.9}, False),
+        ({"sell_flat": 6.4, "hold_flat": 86.1}, False),
+        ({"buy_flat": 6.5, "sell_flat": 6.5, "hold_flat": 87.0}, True),
+        ({"buy_flat": 6.5, "sell_flat": 6.4, "hold_flat": 87.1}, False),
+    ],
+)
+def test_near_centres_accepts_a_round_at_the_same_relative_distance_for_every_band(
+    changes: dict[str, float], accepted: bool
+) -> None:
+    shares = {"hold_flat": 85.0, "buy_flat": 7.5, "sell_flat": 7.5, "pm_in_position": 50.0}
+    assert near_centres({**shares, **changes, "invalid_pct": 0.0}) is accepted
 
 
 def test_training_blocks_cover_every_decision_bar_once_and_shrink_on_short_spans() -> None:

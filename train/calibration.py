@@ -33,10 +33,10 @@ shares), which did no better than pooling (``docs/validation.md``, section 2).
 The held-out bars are never read, so validation stays an out-of-sample check. Which bars
 are flat or in a position depends on the decisions, so the offsets are solved on the
 recorded logits, the episodes are run again with them, and this repeats until the
-weighted shares are inside the tightened bands (a fixed-point iteration, ``rounds`` at
-most). Each solve is a monotone one-dimensional bisection per offset (a higher offset
-never lowers its action's share in any block, so never lowers a positively weighted
-mean of them), alternated between BUY and SELL until both settle.
+weighted shares are near the centres (:func:`near_centres`; a fixed-point iteration,
+``rounds`` at most). Each solve is a monotone one-dimensional bisection per offset (a
+higher offset never lowers its action's share in any block, so never lowers a positively
+weighted mean of them), alternated between BUY and SELL until both settle.
 
 Adding a constant to a logit changes which action is the argmax only where the two
 actions were within that constant of each other: the learned ranking of states is kept,
@@ -62,8 +62,16 @@ PM_IDS = (Action.MOVE_TO_BE, Action.ENABLE_TRAIL, Action.DISABLE_TRAIL)
 TARGET_BUY_FLAT = 7.5
 TARGET_SELL_FLAT = 7.5
 TARGET_PM_IN_POSITION = 50.0
-# A round is accepted when every measured share is this many points inside its band.
-ACCEPT_MARGIN = 1.5
+# A round is accepted when every measured share is within this fraction of its band's
+# half-width of the centre: BUY and SELL +-1 point, HOLD +-2, PM in position +-4.
+ACCEPT_FRACTION = 0.4
+# Bands (percent): (low, high) of each share the guide bounds.
+BANDS = {
+    "hold_flat": (80.0, 90.0),
+    "buy_flat": (5.0, 10.0),
+    "sell_flat": (5.0, 10.0),
+    "pm_in_position": (40.0, 60.0),
+}
 MAX_OFFSET = 30.0  # logit units; beyond this the action head is being overruled, not calibrated
 BISECTION_STEPS = 40
 BLOCKS = 5  # chronological blocks of the training bars
@@ -87,7 +95,8 @@ class Calibration:
         blocks: Per chronological block of the training bars: ``first``/``last`` decision
             bar times, ``weight`` (the weights sum to 1), ``before_pct`` and ``after_pct``
             (that block's own shares, same keys).
-        rounds: Rounds run; ``converged``: whether the last one met every band.
+        rounds: Rounds run; ``converged``: whether the last one was near every centre
+            (:func:`near_centres`).
         skipped: Why nothing was changed (not a standard MLP policy), else None.
     """
 
@@ -150,14 +159,14 @@ def weighted_shares(block_shares: list[dict[str, float]], weights: np.ndarray) -
     }
 
 
-def within_bands(shares: dict[str, float], margin: float = ACCEPT_MARGIN) -> bool:
-    """Whether every share is ``margin`` points inside its band (HOLD 80-90, BUY and
-    SELL 5-10, PM 40-60)."""
-    return (
-        80 + margin <= shares["hold_flat"] <= 90 - margin
-        and 5 + margin <= shares["buy_flat"] <= 10 - margin
-        and 5 + margin <= shares["sell_flat"] <= 10 - margin
-        and 40 + margin <= shares["pm_in_position"] <= 60 - margin
+def near_centres(shares: dict[str, float], fraction: float = ACCEPT_FRACTION) -> bool:
+    """Whether every share is within ``fraction`` of its band's half-width of the band's
+    centre (``BANDS``: HOLD 80-90, BUY and SELL 5-10, PM 40-60). The same relative
+    tolerance for every band: a fixed margin inside the band would accept PM anywhere
+    in 41.5-58.5 (8.5 points off centre) but BUY only in 6.5-8.5."""
+    return all(
+        abs(shares[key] - 0.5 * (low + high)) <= fraction * 0.5 * (high - low)
+        for key, (low, high) in BANDS.items()
     )
 
 
@@ -364,7 +373,7 @@ def calibrate(
         distance = _distance(measured)
         if best is None or distance < best[0]:
             best = (distance, recorder.offsets.copy(), measured, block_shares)
-        if within_bands(measured):
+        if near_centres(measured):
             outcome.converged = True
             break
         if round_no == rounds:
