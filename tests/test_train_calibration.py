@@ -192,10 +192,11 @@ def test_training_blocks_cover_every_decision_bar_once_and_shrink_on_short_spans
         # Its first decision bar is the block's first bar; it ends at the block's end.
         assert block.time[WARMUP_BARS - 1] == bars.time[first]
         assert block.time[-1] == bars.time[end - 1]
-    # A span of 2.5 blocks' worth of episodes: two blocks; shorter than two episodes: one.
-    short = bars[: WARMUP_BARS - 1 + 5 * 121]
+    # Ten episodes' worth of decision bars: two blocks of at least four episodes each;
+    # under eight episodes' worth: one block, the pooled calibration.
+    short = bars[: WARMUP_BARS - 1 + 10 * 121]
     assert len(training_blocks(short, episode_bars=120)) == 2
-    tiny = bars[: WARMUP_BARS - 1 + 200]
+    tiny = bars[: WARMUP_BARS - 1 + 7 * 121]
     assert training_blocks(tiny, episode_bars=120) == [(WARMUP_BARS - 1, len(tiny))]
 
 
