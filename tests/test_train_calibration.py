@@ -1,6 +1,8 @@
-"""Band calibration: the solver puts recorded decisions at the band centres, `train`
-stores the offsets in the model itself (model.zip and policy.npz agree), and the
-calibrated policy's own episodes on the training bars fall inside the guide's bands."""
+"""Band calibration: the solver puts recorded decisions at the band centres, recent
+training blocks weigh more (a later regime of the training span carries over to the bars
+after it), `train` stores the offsets in the model itself (model.zip and policy.npz
+agree), and the calibrated policy's own episodes on the training bars fall inside the
+guide's bands."""
 
 from __future__ import annotations
 
@@ -8,10 +10,11 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from ai_trading_bridge import cli
-from env.config import N_ACTIONS, Action
+from env.config import N_ACTIONS, WARMUP_BARS, Action
 from env.mask import FLAT_MASK, FLAT_NO_ENTRY_MASK, IN_POSITION_MASK
 from env.trading_env import TradingEnv
 from train.calibration import (
@@ -19,8 +22,14 @@ from train.calibration import (
     TARGET_BUY_FLAT,
     TARGET_PM_IN_POSITION,
     TARGET_SELL_FLAT,
+    _block_bars,
+    _row_weights,
+    block_weights,
     masked_argmax,
+    near_centres,
     solve_offsets,
+    training_blocks,
+    weighted_shares,
 )
 
 
@@ -74,6 +83,123 @@ def test_no_in_position_rows_leave_the_pm_offset_alone() -> None:
     assert offsets[list(PM_IDS)].tolist() == [1.25, 1.25, 1.25]
 
 
+def _regime(n: int, buy_shift: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Logits of one policy in one market regime: ``buy_shift`` raises its BUY logit
+    (a rising market makes it buy more often); flat and in-position masks."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(n, N_ACTIONS))
+    logits[:, Action.BUY] += buy_shift
+    logits[:, list(PM_IDS)] -= 1.0
+    masks = np.stack([FLAT_MASK, IN_POSITION_MASK])[rng.choice(2, size=n, p=[0.6, 0.4])]
+    return logits, masks
+
+
+def test_recent_blocks_carry_a_late_regime_to_the_bars_after_the_training_span() -> None:
+    """Five chronological blocks; the policy buys more in the last two (a new regime).
+    Bars after the training span continue that regime. The pooled solution centres the
+    whole span and leaves the new regime's BUY share above the band (as on the S&P 500
+    2015-2018); the recency-weighted one keeps it inside, at the price of the old
+    regime's share, which now sits below the centre."""
+    weights = block_weights(5)
+    logits, masks, rows = [], [], []
+    for k in range(5):
+        block_logits, block_masks = _regime(8_000, 0.5 if k >= 3 else 0.0, seed=k)
+        logits.append(block_logits)
+        masks.append(block_masks)
+        rows.append(_row_weights(block_masks, weights[k]))
+    all_logits, all_masks = np.concatenate(logits), np.concatenate(masks)
+    pooled = solve_offsets(all_logits, all_masks, np.zeros(N_ACTIONS))
+    recent = solve_offsets(all_logits, all_masks, np.zeros(N_ACTIONS), np.concatenate(rows))
+
+    after_span = _regime(40_000, 0.5, seed=99)
+    assert _shares(*after_span, pooled)["buy"] > 10.0  # outside the band
+    later = _shares(*after_span, recent)
+    assert 5.0 < later["buy"] < 10.0 and 5.0 < later["sell"] < 10.0 and 40 < later["pm"] < 60
+    assert later["buy"] < _shares(*after_span, pooled)["buy"] - 1.5
+    # The solver met its own objective: the weighted mean of the block shares is central.
+    per_block = [
+        {"buy_flat": _shares(lg, mk, recent)["buy"], "sell_flat": 0.0, "hold_flat": 0.0}
+        | {"pm_in_position": _shares(lg, mk, recent)["pm"], "invalid_pct": 0.0}
+        for lg, mk in zip(logits, masks)
+    ]
+    combined = weighted_shares(per_block, weights)
+    assert abs(combined["buy_flat"] - TARGET_BUY_FLAT) < 0.1
+    assert abs(combined["pm_in_position"] - TARGET_PM_IN_POSITION) < 0.1
+    assert _shares(*_regime(40_000, 0.0, seed=98), recent)["buy"] < TARGET_BUY_FLAT - 1.5
+
+
+def test_block_weights_double_towards_the_latest_and_equal_weights_are_a_plain_mean() -> None:
+    weights = block_weights(5)
+    assert abs(weights.sum() - 1.0) < 1e-12
+    np.testing.assert_allclose(weights[1:] / weights[:-1], 2.0)
+    assert weights[-1] > 0.5 > weights[-2]
+    np.testing.assert_allclose(block_weights(4, growth=1.0), 0.25)
+    blocks = [
+        {
+            "hold_flat": 80.0 + k,
+            "buy_flat": 10.0 - k,
+            "sell_flat": 10.0,
+            "pm_in_position": 50.0,
+            "invalid_pct": 0.0,
+        }
+        for k in range(4)
+    ]
+    assert weighted_shares(blocks, block_weights(4, growth=1.0))["buy_flat"] == 8.5
+    assert weighted_shares(blocks, block_weights(4))["buy_flat"] == round(10 - 34 / 15, 3)
+    # Weighted solve with one block and any weight: the pooled solve.
+    logits, masks = _recorded(5_000, seed=5)
+    np.testing.assert_allclose(
+        solve_offsets(logits, masks, np.zeros(N_ACTIONS), _row_weights(masks, 0.3)),
+        solve_offsets(logits, masks, np.zeros(N_ACTIONS)),
+        atol=1e-6,
+    )
+    with pytest.raises(ValueError, match="weights must be"):
+        solve_offsets(logits, masks, np.zeros(N_ACTIONS), -np.ones(len(logits)))
+
+
+@pytest.mark.parametrize(
+    ("changes", "accepted"),
+    [
+        ({}, True),
+        ({"pm_in_position": 46.5}, True),
+        ({"pm_in_position": 43.3}, False),  # inside 41.5-58.5, yet 6.7 points off centre
+        ({"pm_in_position": 54.0}, True),
+        ({"buy_flat": 8.4, "hold_flat": 84.1}, True),
+        ({"buy_flat": 8.6, "hold_flat": 83.9}, False),
+        ({"sell_flat": 6.4, "hold_flat": 86.1}, False),
+        ({"buy_flat": 6.5, "sell_flat": 6.5, "hold_flat": 87.0}, True),
+        ({"buy_flat": 6.5, "sell_flat": 6.4, "hold_flat": 87.1}, False),
+    ],
+)
+def test_near_centres_accepts_a_round_at_the_same_relative_distance_for_every_band(
+    changes: dict[str, float], accepted: bool
+) -> None:
+    shares = {"hold_flat": 85.0, "buy_flat": 7.5, "sell_flat": 7.5, "pm_in_position": 50.0}
+    assert near_centres({**shares, **changes, "invalid_pct": 0.0}) is accepted
+
+
+def test_training_blocks_cover_every_decision_bar_once_and_shrink_on_short_spans() -> None:
+    from train.training import load_data
+
+    bars, _ = load_data(None, 3)
+    spans = training_blocks(bars, episode_bars=120)
+    assert len(spans) == 5
+    assert spans[0][0] == WARMUP_BARS - 1 and spans[-1][1] == len(bars)
+    assert all(a < b for a, b in spans)
+    assert all(spans[k][1] == spans[k + 1][0] for k in range(4))  # contiguous, no overlap
+    for first, end in spans:
+        block = _block_bars(bars, first, end)
+        # Its first decision bar is the block's first bar; it ends at the block's end.
+        assert block.time[WARMUP_BARS - 1] == bars.time[first]
+        assert block.time[-1] == bars.time[end - 1]
+    # Ten episodes' worth of decision bars: two blocks of at least four episodes each;
+    # under eight episodes' worth: one block, the pooled calibration.
+    short = bars[: WARMUP_BARS - 1 + 10 * 121]
+    assert len(training_blocks(short, episode_bars=120)) == 2
+    tiny = bars[: WARMUP_BARS - 1 + 7 * 121]
+    assert training_blocks(tiny, episode_bars=120) == [(WARMUP_BARS - 1, len(tiny))]
+
+
 def _train(out: Path, *extra: str) -> dict:
     args = [
         "train",
@@ -117,6 +243,16 @@ def test_train_calibrates_the_model_it_saves(tmp_path: Path) -> None:
     assert calibration["converged"], calibration
     after = calibration["after_pct"]
     assert 80 <= after["hold_flat"] <= 90 and 40 <= after["pm_in_position"] <= 60
+    # Per-block record: chronological blocks of the training span, recent ones weigh more.
+    blocks = calibration["blocks"]
+    assert len(blocks) == 5
+    assert [b["first"] for b in blocks] == sorted(b["first"] for b in blocks)
+    assert all(b["first"] < b["last"] for b in blocks)
+    assert blocks[-1]["last"] < card["data"]["holdout_start"]
+    weights = [b["weight"] for b in blocks]
+    assert abs(sum(weights) - 1) < 1e-4 and weights == sorted(weights)
+    weighted_buy = sum(b["weight"] * b["after_pct"]["buy_flat"] for b in blocks)
+    assert abs(weighted_buy - after["buy_flat"]) < 0.01
 
     uncalibrated = _train(tmp_path / "off", "--calibrate", "off")
     assert "calibration" not in uncalibrated
@@ -181,9 +317,6 @@ def test_validation_never_decides_on_bars_the_model_trained_on() -> None:
     span (with a warning); bars wholly inside it are refused."""
     import warnings
 
-    import pytest
-
-    from env.config import WARMUP_BARS
     from train.training import data_card, load_data, split_bars
     from train.validation import holdout_for_card
 
