@@ -493,8 +493,10 @@ def _dollars(amount: float) -> str:
 def _print_replay(result) -> None:  # type: ignore[no-untyped-def]
     summary = result.summary()
     click.echo(
-        f"model {summary['model_version']}: {summary['bars']} bars, {summary['trades']} trades "
-        f"({summary['wins']} winners), net PnL {_dollars(summary['net_pnl_dollars'])}, "
+        f"model {summary['model_version']}: {summary['bars']} bars, "
+        f"{summary['trades']} trade{'' if summary['trades'] == 1 else 's'} "
+        f"({summary['wins']} winner{'' if summary['wins'] == 1 else 's'}), "
+        f"net PnL {_dollars(summary['net_pnl_dollars'])}, "
         f"{summary['total_r']:+.2f} R"
     )
     click.echo(

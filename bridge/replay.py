@@ -202,7 +202,10 @@ def run_replay(
 
         # As NinjaTrader does: the chart's own instrument terms, not the model's.
         spec = {"tick_size": traded.tick_size, "point_value": traded.point_value}
-        hello = ask({"type": "hello", "instrument_spec": spec})
+        # and the chart's bar period, which the daemon checks against the model's
+        hello = ask(
+            {"type": "hello", "instrument_spec": spec, "bar_period": bars.bar_period.to_json()}
+        )
         if hello is None or not hello.get("ok"):
             raise ConnectionError(f"hello: {describe_failure(hello, config.endpoint)}")
         result.model_version = hello["model"]["version"]

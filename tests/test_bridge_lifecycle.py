@@ -595,6 +595,29 @@ def test_replay_reads_data_on_the_cards_clock(
     assert sent and sent == expected[: len(sent)]
 
 
+def test_replay_declares_its_bar_period_as_ninjatrader_does(
+    tiny_bundle, tiny_policy, tmp_path, restore_logging
+) -> None:
+    """Hourly bars on a 1-minute model: NinjaTrader's hello (with its bar period) is
+    refused, so replay's must be too, not served bar after bar."""
+    import datetime as dt
+
+    data = tmp_path / "hourly.csv"
+    start = dt.datetime(2025, 1, 6, 8, 0)
+    with open(data, "w", encoding="utf-8") as f:
+        f.write("time,open,high,low,close,volume\n")
+        for i in range(150):
+            row = (BARS.open[i], BARS.high[i], BARS.low[i], BARS.close[i], BARS.volume[i])
+            when = (start + dt.timedelta(hours=i)).isoformat()
+            f.write(f"{when},{','.join(repr(float(v)) for v in row)}\n")
+    with running_server(serve_config(tiny_bundle, tmp_path), tiny_policy) as server:
+        args = ["replay", str(data), "--endpoint", server.endpoint, "--bundle", str(tiny_bundle)]
+        result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith("error: hello: bad_message: this chart's bars are 60-minute")
+
+
 def test_replay_accepts_a_deploy_target_as_bundle(
     tiny_bundle, tiny_policy, tmp_path, restore_logging
 ) -> None:

@@ -238,7 +238,10 @@ def test_a_halt_is_logged_between_bars_while_the_model_only_holds(rig_factory, t
         rig.client.close()
     states = [(e["state"], e["bar_time"]) for e in logs if e["event"] == "risk_state"]
     # each stream's rails are logged again with each engage and release, at its last bar
-    assert states[-2:] == [("halted", TIMES[101]), ("active", TIMES[101])]
+    # (the once-a-second check may see the halt before bar 101 arrives)
+    halted, released = states[-2:]
+    assert halted[0] == "halted" and halted[1] in (TIMES[100], TIMES[101])
+    assert released == ("active", TIMES[101])
 
 
 def test_each_entry_is_logged_so_the_monitor_shows_the_live_count(rig_factory) -> None:
