@@ -45,10 +45,9 @@ import numpy as np
 from env.config import ACTION_NAMES, N_ACTIONS, WARMUP_BARS, Action
 from env.trading_env import EnvConfig, TradingEnv
 from train.calibration import (
-    BISECTION_STEPS,
-    MAX_OFFSET,
     PM_IDS,
     _RecordingPolicy,
+    bisect_offset,
     masked_argmax,
     shares_of,
 )
@@ -113,21 +112,6 @@ METHODS = {
 }
 
 
-def bisect(share_at, target):
-    lo, hi = -MAX_OFFSET, MAX_OFFSET
-    if share_at(hi) < target:
-        return hi
-    if share_at(lo) >= target:
-        return lo
-    for _ in range(BISECTION_STEPS):
-        mid = 0.5 * (lo + hi)
-        if share_at(mid) < target:
-            lo = mid
-        else:
-            hi = mid
-    return hi
-
-
 def solve(logits, masks, block_ids, k, start, combine):
     """``train.calibration.solve_offsets`` with the block shares combined by ``combine``."""
     offsets = np.array(start, float)
@@ -143,7 +127,7 @@ def solve(logits, masks, block_ids, k, start, combine):
                 chosen = masked_argmax(logits, masks, trial)
                 return combine(*block_shares(chosen, flat, block_ids, k, [action]))
 
-            offsets[action] = bisect(share, 7.5)
+            offsets[action] = bisect_offset(share, 7.5)
         if np.abs(offsets - previous).max() < 1e-4:
             break
 
@@ -154,7 +138,7 @@ def solve(logits, masks, block_ids, k, start, combine):
         return combine(*block_shares(chosen, ~flat, block_ids, k, list(PM_IDS)))
 
     if (~flat).any():
-        offsets[list(PM_IDS)] = bisect(pm_share, 50.0)
+        offsets[list(PM_IDS)] = bisect_offset(pm_share, 50.0)
     return offsets
 
 

@@ -216,7 +216,7 @@ def _block_bars(train_bars: Bars, first: int, end: int) -> Bars:
     return train_bars[first - (WARMUP_BARS - 1) : end]
 
 
-def _bisect(share_at: Any, target: float) -> float:
+def bisect_offset(share_at: Any, target: float) -> float:
     """The offset at which ``share_at(offset)`` (non-decreasing) crosses ``target``."""
     lo, hi = -MAX_OFFSET, MAX_OFFSET
     if share_at(hi) < target:
@@ -271,7 +271,7 @@ def solve_offsets(
                     hit = masked_argmax(lf, mf, trial) == action
                     return 100.0 * float(wf[hit].sum() / wf.sum())
 
-                offsets[action] = _bisect(share, target)
+                offsets[action] = bisect_offset(share, target)
             if np.max(np.abs(offsets - previous)) < 1e-4:
                 break
     lp, mp, wp = logits[~flat], masks[~flat], w[~flat]
@@ -283,7 +283,7 @@ def solve_offsets(
             hit = np.isin(masked_argmax(lp, mp, trial), PM_IDS)
             return 100.0 * float(wp[hit].sum() / wp.sum())
 
-        offsets[list(PM_IDS)] = _bisect(pm_share, TARGET_PM_IN_POSITION)
+        offsets[list(PM_IDS)] = bisect_offset(pm_share, TARGET_PM_IN_POSITION)
     return offsets
 
 
