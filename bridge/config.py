@@ -85,11 +85,10 @@ class ModelSource:
         ``ai-trading-bridge deploy``, of either form) replaced by the files it makes live
         now. Resolved once per load, so a deploy switching the pointer mid-load cannot mix
         two models (:func:`train.deploy.resolve_model`)."""
-        from train.deploy import POINTER_FILE, ModelArgsError, resolve_model
-
         if self.bundle is None:
             self._check_deployed_pair()
             return self
+        from train.deploy import POINTER_FILE, ModelArgsError, resolve_model
 
         if not (self.bundle / POINTER_FILE).is_file():
             return self
