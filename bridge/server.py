@@ -58,7 +58,7 @@ from bridge.policy import (
     load_policy,
     warm_imports,
 )
-from bridge.reload_worker import load_isolated, stop_workers
+from bridge.reload_worker import hold_workers, load_isolated, release_workers, stop_workers
 
 log = structlog.get_logger()
 
@@ -316,6 +316,15 @@ class BridgeServer:
         """Receive one request and send its reply; returns what is left to record."""
         frames = socket.recv_multipart()
         started = time.perf_counter_ns()
+        # A reload's child is stopped while this request is answered (see hold_workers).
+        held = self._loading is not None and hold_workers()
+        try:
+            return self._answer(socket, frames, started)
+        finally:
+            if held:
+                release_workers()
+
+    def _answer(self, socket: zmq.Socket, frames: list[bytes], started: int) -> _Done | None:
         self.requests += 1
         raw = frames[0] if len(frames) == 1 else b"".join(frames)
         outcome: Outcome | None = None

@@ -5,11 +5,14 @@ messages, and the daemon's reload goes through it."""
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from unittest import mock
@@ -292,3 +295,140 @@ def test_the_child_imports_the_daemons_package_not_the_working_folders(
     monkeypatch.chdir(shadow.parent)
     policy = load_isolated(two_files(tiny_bundle))
     assert policy.model is None and policy.version == load_policy(two_files(tiny_bundle)).version
+
+
+def process_state(pid: int) -> str:
+    """The state letter in /proc/PID/stat (R, S, T for stopped, Z), or "gone"."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return "gone"
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def held_state(pid: int) -> str:
+    """The word stopped if the process is stopped or will stop before it next runs
+    (SIGSTOP pending: a runnable child waiting for a CPU acts on it only once it gets
+    one); else its state letter (Z: exited, not yet reaped)."""
+    state = process_state(pid)
+    if state == "T":
+        return "stopped"
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return "gone"
+    pending = 0
+    for line in status.splitlines():
+        if line.startswith(("SigPnd:", "ShdPnd:")):
+            pending |= int(line.split()[1], 16)
+    return "stopped" if pending & (1 << (signal.SIGSTOP - 1)) else state
+
+
+def scheduling_policy(pid: int) -> int:
+    """Field 41 of /proc/PID/stat: 5 is SCHED_IDLE."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[38])
+
+
+linux_only = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="reads /proc and uses SIGSTOP (Linux)"
+)
+
+
+@linux_only
+def test_hold_stops_running_children_and_release_lets_them_go_on() -> None:
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait(30)
+    try:
+        with reload_worker._workers_lock:
+            reload_worker._workers[sleeper] = reload_worker._workers[finished] = (
+                threading.current_thread()
+            )
+        assert reload_worker.hold_workers() is True
+        assert reload_worker._held == [sleeper.pid]  # the exited child is not signalled
+        deadline = time.monotonic() + 5
+        while process_state(sleeper.pid) != "T" and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert process_state(sleeper.pid) == "T"
+        reload_worker.release_workers()
+        assert reload_worker._held == []
+        while process_state(sleeper.pid) == "T" and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert process_state(sleeper.pid) in ("S", "R")
+    finally:
+        with reload_worker._workers_lock:
+            reload_worker._workers.clear()
+        sleeper.kill()
+        sleeper.wait()
+    assert reload_worker.hold_workers() is False  # no child: nothing to stop
+
+
+@linux_only
+def test_requests_answered_during_a_reload_find_its_child_stopped(tiny_bundle, tmp_path) -> None:
+    """While a reload's child loads, each request is answered with the child stopped, and
+    it runs again between requests; the reload still completes."""
+    shutil.copytree(tiny_bundle, tmp_path / "models")
+    source = two_files(tmp_path / "models")
+    config = serve_config(tiny_bundle, tmp_path, model=source, model_dirs=(tmp_path,))
+    seen: list[tuple[str, ...]] = []
+    with running_server(config) as server:
+        handle = server.dispatcher.handle
+
+        def observing(raw: bytes):
+            seen.append(tuple(held_state(c.pid) for c in list(reload_worker._workers)))
+            return handle(raw)
+
+        server.dispatcher.handle = observing  # type: ignore[method-assign]
+        client = Client(server.endpoint)
+        control = zmq.Context.instance().socket(zmq.REQ)
+        control.connect(server.control_endpoint)
+        control.send(json.dumps({"type": "reload", "token": server.token}).encode())
+        deadline = time.monotonic() + 60
+        while not reload_worker._workers and time.monotonic() < deadline:
+            time.sleep(0.01)
+        children = list(reload_worker._workers)
+        assert children, "no reload child started"
+        between: list[str] = []
+        while not control.poll(0) and time.monotonic() < deadline:
+            assert client.ask({"v": 1, "type": "ping"})["ok"]
+            time.sleep(0.02)
+            between.append(process_state(children[0].pid))
+        assert control.poll(60000), "the reload did not finish"
+        reply = json.loads(control.recv())
+        control.close(linger=0)
+        client.close()
+    assert reply["ok"] is True, reply
+    during = [states for states in seen if states]
+    # (Z: the child has exited and its thread has not reaped it yet; nothing runs)
+    assert during and all(states in (("stopped",), ("Z",)) for states in during), sorted(set(seen))
+    assert ("stopped",) in during
+    assert between and "T" not in between  # released after each reply
+
+
+@linux_only
+def test_a_stopped_child_dies_with_the_daemon(tiny_bundle, tmp_path) -> None:
+    """A daemon SIGKILLed while its reload child is stopped leaves no child: a stopped
+    child cannot see its stdin close, so the kernel kills it (PR_SET_PDEATHSIG)."""
+    write_job(tmp_path, two_files(tiny_bundle))
+    parent_code = (
+        "import subprocess, sys\n"
+        "from bridge import reload_worker as w\n"
+        "child = subprocess.Popen([sys.executable, '-c', w._CHILD_CODE, str(w.PACKAGE_ROOT),"
+        " sys.argv[1]], stdin=subprocess.PIPE, stderr=subprocess.DEVNULL)\n"
+        "print(child.pid, flush=True)\n"
+        "child.wait()\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", parent_code, str(tmp_path)], stdout=subprocess.PIPE
+    )
+    child_pid = int(parent.stdout.readline())  # type: ignore[union-attr]
+    deadline = time.monotonic() + 60
+    # SCHED_IDLE is set just after the parent-death signal
+    while scheduling_policy(child_pid) != 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(child_pid, signal.SIGSTOP)
+    parent.kill()
+    parent.wait()
+    while process_state(child_pid) not in ("gone", "Z") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert process_state(child_pid) in ("gone", "Z")
