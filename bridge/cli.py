@@ -325,9 +325,9 @@ def reload(
             str(exc)
             if status
             else f"no reply to the reload from {control} within {timeout:g} s: the daemon "
-            "may have stopped, or the model may still be loading (the control socket "
-            "answers one request at a time: `ai-trading-bridge reload --status` answers "
-            "once the load is over, and the daemon's log has model_reloaded or reload_failed)"
+            "may have stopped, or the model may still be loading (`ai-trading-bridge "
+            "reload --status` names a reload in progress; the daemon's log has "
+            "model_reloaded or reload_failed when it ends)"
         )
         click.secho(f"error: {message}", fg="red", err=True)
         sys.exit(1)

@@ -14,7 +14,9 @@ Reload: SIGHUP (POSIX) reloads the files being served; ``ai-trading-bridge reloa
 ``{"type": "reload", "token": ..., ...}`` to the control socket (loopback only, works on
 Windows). The new policy is loaded, checked and smoke-tested on another thread while the
 loop keeps serving; it is swapped in between two requests. A bad one leaves the old model
-serving and the reply says why.
+serving and the reply says why. The control socket is a ROUTER: while a reload loads it
+still answers ``status`` (which names the reload) and refuses a second reload; the
+reload's own answer comes when the load is over.
 
 Control socket security (the Jupyter model): the control endpoint is a random loopback port
 by default, written with a per-run secret token to a user-only file in the state folder
@@ -95,7 +97,7 @@ class ServeError(Exception):
 
 
 class BridgeServer:
-    """The daemon: a REP socket for NinjaTrader clients and a control REP socket.
+    """The daemon: a REP socket for NinjaTrader clients and a control ROUTER socket.
 
     Args:
         config: Validated settings.
@@ -152,7 +154,10 @@ class BridgeServer:
         return self.endpoint
 
     def _bind_control(self, endpoint: str) -> None:
-        control = self.context.socket(zmq.REP)
+        # ROUTER, not REP: it answers `status` (and refuses a second reload) while a
+        # reload is loading, and answers the reload itself when the load is over. The
+        # clients are plain REQ sockets.
+        control = self.context.socket(zmq.ROUTER)
         control.setsockopt(zmq.LINGER, 0)
         control.setsockopt(zmq.MAXMSGSIZE, 65536)
         try:
@@ -257,7 +262,7 @@ class BridgeServer:
                     self._control_one(self.control)
                 if self._reload_pending and self._loading is None:
                     self._reload_pending = False
-                    self._start_reload(self.dispatcher.policy.source, reply=False)
+                    self._start_reload(self.dispatcher.policy.source, reply=None)
         finally:
             self._record(done)
             if self._loading is not None:
@@ -299,14 +304,14 @@ class BridgeServer:
             source=loading.source.describe(),
             detail="the daemon is stopping; the model it served is unchanged",
         )
-        if loading.reply and self.control is not None:
+        if loading.reply is not None and self.control is not None:
             reply = {
                 "ok": False,
                 "error": "the daemon is stopping; the reload was cancelled",
                 "model": self.dispatcher.policy.info(),
             }
             with contextlib.suppress(zmq.ZMQError):
-                self.control.send(json.dumps(reply).encode())
+                _send_control(self.control, loading.reply, reply)
                 self.control.close(linger=500)  # let the reply leave before the context ends
                 self.control = None
 
@@ -373,15 +378,21 @@ class BridgeServer:
 
     def _control_one(self, control: zmq.Socket) -> None:
         frames = control.recv_multipart()
+        # A REQ client's request reaches a ROUTER as [peer, b"", body]; anything else
+        # (a DEALER or raw peer) cannot be answered in step and is dropped.
+        if len(frames) != 3 or frames[1] != b"":
+            log.warning("control_refused", detail="a control request came not from a REQ socket")
+            return
+        peer = frames[0]
         try:
-            command = json.loads(frames[0])
-            reply = self._control_command(command)
+            command = json.loads(frames[2])
+            reply = self._control_command(command, peer)
         except Exception as exc:
             reply = {"ok": False, "error": f"bad control request: {exc!r}"}
         if reply is not None:  # None: a reload is loading; it replies when done
-            control.send(json.dumps(reply).encode())
+            _send_control(control, peer, reply)
 
-    def _control_command(self, command: Any) -> dict[str, Any] | None:
+    def _control_command(self, command: Any, peer: bytes) -> dict[str, Any] | None:
         if not isinstance(command, dict) or command.get("type") not in ("reload", "status"):
             return {"ok": False, "error": 'expected {"type": "reload", ...} or {"type": "status"}'}
         token = command.get("token")
@@ -416,8 +427,13 @@ class BridgeServer:
                     "model": current.info(),
                 }
         if self._loading is not None:
-            return {"ok": False, "error": "a reload is already loading", "model": current.info()}
-        self._start_reload(source or current.source, reply=True)
+            return {
+                "ok": False,
+                "error": "a reload is already loading ("
+                f"{self._loading.source.describe()}); wait for its answer",
+                "model": current.info(),
+            }
+        self._start_reload(source or current.source, reply=peer)
         return None
 
     def _model_dirs(self) -> list[str]:
@@ -427,7 +443,7 @@ class BridgeServer:
         resolved = Path(path).resolve()
         return any(resolved.is_relative_to(Path(root).resolve()) for root in self._model_dirs())
 
-    def _start_reload(self, source: ModelSource, reply: bool) -> None:
+    def _start_reload(self, source: ModelSource, reply: bytes | None) -> None:
         """Load, check and smoke-test ``source`` on another thread; the loop swaps it in
         (:meth:`_finish_reload`) between two requests once it is ready."""
         loading = _Reload(source, reply, sys.getswitchinterval())
@@ -476,8 +492,8 @@ class BridgeServer:
                 load_ms=loading.load_ms,
             )
             reply = {"ok": True, "model": loading.policy.info(), "previous": previous.info()}
-        if loading.reply and self.control is not None:
-            self.control.send(json.dumps(reply).encode())
+        if loading.reply is not None and self.control is not None:
+            _send_control(self.control, loading.reply, reply)
 
     def status(self) -> dict[str, Any]:
         """What the daemon serves, for ``reload --status`` and tests."""
@@ -491,20 +507,27 @@ class BridgeServer:
             "journal_failures": 0 if self.journal is None else self.journal.failures,
             "log_lines_dropped": dropped_lines(),
             "risk": self.dispatcher.risk_summary(),
+            "reloading": None if self._loading is None else self._loading.source.describe(),
         }
 
 
 class _Reload:
     """A reload in progress on its own thread."""
 
-    def __init__(self, source: ModelSource, reply: bool, switch_interval: float) -> None:
+    def __init__(self, source: ModelSource, reply: bytes | None, switch_interval: float) -> None:
         self.source = source
-        self.reply = reply  # answer the control request when done (not for SIGHUP)
+        self.reply = reply  # the control peer to answer when done (None: SIGHUP)
         self.switch_interval = switch_interval
         self.thread: threading.Thread = threading.Thread()
         self.policy: LoadedPolicy | None = None
         self.error: BaseException | None = None
         self.load_ms = 0.0
+
+
+def _send_control(control: zmq.Socket, peer: bytes, reply: dict[str, Any]) -> None:
+    """Answer the REQ peer ``peer`` on the ROUTER control socket (a peer gone since is
+    dropped by ZeroMQ)."""
+    control.send_multipart([peer, b"", json.dumps(reply).encode()])
 
 
 def daemon_file(state_dir: Path, endpoint: str) -> Path:

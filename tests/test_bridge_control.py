@@ -124,3 +124,60 @@ def test_reload_loads_off_the_serving_thread(tiny_bundle, tiny_policy, tmp_path)
         waiter.join(10)
         assert reply["ok"] is True and reply["model"]["version"] == tiny_policy.version
         client.close()
+
+
+def test_status_answers_while_a_reload_loads_and_a_second_reload_is_refused(
+    tiny_bundle, tiny_policy, tmp_path
+) -> None:
+    """The control socket is not held by a reload in progress: status names it, a second
+    reload is refused at once, and the first one is answered when its load is over."""
+    release = threading.Event()
+
+    def slow_loader(source):
+        release.wait(20)
+        return tiny_policy
+
+    with running_server(serve_config(tiny_bundle, tmp_path), tiny_policy) as server:
+        server.loader = slow_loader
+        endpoint, token = server.control_endpoint, server.token
+        reply: dict = {}
+        waiter = threading.Thread(
+            target=lambda: reply.update(
+                control_request(endpoint, {"type": "reload", "token": token}, 20)
+            )
+        )
+        waiter.start()
+        deadline = time.monotonic() + 10
+        while server._loading is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        status = control_request(endpoint, {"type": "status", "token": token}, 2)
+        assert status["ok"] is True
+        assert status["reloading"] == server.dispatcher.policy.source.describe()
+        second = control_request(endpoint, {"type": "reload", "token": token}, 2)
+        assert second["ok"] is False and "already loading" in second["error"]
+        assert not reply  # the first reload is still waiting for its load
+        release.set()
+        waiter.join(20)
+        assert reply["ok"] is True and reply["model"]["version"] == tiny_policy.version
+        after = control_request(endpoint, {"type": "status", "token": token}, 2)
+        assert after["reloading"] is None
+
+
+def test_a_control_message_not_from_a_req_socket_is_dropped_and_serving_goes_on(
+    tiny_bundle, tiny_policy, tmp_path
+) -> None:
+    import zmq
+
+    with running_server(serve_config(tiny_bundle, tmp_path), tiny_policy) as server:
+        dealer = zmq.Context.instance().socket(zmq.DEALER)
+        dealer.setsockopt(zmq.LINGER, 0)
+        dealer.connect(server.control_endpoint)
+        with structlog.testing.capture_logs() as logs:
+            dealer.send(json.dumps({"type": "status", "token": server.token}).encode())
+            deadline = time.monotonic() + 5
+            while not logs and time.monotonic() < deadline:
+                time.sleep(0.01)
+        dealer.close(linger=0)
+        assert [e["event"] for e in logs] == ["control_refused"]
+        status = control_request(server.control_endpoint, {"type": "status", "token": server.token})
+        assert status["ok"] is True
