@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import numpy as np
 
 from env.periods import MINUTE_1, BarPeriod, detect_bar_period
+from env.timezones import canonical_zone
 
 if TYPE_CHECKING:
     from env.contracts import ContractSpec
@@ -247,16 +248,13 @@ def load_bars(
         )
     path = Path(path)
     spec = contract or resolve_contract("NQ")
-    target_name = exchange_tz or spec.timezone
     try:
-        target = ZoneInfo(target_name)
+        target_name = canonical_zone(exchange_tz or spec.timezone)
         if data_timezone is not None:
-            ZoneInfo(data_timezone)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise BarsFileError(
-            f"{path}: unknown time zone ({exc}); use an IANA name such as 'UTC' or "
-            "'America/Chicago'"
-        ) from None
+            data_timezone = canonical_zone(data_timezone)
+    except ValueError as exc:
+        raise BarsFileError(f"{path}: {exc}") from None
+    target = ZoneInfo(target_name)
     lines = _read_text(path).splitlines()
     first = next((i for i, line in enumerate(lines) if line.strip()), None)
     if first is None:
