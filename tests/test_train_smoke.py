@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 from ai_trading_bridge import cli
@@ -117,6 +118,8 @@ def test_train_cli_smoke_writes_a_bundle_plain_sb3_can_load(tmp_path: Path) -> N
     assert card["data"]["train_bars"] < card["data"]["n_bars"]
     assert card["validation"] is not None and card["validation"]["episodes"] == 8
     assert card["files"]["model.zip"] == bundle_io.sha256_file(out / "model.zip")
+    assert card["train_config"]["device"] == "auto"  # asked for; the device that trained:
+    assert card["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
 
     model = MaskablePPO.load(str(out / "model.zip"))
     assert model.observation_space.shape == (228,) and model.action_space.n == 6
@@ -222,3 +225,35 @@ def test_train_below_one_rollout_warns_the_budget_was_rounded(
         ]
     else:
         assert rounded == []
+
+
+@pytest.mark.parametrize("device", ["cuda", "CUDA", "Cuda"])
+def test_train_device_cuda_without_cuda_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, device: str
+) -> None:
+    """SB3 trains on the CPU when CUDA is missing; the run must not pretend otherwise."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "bundle"
+    args = ["train", "--out", str(out), "--device", device, "--timesteps", "256"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.output
+    assert "cannot use CUDA" in lines[0] and torch.__version__ in lines[0]
+    assert "--device cpu" in lines[0] and "install a CUDA build of torch" in lines[0]
+    assert not out.exists()
+
+
+def test_walkforward_config_device_cuda_without_cuda_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    config = tmp_path / "wf.toml"
+    config.write_text('device = "cuda"\n')
+    out = tmp_path / "wf"
+    result = CliRunner().invoke(cli, ["walkforward", "--config", str(config), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and "cannot use CUDA" in lines[0]
+    assert f'device = "cpu" or "auto" in {config}' in lines[0]
+    assert not out.exists()

@@ -361,6 +361,7 @@ def train(
 ) -> None:
     """Train MaskablePPO with the guide's settings and write a model bundle to --out."""
     from train.config import TrainConfig, load_config_file
+    from train.training import check_device
     from train.training import train as run_training
 
     try:
@@ -368,6 +369,7 @@ def train(
         base = TrainConfig.from_mapping(mapping) if config_file else TrainConfig()
         flags = {k: v for k, v in overrides.items() if k in _OVERRIDES and v is not None}
         config = TrainConfig.from_mapping({**series_contract(data, mapping, flags), **flags}, base)
+        check_device(config.device)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     try:
@@ -650,6 +652,7 @@ def walkforward(
         flags = {k: v for k, v in overrides.items() if v is not None}
         flags = {**series_contract(data, mapping, flags), **flags}
         config = TrainConfig.from_mapping({**flags, "checkpoint_every": 0, "eval_every": 0}, base)
+        _check_config_device(config.device, config_file)
         with warnings.catch_warnings():
             warnings.showwarning = _echo_warning
             report = run_walkforward(
@@ -669,6 +672,17 @@ def walkforward(
     click.echo(f"report: {Path(out) / 'walkforward.json'}")
     summary = report["summary"]
     sys.exit(0 if summary["passed"] == summary["jobs"] else 1)
+
+
+def _check_config_device(device: str, config_file: str | None) -> None:
+    """The config file's ``device`` as a usage error when this torch cannot use it
+    (walkforward has no ``--device``)."""
+    from train.training import check_device
+
+    try:
+        check_device(device, fix=f'device = "cpu" or "auto" in {config_file}')
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 COMMANDS: list = [train, validate, deploy, rollback, walkforward]

@@ -197,6 +197,24 @@ def _cuda() -> bool:
     return bool(torch.cuda.is_available())
 
 
+def check_device(device: str, fix: str = "--device cpu or --device auto") -> None:
+    """Refuse ``cuda`` on a torch without CUDA: SB3 would fall back to the CPU quietly
+    and the run would not be the one asked for.
+
+    Raises:
+        ValueError: one line naming the torch build and the two ways out.
+    """
+    if device != "cuda" or _cuda():
+        return
+    import torch
+
+    raise ValueError(
+        f"device cuda: this torch ({torch.__version__}) cannot use CUDA (no CUDA build or "
+        f"no GPU); use {fix}, or install a CUDA build of torch "
+        "(https://pytorch.org/get-started/locally/)"
+    )
+
+
 def tensorboard_available() -> bool:
     try:
         import tensorboard  # type: ignore[import-untyped, import-not-found]  # noqa: F401
@@ -325,6 +343,7 @@ def train(
     from train.shaping import DualAscent
     from train.shaping import make_callback as make_shaping_callback
 
+    check_device(config.device)
     configure_torch(config.torch_threads)
     out = Path(out)
     if data is None:
@@ -389,6 +408,7 @@ def train(
         reward=config.reward,
         n_envs=config.n_envs,
         vec=config.vec,
+        device=model.device.type,
         data=bars.source,
         train_bars=split.split,
         holdout_bars=len(bars) - split.split,
@@ -438,6 +458,7 @@ def train(
         seed=config.seed,
         files=bundle_io.file_hashes(out),
         extra={
+            "device": model.device.type,  # what trained: config.device may say auto
             "train_config": config.to_dict(),
             **({"shaping": dual.to_card()} if dual is not None else {}),
             **({"calibration": calibration.to_card()} if calibration is not None else {}),
