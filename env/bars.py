@@ -28,6 +28,11 @@ class BarsFileError(ValueError):
     """A bar file that cannot be used; the message names the file, the line and the problem."""
 
 
+class NoBarsError(BarsFileError):
+    """A bar file with no bars at all (empty, or a header alone): the wrong file was
+    given, rather than a bad line in the right one."""
+
+
 @dataclass(frozen=True, eq=False)
 class Bars:
     """A time-ordered OHLCV series.
@@ -233,6 +238,7 @@ def load_bars(
     Raises:
         BarsFileError: one line naming the file, the line number, the problem and the
             fix. Nothing is returned from a file with any bad line.
+        NoBarsError: (a BarsFileError) the file holds no bars at all.
     """
     from env.contracts import resolve_contract
     from env.public_series import is_public_source, load_public_series
@@ -258,7 +264,7 @@ def load_bars(
     lines = _read_text(path).splitlines()
     first = next((i for i, line in enumerate(lines) if line.strip()), None)
     if first is None:
-        raise BarsFileError(f"{path}: file is empty; expected OHLCV bars")
+        raise NoBarsError(f"{path} holds no bars (the file is empty); give a file of OHLCV bars")
 
     head = lines[first]
     separator = ";" if ";" in head else ","
@@ -295,7 +301,10 @@ def load_bars(
         times.append(time)
         values.append(row)
     if not values:
-        raise BarsFileError(f"{path}: no bars found")
+        raise NoBarsError(
+            f"{path} holds no bars (line {first + 1} is a header and no bar follows); "
+            "give a file of OHLCV bars"
+        )
 
     array = np.array(values, dtype=np.float64)
     bars = Bars(

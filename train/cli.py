@@ -360,6 +360,7 @@ def train(
     **overrides: Any,
 ) -> None:
     """Train MaskablePPO with the guide's settings and write a model bundle to --out."""
+    from env.bars import NoBarsError
     from train.config import TrainConfig, load_config_file
     from train.training import check_device
     from train.training import train as run_training
@@ -384,6 +385,8 @@ def train(
                 progress_bar=progress,
                 validate_episodes=validate_episodes,
             )
+    except NoBarsError as exc:
+        raise click.BadParameter(str(exc), param_hint="--data") from None
     except ValueError as exc:  # a bad data file, too few bars, a bad contract spec
         raise click.ClickException(str(exc)) from None
     validation = bundle.card.get("validation")
@@ -450,7 +453,7 @@ def validate(
     risk_config: Path | None,
 ) -> None:
     """Post-training validation on held-out episodes; exit 0 on pass, 1 on fail."""
-    from env.bars import load_bars
+    from env.bars import NoBarsError, load_bars
     from env.risk import RiskConfig
     from train import bundle as bundle_io
     from train.validation import card_summary
@@ -486,6 +489,10 @@ def validate(
                 episode_bars=episode_bars,
                 risk=None if risk_config is None else RiskConfig.load(risk_config),
             )
+    except NoBarsError as exc:
+        if data is None:  # the card's own data file, emptied since training
+            raise click.ClickException(str(exc)) from None
+        raise click.BadParameter(str(exc), param_hint="--data") from None
     except (bundle_io.BundleError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(text)
@@ -640,6 +647,7 @@ def walkforward(
 ) -> None:
     """Walk-forward folds x seeds: train on the past, validate on the next slice, one
     report (pass rate, spread, out-of-sample backtest); exit 0 when every job passed."""
+    from env.bars import NoBarsError
     from train.config import TrainConfig, load_config_file
     from train.walkforward import format_report
     from train.walkforward import walkforward as run_walkforward
@@ -666,6 +674,8 @@ def walkforward(
                 validate_episodes=validate_episodes,
                 ray_address=ray_address,
             )
+    except NoBarsError as exc:
+        raise click.BadParameter(str(exc), param_hint="--data") from None
     except (ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(format_report(report))
