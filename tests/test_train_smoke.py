@@ -203,20 +203,58 @@ def test_rounded_budget_is_whole_rollouts(
     assert rounded_budget(steps, config) == expected
 
 
+class _RecordedBar:
+    """Stands in for SB3's tqdm progress bar, recording its total and its updates."""
+
+    bars: list[_RecordedBar] = []
+
+    def __init__(self, total: int) -> None:
+        self.total, self.n = total, 0
+        _RecordedBar.bars.append(self)
+
+    def update(self, n: int) -> None:
+        self.n += n
+
+    def refresh(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 @pytest.mark.parametrize(("timesteps", "ran"), [("200", 256), ("512", 512)])
 def test_train_below_one_rollout_warns_the_budget_was_rounded(
-    tmp_path: Path, timesteps: str, ran: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, timesteps: str, ran: int
 ) -> None:
+    import zipfile
+
+    from stable_baselines3.common import callbacks
+    from structlog.testing import capture_logs
+
+    monkeypatch.setattr(callbacks, "tqdm", _RecordedBar)
+    monkeypatch.setattr(_RecordedBar, "bars", [])
     out = tmp_path / "bundle"
     args = ["train", "--out", str(out), "--timesteps", timesteps, "--n-steps", "256"]
     args += ["--n-envs", "2", "--episode-bars", "100", "--synthetic-days", "3"]
     args += ["--eval-every", "0", "--checkpoint-every", "0", "--validate-episodes", "0"]
-    args += ["--reward", "seed", "--no-progress"]
-    result = CliRunner().invoke(cli, args)
+    args += ["--reward", "seed", "--progress"]
+    with capture_logs() as logs:
+        result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     rounded = [line for line in result.stderr.splitlines() if "rounded" in line]
     card = json.loads((out / "model.json").read_text())
     assert card["timesteps"] == ran  # what really ran, either way
+    # The progress bar counts to the rounded budget, not past the asked one (256/200).
+    [bar] = _RecordedBar.bars
+    assert (bar.n, bar.total) == (ran, ran)
+    # PPO's schedules end at the rounded budget: progress remaining 0, not below.
+    with zipfile.ZipFile(out / "model.zip") as archive:
+        saved = json.loads(archive.read("data"))
+    assert saved["_total_timesteps"] == ran and saved["_current_progress_remaining"] == 0.0
+    [started] = [e for e in logs if e["event"] == "training_started"]
+    [finished] = [e for e in logs if e["event"] == "training_finished"]
+    assert started["remaining"] == ran
+    assert finished["steps_per_s"] == pytest.approx(ran / card["duration_s"], rel=0.05)
     if ran != int(timesteps):
         assert rounded == [
             "warning: timesteps 200 is not a whole number of rollouts of 256 steps "

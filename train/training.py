@@ -376,8 +376,11 @@ def train(
     else:
         model = new_model(config, venv, tb_dir)
     out.mkdir(parents=True, exist_ok=True)  # only now: a refused run leaves no folder
-    remaining = config.timesteps - (model.num_timesteps if resume is not None else 0)
+    done_before = model.num_timesteps if resume is not None else 0
+    remaining = config.timesteps - done_before
     warn_if_rounded(remaining, config)
+    # What learn() really runs: the progress bar, the schedules and the speed use it.
+    budget = rounded_budget(remaining, config)
 
     holdout_template = TradingEnv(split.holdout, env_config)
     callbacks: list[BaseCallback] = [ActionDistributionCallback()]
@@ -404,7 +407,7 @@ def train(
         "training_started",
         out=str(out),
         timesteps=config.timesteps,
-        remaining=remaining,
+        remaining=budget,
         reward=config.reward,
         n_envs=config.n_envs,
         vec=config.vec,
@@ -414,9 +417,9 @@ def train(
         holdout_bars=len(bars) - split.split,
     )
     started = time.perf_counter()
-    if remaining > 0:
+    if budget > 0:
         model.learn(
-            total_timesteps=remaining,
+            total_timesteps=budget,
             callback=CallbackList(callbacks),
             log_interval=1,
             reset_num_timesteps=resume is None,
@@ -470,7 +473,7 @@ def train(
         out=str(out),
         timesteps=int(model.num_timesteps),
         duration_s=round(duration, 1),
-        steps_per_s=round(remaining / max(duration, 1e-9)),
+        steps_per_s=round((model.num_timesteps - done_before) / max(duration, 1e-9)),
     )
     result = bundle_io.load_bundle(out)
     if validate_episodes:
