@@ -31,7 +31,7 @@ from bridge.config import (
     check_endpoint,
     is_loopback,
 )
-from bridge.killswitch import KillSwitch, default_state_dir
+from bridge.killswitch import KillSwitch, default_state_dir, halt_text
 from env.config import WARMUP_BARS
 from train.cli import _bars_options, _echo_warning, pick_model_arguments, resolve_model_options
 from train.cli import model_options as _model_options
@@ -333,6 +333,9 @@ def reload(
         sys.exit(1)
     if status:
         click.echo(json.dumps(reply, indent=2))
+        risk = reply.get("risk") or {}
+        if risk.get("state") == "halted":  # on stderr: stdout stays JSON for scripts
+            click.secho(f"kill switch ON {halt_text(risk)}", fg="red", err=True)
     elif reply.get("ok"):
         click.echo(
             f"reloaded: serving {reply['model']['version']} (was {reply['previous']['version']})"
