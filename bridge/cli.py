@@ -37,6 +37,7 @@ from train.cli import _bars_options, _echo_warning, pick_model_arguments, resolv
 from train.cli import model_options as _model_options
 
 _PATH = click.Path(path_type=Path)
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl+C
 STATUS_TIMEOUT_S = 30.0  # `reload --status`, and the margin added to a reload's wait
 
 
@@ -476,6 +477,9 @@ def replay(
     except (ValueError, ConnectionError) as exc:
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(1)
+    except KeyboardInterrupt:
+        click.secho("interrupted (Ctrl+C) before the first bar was replayed", fg="red", err=True)
+        sys.exit(INTERRUPTED_EXIT)
     _print_replay(result)
     failed = result.errors + result.missed
     if failed:
@@ -485,6 +489,15 @@ def replay(
             fg="red",
             err=True,
         )
+    if result.interrupted:
+        click.secho(
+            f"interrupted (Ctrl+C) after {len(result.actions)} of {result.planned} bars: "
+            "the summary covers the bars replayed so far",
+            fg="yellow",
+            err=True,
+        )
+        sys.exit(INTERRUPTED_EXIT)
+    if failed:
         sys.exit(1)
 
 

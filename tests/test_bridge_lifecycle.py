@@ -538,6 +538,40 @@ def test_replay_command_prints_trades_pnl_and_histogram(
     )
 
 
+def test_replay_ctrl_c_prints_the_summary_so_far_and_exits_130(
+    tiny_bundle, tiny_policy, tmp_path, restore_logging, monkeypatch
+) -> None:
+    """Ctrl+C lands while replay waits for a reply (the 50th bar): the 49 bars answered
+    before it are summarised, one line says the run was interrupted, exit 130."""
+    from bridge import server as server_module
+    from env.bars import save_bars_csv
+
+    data = tmp_path / "bars.csv"
+    save_bars_csv(BARS[:400], data)
+    real_request = server_module.LazyPirateClient.request
+    calls = []
+
+    def request(self, payload: bytes):  # type: ignore[no-untyped-def]
+        calls.append(json.loads(payload)["type"])
+        if calls.count("bar") == 50:
+            raise KeyboardInterrupt
+        return real_request(self, payload)
+
+    monkeypatch.setattr(server_module.LazyPirateClient, "request", request)
+    with running_server(serve_config(tiny_bundle, tmp_path), tiny_policy) as server:
+        args = ["replay", str(data), "--endpoint", server.endpoint, "--bundle", str(tiny_bundle)]
+        result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 130, result.output
+    assert "Traceback" not in result.output and "Aborted" not in result.output
+    assert result.stdout.startswith(f"model {tiny_policy.version}: 49 bars, ")
+    assert "DISABLE_TRAIL" in result.stdout  # the histogram, too
+    # (the in-process daemon's log lines share stderr; replay's own line is the last)
+    assert result.stderr.splitlines()[-1] == (
+        f"interrupted (Ctrl+C) after 49 of {400 - WARMUP_BARS} bars: the summary covers "
+        "the bars replayed so far"
+    )
+
+
 def test_replay_that_gets_error_replies_says_why_and_fails(
     tiny_bundle, tiny_policy, tmp_path, restore_logging
 ) -> None:
