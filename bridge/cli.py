@@ -189,6 +189,7 @@ def serve(
 ) -> None:
     """Serve a policy to NinjaTrader over ZeroMQ (the bundled demo model by default)."""
     from bridge.console import configure_queued_logging, ensure_std_streams, exit_now
+    from bridge.journal import JournalError
     from bridge.policy import PolicyLoadError
     from bridge.server import (
         ServeError,
@@ -251,6 +252,8 @@ def serve(
         freeze_startup_objects()  # before the model: see its docstring
         server = build_server(config)
         server.bind()
+    except JournalError as exc:  # as for --log-file: refused before serving anything
+        raise click.BadParameter(str(exc), param_hint="--journal-dir") from None
     except (PolicyLoadError, ServeError) as exc:
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(1)
