@@ -582,6 +582,12 @@ def rollback(target: str) -> None:
         pointer = run_rollback(target)
     except DeployError as exc:
         raise click.ClickException(str(exc)) from None
+    if pointer["forced"]:
+        click.secho(
+            f"WARNING: {pointer['version']} was deployed without passing validation (--force)",
+            fg="red",
+            err=True,
+        )
     click.echo(f"rolled back to {pointer['version']} (from {pointer['rolled_back_from']})")
 
 
