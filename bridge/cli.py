@@ -31,12 +31,13 @@ from bridge.config import (
     check_endpoint,
     is_loopback,
 )
-from bridge.killswitch import KillSwitch, default_state_dir
+from bridge.killswitch import KillSwitch, default_state_dir, halt_text
 from env.config import WARMUP_BARS
 from train.cli import _bars_options, _echo_warning, pick_model_arguments, resolve_model_options
 from train.cli import model_options as _model_options
 
 _PATH = click.Path(path_type=Path)
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl+C
 STATUS_TIMEOUT_S = 30.0  # `reload --status`, and the margin added to a reload's wait
 
 
@@ -188,6 +189,7 @@ def serve(
 ) -> None:
     """Serve a policy to NinjaTrader over ZeroMQ (the bundled demo model by default)."""
     from bridge.console import configure_queued_logging, ensure_std_streams, exit_now
+    from bridge.journal import JournalError
     from bridge.policy import PolicyLoadError
     from bridge.server import (
         ServeError,
@@ -250,6 +252,8 @@ def serve(
         freeze_startup_objects()  # before the model: see its docstring
         server = build_server(config)
         server.bind()
+    except JournalError as exc:  # as for --log-file: refused before serving anything
+        raise click.BadParameter(str(exc), param_hint="--journal-dir") from None
     except (PolicyLoadError, ServeError) as exc:
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(1)
@@ -333,6 +337,9 @@ def reload(
         sys.exit(1)
     if status:
         click.echo(json.dumps(reply, indent=2))
+        risk = reply.get("risk") or {}
+        if risk.get("state") == "halted":  # on stderr: stdout stays JSON for scripts
+            click.secho(f"kill switch ON {halt_text(risk)}", fg="red", err=True)
     elif reply.get("ok"):
         click.echo(
             f"reloaded: serving {reply['model']['version']} (was {reply['previous']['version']})"
@@ -473,6 +480,9 @@ def replay(
     except (ValueError, ConnectionError) as exc:
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(1)
+    except KeyboardInterrupt:
+        click.secho("interrupted (Ctrl+C) before the first bar was replayed", fg="red", err=True)
+        sys.exit(INTERRUPTED_EXIT)
     _print_replay(result)
     failed = result.errors + result.missed
     if failed:
@@ -482,6 +492,15 @@ def replay(
             fg="red",
             err=True,
         )
+    if result.interrupted:
+        click.secho(
+            f"interrupted (Ctrl+C) after {len(result.actions)} of {result.planned} bars: "
+            "the summary covers the bars replayed so far",
+            fg="yellow",
+            err=True,
+        )
+        sys.exit(INTERRUPTED_EXIT)
+    if failed:
         sys.exit(1)
 
 

@@ -9,11 +9,12 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from bridge.killswitch import default_log_file, default_state_dir
 from env.bars import EXCHANGE_TZ
 from env.risk import RiskConfig
+from env.timezones import zone_info
 
 DEFAULT_BIND = "tcp://127.0.0.1:5555"
 DEFAULT_CONTROL = "tcp://127.0.0.1:*"  # a free port, published in the state folder
@@ -270,7 +271,7 @@ class ServeConfig:
             raise ConfigError(
                 f"--max-clock-skew must be a number of minutes >= 0, got {self.max_clock_skew_s}"
             )
-        exchange_zone(self.exchange_tz)
+        object.__setattr__(self, "exchange_tz", exchange_zone(self.exchange_tz).key)
 
 
 def check_endpoint(endpoint: str, option: str) -> None:
@@ -291,11 +292,8 @@ def is_loopback(endpoint: str) -> bool:
 
 
 def exchange_zone(name: str) -> ZoneInfo:
-    """The exchange time zone, or a ConfigError a trader can act on."""
+    """The exchange time zone (its name in any case), or a ConfigError a trader can act on."""
     try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(
-            f"--exchange-tz {name!r} is not a known IANA time zone (e.g. America/Chicago); "
-            "on Windows install the tzdata package: python -m pip install tzdata"
-        ) from None
+        return zone_info(name)
+    except ValueError as exc:
+        raise ConfigError(f"--exchange-tz: {exc}") from None

@@ -520,10 +520,16 @@ class Dispatcher:
 
     def risk_summary(self, stream: InstrumentSession | None = None) -> dict[str, Any]:
         """The hello reply's ``risk``: the state and each rail's, for a stream (or for a
-        fresh one)."""
+        fresh one); while the kill switch is engaged, also its ``reason`` and ``since``
+        (the UTC time of ``halt``; None when the halt file cannot be read)."""
         rails = self._rails(stream) if stream is not None else RailState(self.risk)
         halted = self._check_halt()
-        return {"state": rails.state(halted), "rails": rails.rails(halted)}
+        summary: dict[str, Any] = {"state": rails.state(halted), "rails": rails.rails(halted)}
+        info = self.kill_switch.status() if halted and self.kill_switch is not None else None
+        if info is not None:
+            summary["reason"] = str(info.get("reason") or "")
+            summary["since"] = info.get("halted_at")
+        return summary
 
     def _log_risk_state(
         self, client: str | None, instrument: str | None, stream: InstrumentSession

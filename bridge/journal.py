@@ -9,8 +9,10 @@
 the journal's requests into a fresh daemon with the same model reproduces every reply);
 anything else is kept as ``request_text`` (or ``request_hex`` when not UTF-8), cut at 64 KiB,
 with its size in ``request_bytes``. ``latency_us`` is from receiving the request to the
-line being written, just before the reply is sent. A write failure is logged loudly and
-retried on the next line; it never stops the daemon from replying.
+line being written, just before the reply is sent. The daemon does not start without a
+journal it can write (:meth:`Journal.open` raises :class:`JournalError`); a write failure
+once serving is logged loudly and retried on the next line, and never stops the daemon
+from replying.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ MAX_CACHED_VERSIONS = 64  # model versions whose JSON string is kept
 MAX_UNPARSED_BYTES = 65536  # of a request that is not a JSON object (bad_json, too_large)
 _TAIL_CHUNK = 1 << 16
 _BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
+
+
+class JournalError(Exception):
+    """The journal folder cannot be written at start; the message names it and the fix."""
 
 
 class Journal:
@@ -63,23 +69,24 @@ class Journal:
         return self.folder / f"journal-{day}.jsonl"
 
     def open(self) -> None:
-        """Open today's file now (repairing a torn last line of the latest journal), so
-        start-up reports a damaged journal before the first request. Never raises: a
-        journal that cannot be written is logged and retried on each record."""
+        """Create the folder and open today's file for append now (repairing a torn last
+        line of the latest journal), so a daemon whose audit trail cannot be written
+        does not start, and a damaged journal is reported before the first request.
+
+        Raises:
+            JournalError: one line naming the folder, the reason and what to do.
+        """
         try:
             latest = sorted(self.folder.glob("journal-*.jsonl")) if self.folder.is_dir() else []
             if latest:
                 self.torn.extend(repair_torn_tail(latest[-1]))
             self._fd_for(self.clock().strftime("%Y-%m-%d"))
         except OSError as exc:
-            self.failures += 1
-            log.error(
-                "journal_write_failed",
-                folder=str(self.folder),
-                error=repr(exc),
-                failures=self.failures,
-                detail="decisions are still served but not journaled; check the folder",
-            )
+            raise JournalError(
+                f"cannot write the decision journal in {self.folder} "
+                f"({exc.strerror or exc}); give a folder this user can write with "
+                "--journal-dir, or serve without a journal with --no-journal"
+            ) from None
 
     def record(self, raw: bytes, outcome: Outcome, latency_us: int) -> None:
         """Append one request and its reply; never raises."""

@@ -85,3 +85,11 @@ class KillSwitch:
         except FileNotFoundError:
             return False
         return True
+
+
+def halt_text(record: dict[str, Any]) -> str:
+    """``since <UTC time> (<reason>)`` of a halt record, a ``risk`` block (``since``)
+    or a ``kill_switch_engaged`` log line (``halted_at``), for people to read."""
+    since = record.get("since") or record.get("halted_at")
+    reason = record.get("reason") or "no reason given"
+    return f"since {since} ({reason})" if since else f"({reason})"

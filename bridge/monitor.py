@@ -20,6 +20,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from bridge.killswitch import halt_text
 from env.config import ACTION_NAMES
 
 LATENCY_SAMPLES = 5000  # recent decisions the percentiles are computed over
@@ -72,7 +73,7 @@ class MonitorState:
             rule = str(event.get("rule"))
             self.refusals[rule] = self.refusals.get(rule, 0) + 1
         elif name == "kill_switch_engaged":
-            self.kill_switch = f"ON ({event.get('reason', '')})"
+            self.kill_switch = f"ON {halt_text(event)}"
         elif name == "kill_switch_released":
             self.kill_switch = "off"
         elif name == "request_rejected":

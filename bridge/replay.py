@@ -80,6 +80,8 @@ class ReplayResult:
     timeouts: int = 0  # tries that timed out
     model_version: str = ""
     first_error: str = ""  # the first failure, as a sentence (error code: message)
+    planned: int = 0  # bar messages the run was to send
+    interrupted: bool = False  # stopped by Ctrl+C: the rest covers the bars replayed
 
     def histogram(self) -> dict[str, dict[str, int]]:
         """Action counts of the decided bars, overall, flat and in a position."""
@@ -105,6 +107,7 @@ class ReplayResult:
             "errors": self.errors,
             "timeouts": self.timeouts,
             "risk_refused": self.risk_refused(),
+            "interrupted": self.interrupted,
         }
 
     def risk_refused(self) -> dict[str, int]:
@@ -172,8 +175,13 @@ def run_replay(
 ) -> ReplayResult:
     """Replay ``bars`` through the daemon at ``config.endpoint``.
 
+    Ctrl+C (KeyboardInterrupt) while the bars are sent ends the run early: the result
+    covers the bars answered so far, any position flattened at the last close, and says
+    ``interrupted``.
+
     Raises:
         ConnectionError: the daemon did not answer hello or refused the history.
+        KeyboardInterrupt: Ctrl+C before the first bar message.
     """
     history = min(config.history, len(bars))
     end = len(bars) if config.max_bars is None else min(len(bars), history + config.max_bars)
@@ -220,31 +228,38 @@ def run_replay(
         calendars.build(traded)
         session: object = None
         session_pnl = 0.0  # realized P&L of the session, as NinjaTrader reports it
-        for i in range(history, end):
-            trade = position.on_bar(i, bars.open[i], bars.high[i], bars.low[i], bars.close[i])
-            point = calendars.point(traded, datetime.fromisoformat(str(bars.time[i])))
-            if point.session != session:
-                session, session_pnl = point.session, 0.0
-            if trade is not None:
-                result.trades.append(trade)
-                session_pnl += trade.pnl_dollars
-            message: dict[str, Any] = {
-                "type": "bar",
-                "bar": bar_object(bars, i),
-                "position": position_message(position, bars),
-                "realized_pnl": round(session_pnl, 2),
-            }
-            if config.debug:
-                message["debug"] = True
-            result.sides.append(position.side)
-            reply = ask(message)
-            _record(result, reply, config.endpoint)
-            if reply is not None and reply.get("ok"):
-                execute(reply, position, float(bars.close[i]), float(atr[i]))
-            if progress is not None:
-                progress(i - history + 1, end - history)
-        if end > history:
-            trade = position.flatten(end - 1, float(bars.close[end - 1]))
+        result.planned = end - history
+        seen = history - 1  # the last bar the simulated position has been through
+        try:
+            for i in range(history, end):
+                trade = position.on_bar(i, bars.open[i], bars.high[i], bars.low[i], bars.close[i])
+                seen = i
+                point = calendars.point(traded, datetime.fromisoformat(str(bars.time[i])))
+                if point.session != session:
+                    session, session_pnl = point.session, 0.0
+                if trade is not None:
+                    result.trades.append(trade)
+                    session_pnl += trade.pnl_dollars
+                message: dict[str, Any] = {
+                    "type": "bar",
+                    "bar": bar_object(bars, i),
+                    "position": position_message(position, bars),
+                    "realized_pnl": round(session_pnl, 2),
+                }
+                if config.debug:
+                    message["debug"] = True
+                result.sides.append(position.side)
+                reply = ask(message)
+                _record(result, reply, config.endpoint)
+                if reply is not None and reply.get("ok"):
+                    execute(reply, position, float(bars.close[i]), float(atr[i]))
+                if progress is not None:
+                    progress(i - history + 1, end - history)
+        except KeyboardInterrupt:  # Ctrl+C: keep what was replayed
+            result.interrupted = True
+            del result.sides[len(result.actions) :]  # a bar sent and not answered
+        if seen >= history:
+            trade = position.flatten(seen, float(bars.close[seen]))
             if trade is not None:
                 result.trades.append(trade)
     return result

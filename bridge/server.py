@@ -581,9 +581,19 @@ def build_server(
     """Load the policy and assemble the daemon (not yet bound).
 
     Raises:
+        JournalError: the journal folder cannot be written (checked before the model
+            loads, so the refusal is quick).
         PolicyLoadError: the model cannot be served.
     """
-    policy = loader(config.model)
+    journal = Journal(config.journal_dir) if config.journal_dir is not None else None
+    if journal is not None:
+        journal.open()
+    try:
+        policy = loader(config.model)
+    except BaseException:
+        if journal is not None:
+            journal.close()
+        raise
     dispatcher = Dispatcher(
         policy,
         exchange_tz=exchange_zone(config.exchange_tz),
@@ -596,9 +606,6 @@ def build_server(
     )
     dispatcher.calendars.build(policy.env_config.instrument)  # about a second; not per bar
     warm_imports()  # so a reload thread never imports torch while requests are served
-    journal = Journal(config.journal_dir) if config.journal_dir is not None else None
-    if journal is not None:
-        journal.open()
     # Reloads of pickled models unpickle in a child process (bridge.reload_worker), so the
     # bars served meanwhile never wait for the interpreter.
     reloader = load_isolated if loader is load_policy else loader

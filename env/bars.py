@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import numpy as np
 
 from env.periods import MINUTE_1, BarPeriod, detect_bar_period
+from env.timezones import canonical_zone
 
 if TYPE_CHECKING:
     from env.contracts import ContractSpec
@@ -25,6 +26,11 @@ EXCHANGE_TZ = "America/Chicago"
 
 class BarsFileError(ValueError):
     """A bar file that cannot be used; the message names the file, the line and the problem."""
+
+
+class NoBarsError(BarsFileError):
+    """A bar file with no bars at all (empty, or a header alone): the wrong file was
+    given, rather than a bad line in the right one."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -232,6 +238,7 @@ def load_bars(
     Raises:
         BarsFileError: one line naming the file, the line number, the problem and the
             fix. Nothing is returned from a file with any bad line.
+        NoBarsError: (a BarsFileError) the file holds no bars at all.
     """
     from env.contracts import resolve_contract
     from env.public_series import is_public_source, load_public_series
@@ -247,20 +254,17 @@ def load_bars(
         )
     path = Path(path)
     spec = contract or resolve_contract("NQ")
-    target_name = exchange_tz or spec.timezone
     try:
-        target = ZoneInfo(target_name)
+        target_name = canonical_zone(exchange_tz or spec.timezone)
         if data_timezone is not None:
-            ZoneInfo(data_timezone)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise BarsFileError(
-            f"{path}: unknown time zone ({exc}); use an IANA name such as 'UTC' or "
-            "'America/Chicago'"
-        ) from None
+            data_timezone = canonical_zone(data_timezone)
+    except ValueError as exc:
+        raise BarsFileError(f"{path}: {exc}") from None
+    target = ZoneInfo(target_name)
     lines = _read_text(path).splitlines()
     first = next((i for i, line in enumerate(lines) if line.strip()), None)
     if first is None:
-        raise BarsFileError(f"{path}: file is empty; expected OHLCV bars")
+        raise NoBarsError(f"{path} holds no bars (the file is empty); give a file of OHLCV bars")
 
     head = lines[first]
     separator = ";" if ";" in head else ","
@@ -297,7 +301,10 @@ def load_bars(
         times.append(time)
         values.append(row)
     if not values:
-        raise BarsFileError(f"{path}: no bars found")
+        raise NoBarsError(
+            f"{path} holds no bars (line {first + 1} is a header and no bar follows); "
+            "give a file of OHLCV bars"
+        )
 
     array = np.array(values, dtype=np.float64)
     bars = Bars(

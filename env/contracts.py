@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from env.timezones import canonical_zone
+
 CME_ZONE = "America/Chicago"
 
 # pandas-market-calendars names of the CME Globex product-group calendars.
@@ -91,7 +93,7 @@ class ContractSpec:
         if not (math.isfinite(fee) and fee >= 0):
             raise ValueError(f"commission_per_side must be a finite number >= 0, got {fee!r}")
         object.__setattr__(self, "commission_per_side", float(fee))
-        _check_zone(self.timezone)
+        object.__setattr__(self, "timezone", canonical_zone(self.timezone))
 
     @property
     def tick_value(self) -> float:
@@ -129,17 +131,6 @@ class ContractSpec:
         if base is not None:
             return dataclasses.replace(base, **data)
         return cls(**data)
-
-
-def _check_zone(zone: str) -> None:
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    try:
-        ZoneInfo(zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(
-            f"unknown time zone {zone!r}; use an IANA name such as 'America/Chicago'"
-        ) from None
 
 
 @functools.lru_cache(maxsize=256)

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from env.timezones import canonical_zone
+
 if TYPE_CHECKING:
     from env.bars import Bars
     from env.contracts import ContractSpec
@@ -203,6 +205,11 @@ def load_public_series(
             f"{label} is {series.description.split(',')[0]}: trade it as "
             f"{' or '.join(series.proxies)} (--instrument {series.contract}), not {root}"
         )
+    if data_timezone is not None:
+        try:
+            data_timezone = canonical_zone(data_timezone)
+        except ValueError as exc:
+            raise BarsFileError(f"{label}: {exc}") from None
     if data_timezone is not None and data_timezone != series.data_timezone:
         raise BarsFileError(
             f"{label}: its times are known to be {series.data_timezone}; drop the data "

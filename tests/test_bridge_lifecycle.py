@@ -436,17 +436,38 @@ def test_journal_rotates_by_utc_day(tmp_path) -> None:
 def test_journal_write_failure_is_logged_and_every_request_still_answered(
     tiny_bundle, tiny_policy, tmp_path
 ) -> None:
-    blocked = tmp_path / "journal-is-a-file"
-    blocked.write_text("")
-    config = serve_config(tiny_bundle, tmp_path, journal_dir=blocked)
+    """The journal breaks while serving (its folder replaced by a file): each request is
+    still answered, and each failed line is an error in the log."""
+    folder = tmp_path / "journal"
+    config = serve_config(tiny_bundle, tmp_path, journal_dir=folder)
     with capture_logs() as logs, running_server(config, tiny_policy) as server:
         client = Client(server.endpoint)
-        for k in range(3):
+        assert client.ask({"v": 1, "type": "ping", "seq": 0})["seq"] == 0  # journaled
+        assert server.journal is not None
+        server.journal.close()  # between requests: the next line reopens the folder
+        shutil.rmtree(folder)
+        folder.write_text("")
+        for k in range(1, 4):
             assert client.ask({"v": 1, "type": "ping", "seq": k})["seq"] == k
         client.close()
     failures = [e for e in logs if e["event"] == "journal_write_failed"]
-    # once at start (the journal is opened before serving), then once per request
-    assert len(failures) == 1 + 3 and failures[0]["log_level"] == "error"
+    assert len(failures) == 3 and {e["log_level"] for e in failures} == {"error"}
+
+
+def test_unwritable_journal_folder_stops_the_daemon_before_the_model_loads(
+    tiny_bundle, tmp_path
+) -> None:
+    from bridge.journal import JournalError
+    from bridge.server import build_server
+
+    (tmp_path / "afile").write_text("")  # a folder under a file: unwritable for root too
+    folder = tmp_path / "afile" / "journal"
+    loaded = []
+    config = serve_config(tiny_bundle, tmp_path, journal_dir=folder)
+    with pytest.raises(JournalError, match="--no-journal") as caught:
+        build_server(config, loader=lambda source: loaded.append(source))
+    assert str(folder) in str(caught.value) and "\n" not in str(caught.value)
+    assert loaded == []  # refused at once, not after loading the model
 
 
 # -- replay client ---------------------------------------------------------------------
@@ -535,6 +556,40 @@ def test_replay_command_prints_trades_pnl_and_histogram(
         "trades" in result.output
         and "net PnL" in result.output
         and "DISABLE_TRAIL" in result.output
+    )
+
+
+def test_replay_ctrl_c_prints_the_summary_so_far_and_exits_130(
+    tiny_bundle, tiny_policy, tmp_path, restore_logging, monkeypatch
+) -> None:
+    """Ctrl+C lands while replay waits for a reply (the 50th bar): the 49 bars answered
+    before it are summarised, one line says the run was interrupted, exit 130."""
+    from bridge import server as server_module
+    from env.bars import save_bars_csv
+
+    data = tmp_path / "bars.csv"
+    save_bars_csv(BARS[:400], data)
+    real_request = server_module.LazyPirateClient.request
+    calls = []
+
+    def request(self, payload: bytes):  # type: ignore[no-untyped-def]
+        calls.append(json.loads(payload)["type"])
+        if calls.count("bar") == 50:
+            raise KeyboardInterrupt
+        return real_request(self, payload)
+
+    monkeypatch.setattr(server_module.LazyPirateClient, "request", request)
+    with running_server(serve_config(tiny_bundle, tmp_path), tiny_policy) as server:
+        args = ["replay", str(data), "--endpoint", server.endpoint, "--bundle", str(tiny_bundle)]
+        result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 130, result.output
+    assert "Traceback" not in result.output and "Aborted" not in result.output
+    assert result.stdout.startswith(f"model {tiny_policy.version}: 49 bars, ")
+    assert "DISABLE_TRAIL" in result.stdout  # the histogram, too
+    # (the in-process daemon's log lines share stderr; replay's own line is the last)
+    assert result.stderr.splitlines()[-1] == (
+        f"interrupted (Ctrl+C) after 49 of {400 - WARMUP_BARS} bars: the summary covers "
+        "the bars replayed so far"
     )
 
 

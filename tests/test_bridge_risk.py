@@ -126,6 +126,47 @@ def test_kill_switch_halts_entries_not_management_and_survives_a_restart(
     assert {e["reply"]["risk"]["rule"] for e in risky} == {"kill_switch"} and len(risky) == 2
 
 
+def test_halt_reason_and_since_in_hello_status_and_reload_status(rig_factory, tmp_path) -> None:
+    import json
+
+    import structlog
+
+    from bridge.killswitch import KillSwitch
+    from bridge.server import control_request
+
+    state = tmp_path / "state"
+    record = KillSwitch(state).halt("FOMC at 14:00")
+    hello_message = {"v": 1, "type": "hello", "client": "test-client", "instrument": "NQ"}
+    with rig_factory() as server:
+        rig = Rig(server, Client(server.endpoint))
+        risk = rig.ask(hello_message)["risk"]
+        assert risk["state"] == "halted" and risk["rails"]["kill_switch"] is True
+        assert (risk["reason"], risk["since"]) == ("FOMC at 14:00", record["halted_at"])
+        status = control_request(
+            server.control_endpoint, {"type": "status", "token": server.token}, timeout_s=5
+        )
+        assert status["risk"]["reason"] == "FOMC at 14:00"
+        assert status["risk"]["since"] == record["halted_at"]
+        with structlog.testing.capture_logs():  # the daemon's threads log meanwhile
+            shown = CliRunner().invoke(
+                cli,
+                ["reload", "--endpoint", server.endpoint, "--state-dir", str(state), "--status"],
+            )
+        assert shown.exit_code == 0, shown.output
+        assert json.loads(shown.stdout)["risk"]["reason"] == "FOMC at 14:00"
+        assert shown.stderr == f"kill switch ON since {record['halted_at']} (FOMC at 14:00)\n"
+        KillSwitch(state).resume()
+        risk = rig.ask(hello_message)["risk"]
+        assert risk["state"] == "active" and "reason" not in risk and "since" not in risk
+        with structlog.testing.capture_logs():
+            shown = CliRunner().invoke(
+                cli,
+                ["reload", "--endpoint", server.endpoint, "--state-dir", str(state), "--status"],
+            )
+        assert shown.exit_code == 0 and shown.stderr == ""
+        rig.client.close()
+
+
 def test_session_loss_limit_stops_entries_until_the_next_session(rig_factory) -> None:
     with rig_factory(session_loss_limit=500.0) as server:
         rig = Rig(server, Client(server.endpoint))
@@ -461,7 +502,12 @@ def test_monitor_shows_each_rail_state_and_the_kill_switch() -> None:
     rails.on_bar(1, datetime(2025, 1, 6, 9, 0), 420.0)
     rails.decide(int(Action.BUY))
     lines = [
-        {"event": "kill_switch_engaged", "level": "warning", "reason": "news"},
+        {
+            "event": "kill_switch_engaged",
+            "level": "warning",
+            "reason": "news",
+            "halted_at": "2025-01-06T14:55:02+00:00",
+        },
         {
             "event": "risk_state",
             "level": "warning",
@@ -478,7 +524,8 @@ def test_monitor_shows_each_rail_state_and_the_kill_switch() -> None:
     console = Console(width=200, record=True)
     console.print(render(state))
     text = console.export_text()
-    assert "kill switch ON (news)" in text and "max_entries 1" in text
+    assert "kill switch ON since 2025-01-06T14:55:02+00:00 (news)" in text
+    assert "max_entries 1" in text
     assert "reducing" in text and "1 / 1" in text and "420.0 min" in text
     assert "None / off" in text and "2025-01-06 09:00:00" in text  # no loss limit; as of
 

@@ -289,3 +289,32 @@ def test_model_form_from_a_higher_source_replaces_the_other_form(
     )
     names = tuple(None if p is None else p.name for p in picked)
     assert names == expected
+
+
+@pytest.mark.parametrize("option", ["--journal-dir", "--log-file"])
+def test_serve_refuses_to_start_without_a_writable_journal_or_log(
+    tmp_path: Path, option: str
+) -> None:
+    """The journal is the audit trail: like the log file, a journal folder that cannot be
+    written stops serve before it serves (a folder under a regular file fails for root
+    too, where a read-only folder would not)."""
+    blocker = tmp_path / "afile"
+    blocker.write_text("")
+    unwritable = blocker / ("journal" if option == "--journal-dir" else "daemon.log")
+    args = ["serve", "--bind", "tcp://127.0.0.1:*", "--control", "none"]
+    args += ["--journal-dir", str(tmp_path / "journal"), "--log-file", "none"]
+    args += [option, str(unwritable)]
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), *args],
+        cwd=tmp_path,
+        env=clean_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT_S,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == "" and "Traceback" not in result.stderr
+    [line] = [x for x in result.stderr.splitlines() if x.startswith("error: ")]
+    assert option in line and str(unwritable) in line
+    if option == "--journal-dir":
+        assert "--no-journal" in line and "cannot write the decision journal" in line

@@ -197,3 +197,27 @@ def test_replay_without_a_daemon_says_so_in_one_line() -> None:
     assert result.exit_code == 1
     last = result.stderr.splitlines()[-1]
     assert last == "error: hello: no reply from tcp://127.0.0.1:9; is the daemon running there?"
+
+
+@pytest.mark.parametrize("command", ["train", "validate", "walkforward"])
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("", "the file is empty"),
+        ("\n  \n", "the file is empty"),
+        ("time,open,high,low,close,volume\n", "line 1 is a header and no bar follows"),
+        ("\ntime,open,high,low,close,volume\n\n", "line 2 is a header and no bar follows"),
+    ],
+)
+def test_data_file_without_bars_is_a_usage_error_naming_it(
+    tmp_path: Path, command: str, text: str, why: str
+) -> None:
+    data = tmp_path / "bars.csv"
+    data.write_text(text)
+    if command == "validate":
+        args = ["validate", str(make_fake_bundle(tmp_path / "b", "NQ-1")), "--data", str(data)]
+    else:
+        args = [command, "--data", str(data), "--out", str(tmp_path / "out")]
+    line = usage_error(args)
+    assert "--data" in line and f"{data} holds no bars ({why})" in line
+    assert not (tmp_path / "out").exists()

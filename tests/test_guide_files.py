@@ -158,6 +158,24 @@ def test_second_deploy_keeps_the_older_backup_and_rollback_restores_the_backup(
     assert pointer["rolled_back_from"].startswith("NQ_o1_fixed-")
 
 
+def test_rollback_to_a_forced_two_file_deploy_records_forced(
+    tmp_path: Path, models: dict[str, Path]
+) -> None:
+    folder = guide_folder(tmp_path, models, validated=False)
+    write_validation_record(folder / FIXED_ZIP, folder / FIXED_PKL, {"passed": False})
+    assert deploy_files(folder / FIXED_ZIP, folder / FIXED_PKL, folder, force=True)["forced"]
+    other = tmp_path / "second"
+    other.mkdir()
+    shutil.copy(models["old"] / "model.zip", other / FIXED_ZIP)
+    shutil.copy(models["old"] / "vecnormalize.pkl", other / FIXED_PKL)
+    write_validation_record(other / FIXED_ZIP, other / FIXED_PKL, {"passed": True})
+    assert deploy_files(other / FIXED_ZIP, other / FIXED_PKL, folder)["forced"] is False
+
+    pointer = rollback(folder)  # the forced, unvalidated pair is live again
+    assert pointer["forced"] is True
+    assert json.loads((folder / POINTER_FILE).read_text())["forced"] is True
+
+
 def test_validate_write_card_records_the_verdict_that_deploy_requires(
     tmp_path: Path, models: dict[str, Path]
 ) -> None:

@@ -107,6 +107,33 @@ def test_deploy_backs_up_previous_and_rollback_restores_it(tmp_path: Path) -> No
         rollback(target)
 
 
+def test_rollback_carries_the_forced_flag_of_the_deploy_it_returns_to(tmp_path: Path) -> None:
+    target = tmp_path / "live"
+    deploy(make_fake_bundle(tmp_path / "a", "A"), target)
+    deploy(make_fake_bundle(tmp_path / "b", "B", passed=False), target, force=True)
+    deploy(make_fake_bundle(tmp_path / "c", "C"), target)
+    back = CliRunner().invoke(cli, ["rollback", "--target", str(target)])
+    assert back.exit_code == 0 and "rolled back to B" in back.stdout
+    assert "B was deployed without passing validation (--force)" in back.stderr
+    pointer = json.loads((target / "current.json").read_text())
+    assert pointer["version"] == "B" and pointer["forced"] is True
+    assert _log(target)[-1]["action"] == "rollback" and _log(target)[-1]["forced"] is True
+    # and back once more, to the validated A: not forced
+    assert rollback(target)["forced"] is False and _log(target)[-1]["forced"] is False
+
+
+def test_rollback_of_history_without_forced_reads_the_deploy_log(tmp_path: Path) -> None:
+    """A target whose history was written before it recorded ``forced``."""
+    target = tmp_path / "live"
+    deploy(make_fake_bundle(tmp_path / "b", "B", passed=False), target, force=True)
+    deploy(make_fake_bundle(tmp_path / "c", "C"), target)
+    pointer_file = target / "current.json"
+    pointer = json.loads(pointer_file.read_text())
+    pointer["history"] = [{k: v for k, v in e.items() if k != "forced"} for e in pointer["history"]]
+    pointer_file.write_text(json.dumps(pointer))
+    assert rollback(target)["forced"] is True
+
+
 def test_deploy_and_rollback_cli(tmp_path: Path) -> None:
     target = tmp_path / "live"
     runner = CliRunner()

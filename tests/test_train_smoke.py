@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 from ai_trading_bridge import cli
@@ -117,6 +118,8 @@ def test_train_cli_smoke_writes_a_bundle_plain_sb3_can_load(tmp_path: Path) -> N
     assert card["data"]["train_bars"] < card["data"]["n_bars"]
     assert card["validation"] is not None and card["validation"]["episodes"] == 8
     assert card["files"]["model.zip"] == bundle_io.sha256_file(out / "model.zip")
+    assert card["train_config"]["device"] == "auto"  # asked for; the device that trained:
+    assert card["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
 
     model = MaskablePPO.load(str(out / "model.zip"))
     assert model.observation_space.shape == (228,) and model.action_space.n == 6
@@ -200,20 +203,58 @@ def test_rounded_budget_is_whole_rollouts(
     assert rounded_budget(steps, config) == expected
 
 
+class _RecordedBar:
+    """Stands in for SB3's tqdm progress bar, recording its total and its updates."""
+
+    bars: list[_RecordedBar] = []
+
+    def __init__(self, total: int) -> None:
+        self.total, self.n = total, 0
+        _RecordedBar.bars.append(self)
+
+    def update(self, n: int) -> None:
+        self.n += n
+
+    def refresh(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 @pytest.mark.parametrize(("timesteps", "ran"), [("200", 256), ("512", 512)])
 def test_train_below_one_rollout_warns_the_budget_was_rounded(
-    tmp_path: Path, timesteps: str, ran: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, timesteps: str, ran: int
 ) -> None:
+    import zipfile
+
+    from stable_baselines3.common import callbacks
+    from structlog.testing import capture_logs
+
+    monkeypatch.setattr(callbacks, "tqdm", _RecordedBar)
+    monkeypatch.setattr(_RecordedBar, "bars", [])
     out = tmp_path / "bundle"
     args = ["train", "--out", str(out), "--timesteps", timesteps, "--n-steps", "256"]
     args += ["--n-envs", "2", "--episode-bars", "100", "--synthetic-days", "3"]
     args += ["--eval-every", "0", "--checkpoint-every", "0", "--validate-episodes", "0"]
-    args += ["--reward", "seed", "--no-progress"]
-    result = CliRunner().invoke(cli, args)
+    args += ["--reward", "seed", "--progress"]
+    with capture_logs() as logs:
+        result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     rounded = [line for line in result.stderr.splitlines() if "rounded" in line]
     card = json.loads((out / "model.json").read_text())
     assert card["timesteps"] == ran  # what really ran, either way
+    # The progress bar counts to the rounded budget, not past the asked one (256/200).
+    [bar] = _RecordedBar.bars
+    assert (bar.n, bar.total) == (ran, ran)
+    # PPO's schedules end at the rounded budget: progress remaining 0, not below.
+    with zipfile.ZipFile(out / "model.zip") as archive:
+        saved = json.loads(archive.read("data"))
+    assert saved["_total_timesteps"] == ran and saved["_current_progress_remaining"] == 0.0
+    [started] = [e for e in logs if e["event"] == "training_started"]
+    [finished] = [e for e in logs if e["event"] == "training_finished"]
+    assert started["remaining"] == ran
+    assert finished["steps_per_s"] == pytest.approx(ran / card["duration_s"], rel=0.05)
     if ran != int(timesteps):
         assert rounded == [
             "warning: timesteps 200 is not a whole number of rollouts of 256 steps "
@@ -222,3 +263,35 @@ def test_train_below_one_rollout_warns_the_budget_was_rounded(
         ]
     else:
         assert rounded == []
+
+
+@pytest.mark.parametrize("device", ["cuda", "CUDA", "Cuda"])
+def test_train_device_cuda_without_cuda_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, device: str
+) -> None:
+    """SB3 trains on the CPU when CUDA is missing; the run must not pretend otherwise."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "bundle"
+    args = ["train", "--out", str(out), "--device", device, "--timesteps", "256"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.output
+    assert "cannot use CUDA" in lines[0] and torch.__version__ in lines[0]
+    assert "--device cpu" in lines[0] and "install a CUDA build of torch" in lines[0]
+    assert not out.exists()
+
+
+def test_walkforward_config_device_cuda_without_cuda_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    config = tmp_path / "wf.toml"
+    config.write_text('device = "cuda"\n')
+    out = tmp_path / "wf"
+    result = CliRunner().invoke(cli, ["walkforward", "--config", str(config), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and "cannot use CUDA" in lines[0]
+    assert f'device = "cpu" or "auto" in {config}' in lines[0]
+    assert not out.exists()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from train_helpers import make_rule_bundle
 
 from ai_trading_bridge import cli
 from bridge.config import ModelSource
@@ -150,11 +151,14 @@ def test_euro_fx_train_validate_replay_prices_on_the_grid(euro_fx_bundle: Path, 
 def test_validate_with_risk_config_runs_the_rails_and_says_so(
     euro_fx_bundle: Path, tmp_path
 ) -> None:
+    # A hand-set rule enters whenever the EMA slope is in its top or bottom 18% while
+    # flat: several entries a session, whatever the tiny training run learned.
+    rule = make_rule_bundle(euro_fx_bundle, tmp_path / "rule")
     risk = tmp_path / "rails.toml"
     risk.write_text("[risk]\nmax_entries_per_session = 1\n")
     runs = {}
     for name, extra in (("off", []), ("on", ["--risk-config", str(risk)])):
-        args = ["validate", str(euro_fx_bundle), "--episodes", "6", "--seed", "1"]
+        args = ["validate", str(rule), "--episodes", "6", "--seed", "1"]
         args += ["--report-dir", str(tmp_path / name), *extra]
         result = CliRunner().invoke(cli, args)
         assert result.exit_code in (0, 1), result.output
@@ -164,8 +168,11 @@ def test_validate_with_risk_config_runs_the_rails_and_says_so(
     assert "Risk rails ON (" in output and "max_entries_per_session=1" in output
     assert report["risk_rails"]["max_entries_per_session"] == 1
     assert runs["off"][1]["risk_rails"] is None and "Risk rails" not in runs["off"][0]
-    trades = {name: r["trading"]["model"]["trades"] for name, (_, r) in runs.items()}
-    assert trades["on"] < trades["off"]  # the rails refused entries the model chose
+    assert runs["off"][1]["risk_refusals"] is None  # no rails, nothing refused
+    # The rule proposes a second entry in a session, which the one-entry rail refuses.
+    refused = report["risk_refusals"]["max_entries"]
+    assert refused > 0 and "entries refused in the episodes: " in output
+    assert f"max_entries {refused}" in output
 
     risk.write_text("max_entries_per_session = 0\n")
     bad = CliRunner().invoke(cli, ["validate", str(euro_fx_bundle), "--risk-config", str(risk)])

@@ -360,7 +360,9 @@ def train(
     **overrides: Any,
 ) -> None:
     """Train MaskablePPO with the guide's settings and write a model bundle to --out."""
+    from env.bars import NoBarsError
     from train.config import TrainConfig, load_config_file
+    from train.training import check_device
     from train.training import train as run_training
 
     try:
@@ -368,6 +370,7 @@ def train(
         base = TrainConfig.from_mapping(mapping) if config_file else TrainConfig()
         flags = {k: v for k, v in overrides.items() if k in _OVERRIDES and v is not None}
         config = TrainConfig.from_mapping({**series_contract(data, mapping, flags), **flags}, base)
+        check_device(config.device)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     try:
@@ -382,6 +385,8 @@ def train(
                 progress_bar=progress,
                 validate_episodes=validate_episodes,
             )
+    except NoBarsError as exc:
+        raise click.BadParameter(str(exc), param_hint="--data") from None
     except ValueError as exc:  # a bad data file, too few bars, a bad contract spec
         raise click.ClickException(str(exc)) from None
     validation = bundle.card.get("validation")
@@ -448,7 +453,7 @@ def validate(
     risk_config: Path | None,
 ) -> None:
     """Post-training validation on held-out episodes; exit 0 on pass, 1 on fail."""
-    from env.bars import load_bars
+    from env.bars import NoBarsError, load_bars
     from env.risk import RiskConfig
     from train import bundle as bundle_io
     from train.validation import card_summary
@@ -484,6 +489,10 @@ def validate(
                 episode_bars=episode_bars,
                 risk=None if risk_config is None else RiskConfig.load(risk_config),
             )
+    except NoBarsError as exc:
+        if data is None:  # the card's own data file, emptied since training
+            raise click.ClickException(str(exc)) from None
+        raise click.BadParameter(str(exc), param_hint="--data") from None
     except (bundle_io.BundleError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(text)
@@ -573,6 +582,12 @@ def rollback(target: str) -> None:
         pointer = run_rollback(target)
     except DeployError as exc:
         raise click.ClickException(str(exc)) from None
+    if pointer["forced"]:
+        click.secho(
+            f"WARNING: {pointer['version']} was deployed without passing validation (--force)",
+            fg="red",
+            err=True,
+        )
     click.echo(f"rolled back to {pointer['version']} (from {pointer['rolled_back_from']})")
 
 
@@ -638,6 +653,7 @@ def walkforward(
 ) -> None:
     """Walk-forward folds x seeds: train on the past, validate on the next slice, one
     report (pass rate, spread, out-of-sample backtest); exit 0 when every job passed."""
+    from env.bars import NoBarsError
     from train.config import TrainConfig, load_config_file
     from train.walkforward import format_report
     from train.walkforward import walkforward as run_walkforward
@@ -650,6 +666,7 @@ def walkforward(
         flags = {k: v for k, v in overrides.items() if v is not None}
         flags = {**series_contract(data, mapping, flags), **flags}
         config = TrainConfig.from_mapping({**flags, "checkpoint_every": 0, "eval_every": 0}, base)
+        _check_config_device(config.device, config_file)
         with warnings.catch_warnings():
             warnings.showwarning = _echo_warning
             report = run_walkforward(
@@ -663,12 +680,25 @@ def walkforward(
                 validate_episodes=validate_episodes,
                 ray_address=ray_address,
             )
+    except NoBarsError as exc:
+        raise click.BadParameter(str(exc), param_hint="--data") from None
     except (ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(format_report(report))
     click.echo(f"report: {Path(out) / 'walkforward.json'}")
     summary = report["summary"]
     sys.exit(0 if summary["passed"] == summary["jobs"] else 1)
+
+
+def _check_config_device(device: str, config_file: str | None) -> None:
+    """The config file's ``device`` as a usage error when this torch cannot use it
+    (walkforward has no ``--device``)."""
+    from train.training import check_device
+
+    try:
+        check_device(device, fix=f'device = "cpu" or "auto" in {config_file}')
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 COMMANDS: list = [train, validate, deploy, rollback, walkforward]

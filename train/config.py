@@ -155,7 +155,7 @@ class TrainConfig:
         self.contract_spec()  # an unknown contract or a bad spec fails here, by name
         self.period()
         if self.data_timezone is not None:
-            _check_zone("data_timezone", self.data_timezone)
+            object.__setattr__(self, "data_timezone", _zone("data_timezone", self.data_timezone))
         if not self.name or any(c in self.name for c in "/\\ "):
             raise ValueError(f"name must be non-empty without spaces or slashes, got {self.name!r}")
 
@@ -316,16 +316,14 @@ def parse_bar_period(text: str) -> BarPeriod:
         ) from None
 
 
-def _check_zone(key: str, zone: str) -> None:
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+def _zone(key: str, zone: str) -> str:
+    """The IANA spelling of a zone name given in any case."""
+    from env.timezones import canonical_zone
 
     try:
-        ZoneInfo(zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(
-            f"{key} {zone!r} is not a time zone; use an IANA name such as 'UTC' or "
-            "'America/Chicago'"
-        ) from None
+        return canonical_zone(zone)
+    except ValueError as exc:
+        raise ValueError(f"{key}: {exc}") from None
 
 
 def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:

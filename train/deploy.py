@@ -276,6 +276,33 @@ def _append_log(target: Path, entry: dict[str, Any]) -> None:
         os.fsync(f.fileno())
 
 
+def _was_forced(target: Path, entry: dict[str, Any]) -> bool:
+    """Whether the deployment a history ``entry`` records went live with ``--force``: a
+    rollback to it puts that model live again, unvalidated as before. Entries written
+    before history recorded it are looked up in the deploy log (its last deploy of that
+    version); the two files live before any deploy were never forced."""
+    if "forced" in entry:
+        return bool(entry["forced"])
+    forced = False
+    try:
+        lines = (target / LOG_FILE).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return False
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if (
+            isinstance(record, dict)
+            and record.get("action") == "deploy"
+            and record.get("version") == entry.get("version")
+            and record.get("path", entry.get("path")) == entry.get("path")
+        ):
+            forced = bool(record.get("forced"))
+    return forced
+
+
 def _user() -> str:
     try:
         return getpass.getuser()
@@ -407,7 +434,13 @@ def deploy(
 
     history = [*(pointer or {}).get("history", [])]
     if pointer is not None:
-        history.append({"path": pointer["path"], "version": pointer["version"]})
+        history.append(
+            {
+                "path": pointer["path"],
+                "version": pointer["version"],
+                "forced": bool(pointer.get("forced")),
+            }
+        )
     new_pointer = {
         "path": version_dir.relative_to(target).as_posix(),
         "version": staged.version,
@@ -455,7 +488,7 @@ def rollback(target: str | Path) -> dict[str, Any]:
         "path": previous["path"],
         "version": restored.version,
         "deployed_at": datetime.now(timezone.utc).isoformat(),
-        "forced": False,
+        "forced": _was_forced(target, previous),
         "history": history,
         "rolled_back_from": pointer["version"],
     }
@@ -467,6 +500,7 @@ def rollback(target: str | Path) -> dict[str, Any]:
             "version": restored.version,
             "from": pointer["version"],
             "path": previous["path"],
+            "forced": new_pointer["forced"],
         },
     )
     log.info("rolled_back", version=restored.version, rolled_back_from=pointer["version"])
@@ -626,7 +660,13 @@ def deploy_files(
     hashes = {path.name: bundle_io.sha256_file(path) for path in live}
     history = [*(pointer or {}).get("history", [])]
     if pointer is not None:
-        history.append({"version": pointer["version"], "files": pointer["files"]})
+        history.append(
+            {
+                "version": pointer["version"],
+                "files": pointer["files"],
+                "forced": bool(pointer.get("forced")),
+            }
+        )
     new_pointer = {
         "form": FILES_FORM,
         "model": live[0].name,
@@ -696,7 +736,7 @@ def _rollback_files(target: Path, pointer: dict[str, Any]) -> dict[str, Any]:
         "files": hashes,
         "version": previous["version"],
         "deployed_at": datetime.now(timezone.utc).isoformat(),
-        "forced": False,
+        "forced": _was_forced(target, previous),
         "history": history,
         "rolled_back_from": pointer["version"],
     }
@@ -708,6 +748,7 @@ def _rollback_files(target: Path, pointer: dict[str, Any]) -> dict[str, Any]:
             "version": new_pointer["version"],
             "from": pointer["version"],
             "kept": f"{BACKUPS_DIR}/{stamp}",
+            "forced": new_pointer["forced"],
         },
     )
     log.info("rolled_back", version=new_pointer["version"], rolled_back_from=pointer["version"])

@@ -34,6 +34,8 @@ class RunResult:
         episode_pnl, episode_r: Net PnL per episode in dollars and in R.
         trade_pnl, trade_r: Net PnL per closed trade, in episode order.
         episode_trades: Trades per episode.
+        risk_refusals: Entries the risk rails (``EnvConfig.risk``) turned into HOLD, by
+            rule.
     """
 
     flat_counts: np.ndarray = field(default_factory=lambda: np.zeros(N_ACTIONS, np.int64))
@@ -44,6 +46,7 @@ class RunResult:
     trade_pnl: list[float] = field(default_factory=list)
     trade_r: list[float] = field(default_factory=list)
     episode_trades: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    risk_refusals: dict[str, int] = field(default_factory=dict)
 
     @property
     def decisions(self) -> int:
@@ -104,6 +107,10 @@ def run_episodes(
             episode = episode_of[slot]
             if info.get("invalid_action"):
                 result.invalid_actions += 1
+            refusal = info.get("risk")
+            if refusal is not None:
+                rule = refusal["rule"]
+                result.risk_refusals[rule] = result.risk_refusals.get(rule, 0) + 1
             trade = info.get("trade")
             if trade is not None:
                 result.episode_pnl[episode] += trade.pnl_dollars

@@ -197,6 +197,24 @@ def _cuda() -> bool:
     return bool(torch.cuda.is_available())
 
 
+def check_device(device: str, fix: str = "--device cpu or --device auto") -> None:
+    """Refuse ``cuda`` on a torch without CUDA: SB3 would fall back to the CPU quietly
+    and the run would not be the one asked for.
+
+    Raises:
+        ValueError: one line naming the torch build and the two ways out.
+    """
+    if device != "cuda" or _cuda():
+        return
+    import torch
+
+    raise ValueError(
+        f"device cuda: this torch ({torch.__version__}) cannot use CUDA (no CUDA build or "
+        f"no GPU); use {fix}, or install a CUDA build of torch "
+        "(https://pytorch.org/get-started/locally/)"
+    )
+
+
 def tensorboard_available() -> bool:
     try:
         import tensorboard  # type: ignore[import-untyped, import-not-found]  # noqa: F401
@@ -325,6 +343,7 @@ def train(
     from train.shaping import DualAscent
     from train.shaping import make_callback as make_shaping_callback
 
+    check_device(config.device)
     configure_torch(config.torch_threads)
     out = Path(out)
     if data is None:
@@ -357,8 +376,11 @@ def train(
     else:
         model = new_model(config, venv, tb_dir)
     out.mkdir(parents=True, exist_ok=True)  # only now: a refused run leaves no folder
-    remaining = config.timesteps - (model.num_timesteps if resume is not None else 0)
+    done_before = model.num_timesteps if resume is not None else 0
+    remaining = config.timesteps - done_before
     warn_if_rounded(remaining, config)
+    # What learn() really runs: the progress bar, the schedules and the speed use it.
+    budget = rounded_budget(remaining, config)
 
     holdout_template = TradingEnv(split.holdout, env_config)
     callbacks: list[BaseCallback] = [ActionDistributionCallback()]
@@ -385,18 +407,19 @@ def train(
         "training_started",
         out=str(out),
         timesteps=config.timesteps,
-        remaining=remaining,
+        remaining=budget,
         reward=config.reward,
         n_envs=config.n_envs,
         vec=config.vec,
+        device=model.device.type,
         data=bars.source,
         train_bars=split.split,
         holdout_bars=len(bars) - split.split,
     )
     started = time.perf_counter()
-    if remaining > 0:
+    if budget > 0:
         model.learn(
-            total_timesteps=remaining,
+            total_timesteps=budget,
             callback=CallbackList(callbacks),
             log_interval=1,
             reset_num_timesteps=resume is None,
@@ -438,6 +461,7 @@ def train(
         seed=config.seed,
         files=bundle_io.file_hashes(out),
         extra={
+            "device": model.device.type,  # what trained: config.device may say auto
             "train_config": config.to_dict(),
             **({"shaping": dual.to_card()} if dual is not None else {}),
             **({"calibration": calibration.to_card()} if calibration is not None else {}),
@@ -449,7 +473,7 @@ def train(
         out=str(out),
         timesteps=int(model.num_timesteps),
         duration_s=round(duration, 1),
-        steps_per_s=round(remaining / max(duration, 1e-9)),
+        steps_per_s=round((model.num_timesteps - done_before) / max(duration, 1e-9)),
     )
     result = bundle_io.load_bundle(out)
     if validate_episodes:

@@ -411,22 +411,29 @@ def validate(
     report = build_report(results, env_config, meta, section)
     report["duration_s"] = round(time.perf_counter() - started, 2)
     report["risk_rails"] = None if env_config.risk is None else env_config.risk.to_dict()
+    # What the rails did in the episodes: the model's entries they refused, by rule.
+    refusals = results["model"].risk_refusals
+    report["risk_refusals"] = None if env_config.risk is None else dict(sorted(refusals.items()))
     if report_dir is not None:
         report_dir.mkdir(parents=True, exist_ok=True)
         report["plots"] = [str(p) for p in write_plots(report, walks, report_dir)]
         (report_dir / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     text = format_report(report)
     if env_config.risk is not None:
-        text = _rails_text(env_config.risk) + "\n" + text
+        text = _rails_text(env_config.risk, report["risk_refusals"]) + "\n" + text
     return report, text
 
 
-def _rails_text(risk: RiskConfig) -> str:
+def _rails_text(risk: RiskConfig, refusals: dict[str, int]) -> str:
     if not risk.enabled:
         return "Risk rails: given but enabled = false, so none applied"
     values = risk.to_dict()
     limits = ", ".join(f"{k}={v}" for k, v in values.items() if v is not None and k != "enabled")
-    return f"Risk rails ON ({limits}): an entry they refuse counts as HOLD"
+    refused = ", ".join(f"{rule} {n}" for rule, n in refusals.items()) or "none"
+    return (
+        f"Risk rails ON ({limits}): an entry they refuse counts as HOLD; "
+        f"entries refused in the episodes: {refused}"
+    )
 
 
 def validate_bundle(

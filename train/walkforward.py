@@ -200,12 +200,12 @@ def walkforward(
     from train.training import load_data
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     bars, _ = load_data(data_path, config.synthetic_days, **config.bars_options())
     config = config.for_bars(bars)
     plan = make_folds(
         len(bars), folds, test_fraction, mode, min_bars=WARMUP_BARS + config.episode_bars + 1
     )
+    out.mkdir(parents=True, exist_ok=True)  # only now: refused data leaves no folder
     jobs = [
         Job(
             dataclasses.replace(config, seed=config.seed + s),
