@@ -342,3 +342,21 @@ def test_deploy_carries_the_plain_format_files_so_the_target_is_served_without_p
     deploy(make_fake_bundle(tmp_path / "b", "B"), target)  # one without them backs A up whole
     backup = next((target / BACKUPS_DIR).iterdir())
     assert (backup / PLAIN_POLICY).read_bytes() == b"weights"
+
+
+def test_deploying_two_files_that_lost_held_out_records_the_loss(
+    tmp_path: Path, models: dict[str, Path]
+) -> None:
+    folder = guide_folder(tmp_path, models, validated=False)
+    trading = {
+        "trades": 40,
+        "net_pnl_r": -9.5,
+        "net_pnl_usd": -2000.0,
+        "mean_r_per_trade": -0.24,
+        "ci": {"mean_r_per_trade": [-0.4, -0.05]},
+    }
+    write_validation_record(
+        folder / FIXED_ZIP, folder / FIXED_PKL, {"passed": True, "trading": trading}
+    )
+    pointer = deploy_files(folder / FIXED_ZIP, folder / FIXED_PKL, tmp_path / "live")
+    assert "lost -9.5 R" in pointer["held_out_loss"] and "40 trades" in pointer["held_out_loss"]

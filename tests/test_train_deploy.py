@@ -23,6 +23,7 @@ from train.deploy import (
     DeployError,
     deploy,
     deployed_bundle,
+    held_out_loss,
     rollback,
 )
 
@@ -183,3 +184,52 @@ def test_deploy_killed_midway_leaves_a_complete_model(tmp_path: Path, step: str)
     deploy(new, target)
     assert deployed_bundle(target).version == "B"
     assert not list(target.rglob(".staging-*"))
+
+
+def held_out_trading(low: float, high: float) -> dict:
+    """A validation summary's held-out backtest whose mean-R interval is [low, high]."""
+    return {
+        "trades": 120,
+        "net_pnl_r": -14.0,
+        "net_pnl_usd": -5125.0,
+        "mean_r_per_trade": (low + high) / 2,
+        "ci": {"mean_r_per_trade": [low, high]},
+    }
+
+
+@pytest.mark.parametrize(
+    ("validation", "losing"),
+    [
+        ({"passed": True, "trading": held_out_trading(-0.21, -0.02)}, True),
+        ({"passed": True, "trading": held_out_trading(-0.21, 0.05)}, False),  # not shown
+        ({"passed": True, "trading": held_out_trading(0.01, 0.2)}, False),
+        ({"passed": True}, False),  # validated before the backtest existed
+        (None, False),
+    ],
+)
+def test_held_out_loss_only_when_the_interval_is_wholly_below_zero(
+    validation: dict | None, losing: bool
+) -> None:
+    message = held_out_loss(validation)
+    assert (message is not None) is losing
+    if losing:
+        assert "-14.0 R" in message and "-0.210 to -0.020" in message and "120 trades" in message
+
+
+def test_deploy_of_a_model_that_lost_held_out_warns_and_records_it(tmp_path: Path) -> None:
+    """A passing model that lost money held out is deployed (the trader decides), with the
+    loss on the console, in the pointer and in the deploy log."""
+    losing = make_fake_bundle(tmp_path / "a", "A", trading=held_out_trading(-0.3, -0.1))
+    fine = make_fake_bundle(tmp_path / "b", "B", trading=held_out_trading(-0.1, 0.2))
+    target = tmp_path / "live"
+    with capture_logs() as logs:
+        result = CliRunner().invoke(cli, ["deploy", str(losing), "--target", str(target)])
+    assert result.exit_code == 0, result.output
+    assert "WARNING: the model lost -14.0 R" in result.output
+    assert [e["version"] for e in logs if e["event"] == "deploy_held_out_loss"] == ["A"]
+    pointer = json.loads((target / "current.json").read_text())
+    assert pointer["version"] == "A" and "lost -14.0 R" in pointer["held_out_loss"]
+    assert "lost -14.0 R" in _log(target)[-1]["held_out_loss"]
+    quiet = CliRunner().invoke(cli, ["deploy", str(fine), "--target", str(target)])
+    assert quiet.exit_code == 0 and "WARNING" not in quiet.output
+    assert json.loads((target / "current.json").read_text())["held_out_loss"] is None

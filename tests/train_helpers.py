@@ -15,9 +15,11 @@ def make_fake_bundle(
     passed: bool | None = True,
     feature_version: str | None = None,
     size: int | None = None,
+    trading: dict | None = None,
 ) -> Path:
     """A bundle whose model files are placeholder bytes (deploy never unpickles them);
-    ``passed=None`` leaves the card without a validation."""
+    ``passed=None`` leaves the card without a validation; ``trading`` is the validation
+    summary's held-out backtest of the model."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / bundle_io.MODEL_FILE).write_bytes(f"model {version}".encode() * 100)
     (folder / bundle_io.VECNORM_FILE).write_bytes(f"vecnorm {version}".encode() * 10)
@@ -33,7 +35,9 @@ def make_fake_bundle(
         duration_s=0.0,
         seed=0,
         files=bundle_io.file_hashes(folder),
-        validation=None if passed is None else {"passed": passed},
+        validation=None
+        if passed is None
+        else {"passed": passed, **({} if trading is None else {"trading": trading})},
     )
     if feature_version is not None:
         card["observation"]["feature_version"] = feature_version

@@ -561,6 +561,8 @@ def deploy(
         click.secho(
             "WARNING: deployed a model that did not pass validation (--force)", fg="red", err=True
         )
+    if pointer.get("held_out_loss"):
+        click.secho(f"WARNING: {pointer['held_out_loss']}", fg="yellow", err=True)
     live = pointer.get("path") or f"{pointer['model']} + {pointer['vecnorm']}"
     click.echo(f"deployed {pointer['version']} to {target} ({live})")
 

@@ -338,6 +338,42 @@ def _clean_staging(target: Path) -> None:
             leftover.unlink(missing_ok=True)
 
 
+def held_out_loss(validation: Any) -> str | None:
+    """Why a validated model lost money on its held-out walk, or None.
+
+    The guide's criteria are about behaviour (how often each action is taken), not
+    profit: a model can pass them and lose on every held-out trade. A model is called
+    losing here when the 95% bootstrap interval of its mean R per trade on the
+    contiguous held-out walk (``train.backtest``, in the validation summary's
+    ``trading``) lies wholly below 0. Deploy does not refuse it (the trader decides);
+    it says so on the console, in the pointer and in the deploy log.
+
+    Args:
+        validation: a card's (or validation record's) ``validation`` summary.
+    """
+    trading = validation.get("trading") if isinstance(validation, dict) else None
+    if not isinstance(trading, dict):
+        return None
+    interval = (trading.get("ci") or {}).get("mean_r_per_trade")
+    if not isinstance(interval, (list, tuple)) or len(interval) != 2 or interval[1] >= 0:
+        return None
+    low, high = interval
+    return (
+        f"the model lost {trading.get('net_pnl_r', 0):+.1f} R "
+        f"({trading.get('net_pnl_usd', 0):+,.0f} in account currency) over "
+        f"{trading.get('trades', 0)} trades on its held-out walk: mean "
+        f"{trading.get('mean_r_per_trade', 0):+.3f} R per trade, 95% interval {low:+.3f} to "
+        f"{high:+.3f} (the guide's criteria check behaviour, not profit)"
+    )
+
+
+def _warn_held_out_loss(version: str, validation: Any) -> str | None:
+    loss = held_out_loss(validation)
+    if loss is not None:
+        log.warning("deploy_held_out_loss", version=version, detail=loss)
+    return loss
+
+
 def check_deployable(
     new: bundle_io.Bundle, current: bundle_io.Bundle | None, force: bool, allow_layout_change: bool
 ) -> list[str]:
@@ -446,6 +482,7 @@ def deploy(
         "version": staged.version,
         "deployed_at": datetime.now(timezone.utc).isoformat(),
         "forced": bool(force and not (new.card.get("validation") or {}).get("passed")),
+        "held_out_loss": _warn_held_out_loss(staged.version, new.card.get("validation")),
         "history": history,
     }
     _write_json_atomic(target / POINTER_FILE, new_pointer)
@@ -460,6 +497,7 @@ def deploy(
             "previous": pointer["version"] if pointer else None,
             "backup": backup.relative_to(target).as_posix() if backup else None,
             "forced": new_pointer["forced"],
+            "held_out_loss": new_pointer["held_out_loss"],
         },
     )
     log.info(
@@ -675,6 +713,9 @@ def deploy_files(
         "version": f"{model.stem}-{hashes[live[0].name][:8]}",
         "deployed_at": datetime.now(timezone.utc).isoformat(),
         "forced": bool(force and check_files_deployable(model, vecnorm, False)),
+        "held_out_loss": _warn_held_out_loss(
+            f"{model.stem}-{hashes[live[0].name][:8]}", _files_validation(model, live[0])
+        ),
         "history": history,
     }
     _write_json_atomic(target / POINTER_FILE, new_pointer)
@@ -690,10 +731,23 @@ def deploy_files(
             "backup": backups,
             "older_backups": archived,
             "forced": new_pointer["forced"],
+            "held_out_loss": new_pointer["held_out_loss"],
         },
     )
     log.info("deployed", version=new_pointer["version"], target=str(target), backup=backups)
     return new_pointer
+
+
+def _files_validation(model: Path, live: Path) -> Any:
+    """The validation summary recorded for the two files deployed from ``model`` (now
+    ``live``), if its record is there and names these bytes; else None."""
+    try:
+        record = json.loads(validation_record_path(model).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("model_sha256") != bundle_io.sha256_file(live):
+        return None
+    return record.get("validation")
 
 
 def _files_target_problems(
