@@ -221,3 +221,16 @@ def test_data_file_without_bars_is_a_usage_error_naming_it(
     line = usage_error(args)
     assert "--data" in line and f"{data} holds no bars ({why})" in line
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "walkforward"])
+def test_a_bad_setting_is_a_usage_error_in_train_and_walkforward_alike(
+    command: str, tmp_path: Path
+) -> None:
+    settings = tmp_path / "settings.toml"
+    settings.write_text("learning_rate = -1\n")
+    line = usage_error([command, "--out", str(tmp_path / "o"), "--config", str(settings)])
+    assert "learning_rate" in line
+    assert not (tmp_path / "o").exists()
+    line = usage_error([command, "--out", str(tmp_path / "o"), "--timesteps", "0"])
+    assert "timesteps must be >= 1" in line

@@ -662,13 +662,16 @@ def walkforward(
 
     if seeds < 1:
         raise click.UsageError("--seeds must be >= 1")
-    try:
+    try:  # settings: wrong values are usage errors, as in train
         mapping = load_config_file(config_file) if config_file else {}
         base = TrainConfig.from_mapping(mapping) if config_file else TrainConfig()
         flags = {k: v for k, v in overrides.items() if v is not None}
         flags = {**series_contract(data, mapping, flags), **flags}
         config = TrainConfig.from_mapping({**flags, "checkpoint_every": 0, "eval_every": 0}, base)
-        _check_config_device(config.device, config_file)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    _check_config_device(config.device, config_file)
+    try:
         with warnings.catch_warnings():
             warnings.showwarning = _echo_warning
             report = run_walkforward(
