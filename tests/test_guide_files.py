@@ -175,6 +175,13 @@ def test_rollback_to_a_forced_two_file_deploy_records_forced(
     assert pointer["forced"] is True
     assert json.loads((folder / POINTER_FILE).read_text())["forced"] is True
 
+    # One earlier pair is all the guide's form keeps: a second rollback would put the
+    # same files live under another name (and as not forced); it is refused instead.
+    before = (folder / POINTER_FILE).read_text()
+    with pytest.raises(DeployError, match="already the live pair"):
+        rollback(folder)
+    assert (folder / POINTER_FILE).read_text() == before
+
 
 def test_validate_write_card_records_the_verdict_that_deploy_requires(
     tmp_path: Path, models: dict[str, Path]

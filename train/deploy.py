@@ -776,6 +776,16 @@ def _rollback_files(target: Path, pointer: dict[str, Any]) -> dict[str, Any]:
     missing = [path.name for path in backups if not path.is_file()]
     if missing:
         raise DeployError(f"{target}: no backup to roll back to ({', '.join(missing)} missing)")
+    if all(path.is_file() for path in live) and all(
+        bundle_io.sha256_file(backup) == bundle_io.sha256_file(path)
+        for backup, path in zip(backups, live)
+    ):
+        # The guide's form keeps one earlier pair: after one rollback it is the live one.
+        raise DeployError(
+            f"{target}: the backup pair ({', '.join(b.name for b in backups)}) is already "
+            "the live pair; the two-file form keeps one earlier pair (older ones are in "
+            f"{target / BACKUPS_DIR}: copy one back by hand, then deploy it)"
+        )
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     replaced = {path.name: path for path in live if path.is_file()}
     _write_folder(replaced, target / BACKUPS_DIR / stamp)
