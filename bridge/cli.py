@@ -33,7 +33,13 @@ from bridge.config import (
 )
 from bridge.killswitch import KillSwitch, default_state_dir, halt_text
 from env.config import WARMUP_BARS
-from train.cli import _bars_options, _echo_warning, pick_model_arguments, resolve_model_options
+from train.cli import (
+    _bars_options,
+    _echo_warning,
+    pick_model_arguments,
+    resolve_model_options,
+    zone_option,
+)
 from train.cli import model_options as _model_options
 
 _PATH = click.Path(path_type=Path)
@@ -394,6 +400,7 @@ def reload(
 )
 @click.option(
     "--data-timezone",
+    callback=zone_option,
     help="IANA zone of DATA's times without an offset [the model card's data zone, else UTC "
     "for a NinjaTrader export and the exchange zone for a CSV].",
 )

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from train_helpers import make_fake_bundle
 
 from ai_trading_bridge import cli
+from bridge.config import DEFAULT_BUNDLE
 from env.trading_env import EnvConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -118,7 +119,7 @@ def options_of(command: str) -> set[str]:
 def test_walkforward_errors_suggest_only_its_own_flags(tmp_path: Path, args: list[str]) -> None:
     result = CliRunner().invoke(cli, ["walkforward", "--out", str(tmp_path / "wf"), *args])
     assert result.exit_code in (1, 2) and len(result.stderr.splitlines()) == 1, result.output
-    suggested = flags_in(result.stderr)
+    suggested = flags_in(result.stderr) - {"--help"}  # a usage error ends "see '... --help'"
     assert suggested and suggested <= options_of("walkforward"), result.stderr
 
 
@@ -234,3 +235,23 @@ def test_a_bad_setting_is_a_usage_error_in_train_and_walkforward_alike(
     assert not (tmp_path / "o").exists()
     line = usage_error([command, "--out", str(tmp_path / "o"), "--timesteps", "0"])
     assert "timesteps must be >= 1" in line
+
+
+_NQ_FILE = str(Path(__file__).parent / "data" / "NQ_export_utc.Last.txt")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train", "--out", "o"],
+        ["walkforward", "--out", "o"],
+        ["validate", str(DEFAULT_BUNDLE), "--data", _NQ_FILE],
+        ["replay", _NQ_FILE],
+    ],
+    ids=["train", "walkforward", "validate", "replay"],
+)
+def test_an_unknown_data_timezone_is_one_usage_error_naming_the_option(args: list[str]) -> None:
+    """Not exit 1 (validate's "the model failed"), not the file or a setting's name."""
+    line = usage_error([*args, "--data-timezone", "Chicago"])
+    assert "--data-timezone" in line and "did you mean 'America/Chicago'" in line
+    assert "data_timezone" not in line and "NQ_export_utc" not in line

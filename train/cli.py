@@ -92,6 +92,19 @@ def _echo_warning(message: Warning | str, category: type[Warning], *_: Any, **__
     click.echo(f"warning: {message}", err=True)
 
 
+def zone_option(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """Click callback of ``--data-timezone``: the IANA spelling of a zone typed in any
+    case, or a usage error naming the option (``env.timezones.canonical_zone``)."""
+    if value is None:
+        return None
+    from env.timezones import canonical_zone
+
+    try:
+        return canonical_zone(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 def _bars_options(card: dict[str, Any] | None, data_timezone: str | None) -> dict[str, Any]:
     """``load_bars`` options for a model's held-out data: the card's contract (its zone
     and calendar) and the given data zone."""
@@ -265,6 +278,7 @@ def contract_options(command: Callable[..., Any]) -> Callable[..., Any]:
             ),
             click.option(
                 "--data-timezone",
+                callback=zone_option,
                 help="IANA zone of the data file's times without an offset [UTC for a "
                 "NinjaTrader export, the exchange zone for a CSV].",
             ),
@@ -409,6 +423,7 @@ def train(
 )
 @click.option(
     "--data-timezone",
+    callback=zone_option,
     help="IANA zone of --data's times without an offset [UTC for a NinjaTrader export].",
 )
 @click.option("--episodes", type=int, default=1000, show_default=True)
