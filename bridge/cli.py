@@ -351,10 +351,9 @@ def reload(
             f"reloaded: serving {reply['model']['version']} (was {reply['previous']['version']})"
         )
     else:
-        serving = (reply.get("model") or {}).get("version", "?")
-        click.secho(
-            f"reload failed: {reply.get('error')}; still serving {serving}", fg="red", err=True
-        )
+        model = reply.get("model")  # absent when the daemon is stopping
+        serving = f"; still serving {model.get('version', '?')}" if model else ""
+        click.secho(f"reload failed: {reply.get('error')}{serving}", fg="red", err=True)
         sys.exit(1)
 
 

@@ -305,10 +305,9 @@ class BridgeServer:
             detail="the daemon is stopping; the model it served is unchanged",
         )
         if loading.reply is not None and self.control is not None:
-            reply = {
+            reply = {  # no "model": a stopping daemon serves nothing
                 "ok": False,
                 "error": "the daemon is stopping; the reload was cancelled",
-                "model": self.dispatcher.policy.info(),
             }
             with contextlib.suppress(zmq.ZMQError):
                 _send_control(self.control, loading.reply, reply)

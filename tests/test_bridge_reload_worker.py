@@ -232,6 +232,7 @@ def test_a_stopping_daemon_kills_the_reload_child_and_leaves_no_folder(
     reply = json.loads(control.recv())
     control.close(linger=0)
     assert reply["ok"] is False and "stopping" in reply["error"]
+    assert "model" not in reply  # `reload` would print "still serving" from it
     assert all(child.poll() is not None for child in children)
     assert list((tmp_path / "tmp").iterdir()) == []
 
