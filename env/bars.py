@@ -33,6 +33,11 @@ class NoBarsError(BarsFileError):
     given, rather than a bad line in the right one."""
 
 
+class TooFewBarsError(ValueError):
+    """Bars that cannot hold one episode (with its warm-up): the data given is too short
+    for the episode length asked for."""
+
+
 @dataclass(frozen=True, eq=False)
 class Bars:
     """A time-ordered OHLCV series.

@@ -12,7 +12,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from env.bars import Bars, load_bars, utc_seconds
+from env.bars import Bars, TooFewBarsError, load_bars, utc_seconds
 from env.config import (
     ACTION_NAMES,
     MARKET_FEATURE_COUNT,
@@ -255,7 +255,7 @@ class TradingEnv(gym.Env):
         self._first_decision = WARMUP_BARS - 1
         need = self._first_decision + config.episode_bars + 1
         if n < need:
-            raise ValueError(
+            raise TooFewBarsError(
                 f"{bars.source or 'bars'}: {n} bars is too short for one episode of "
                 f"{config.episode_bars} bars (needs {need} with the warm-up); use more bars "
                 "or fewer per episode (--episode-bars)"

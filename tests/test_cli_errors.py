@@ -255,3 +255,24 @@ def test_an_unknown_data_timezone_is_one_usage_error_naming_the_option(args: lis
     line = usage_error([*args, "--data-timezone", "Chicago"])
     assert "--data-timezone" in line and "did you mean 'America/Chicago'" in line
     assert "data_timezone" not in line and "NQ_export_utc" not in line
+
+
+@pytest.mark.parametrize("command", ["train", "validate", "walkforward"])
+def test_data_too_short_for_one_episode_is_a_usage_error_naming_it(
+    tmp_path: Path, command: str
+) -> None:
+    """Three bars is the wrong file or the wrong --episode-bars, not a failed model."""
+    data = tmp_path / "three.Last.txt"
+    lines = Path(_NQ_FILE).read_text().splitlines()[:3]
+    data.write_text("\n".join(lines) + "\n")
+    if command == "validate":
+        bundle = make_fake_bundle(tmp_path / "b", "NQ-1")
+        card = json.loads((bundle / "model.json").read_text(encoding="utf-8"))
+        card["env"] = EnvConfig().to_dict()
+        (bundle / "model.json").write_text(json.dumps(card), encoding="utf-8")
+        args = ["validate", str(bundle), "--data", str(data)]
+    else:
+        args = [command, "--data", str(data), "--out", str(tmp_path / "out")]
+    line = usage_error(args)
+    assert line.startswith("error: --data: ") and "three.Last.txt" in line
+    assert "--episode-bars" in line

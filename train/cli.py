@@ -92,6 +92,14 @@ def _echo_warning(message: Warning | str, category: type[Warning], *_: Any, **__
     click.echo(f"warning: {message}", err=True)
 
 
+def _data_error(exc: Exception, data: str | None) -> click.UsageError:
+    """Data that cannot be used as given, as a usage error: naming --data when the user
+    gave it (exit 2, like any bad option; not exit 1, validate's "the model failed")."""
+    if data is None:
+        return click.UsageError(str(exc))
+    return click.BadParameter(str(exc), param_hint="--data")
+
+
 def zone_option(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
     """Click callback of ``--data-timezone``: the IANA spelling of a zone typed in any
     case, or a usage error naming the option (``env.timezones.canonical_zone``)."""
@@ -374,7 +382,7 @@ def train(
     **overrides: Any,
 ) -> None:
     """Train MaskablePPO with the guide's settings and write a model bundle to --out."""
-    from env.bars import NoBarsError
+    from env.bars import NoBarsError, TooFewBarsError
     from train.config import TrainConfig, load_config_file
     from train.training import check_device
     from train.training import train as run_training
@@ -399,9 +407,9 @@ def train(
                 progress_bar=progress,
                 validate_episodes=validate_episodes,
             )
-    except NoBarsError as exc:
-        raise click.BadParameter(str(exc), param_hint="--data") from None
-    except ValueError as exc:  # a bad data file, too few bars, a bad contract spec
+    except (NoBarsError, TooFewBarsError) as exc:
+        raise _data_error(exc, data) from None
+    except ValueError as exc:  # a bad data file, a bad contract spec
         raise click.ClickException(str(exc)) from None
     validation = bundle.card.get("validation")
     status = (
@@ -468,7 +476,7 @@ def validate(
     risk_config: Path | None,
 ) -> None:
     """Post-training validation on held-out episodes; exit 0 on pass, 1 on fail."""
-    from env.bars import NoBarsError, load_bars
+    from env.bars import NoBarsError, TooFewBarsError, load_bars
     from env.risk import RiskConfig
     from train import bundle as bundle_io
     from train.validation import card_summary
@@ -508,6 +516,8 @@ def validate(
         if data is None:  # the card's own data file, emptied since training
             raise click.ClickException(str(exc)) from None
         raise click.BadParameter(str(exc), param_hint="--data") from None
+    except TooFewBarsError as exc:
+        raise _data_error(exc, data) from None
     except (bundle_io.BundleError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(text)
@@ -670,7 +680,7 @@ def walkforward(
 ) -> None:
     """Walk-forward folds x seeds: train on the past, validate on the next slice, one
     report (pass rate, spread, out-of-sample backtest); exit 0 when every job passed."""
-    from env.bars import NoBarsError
+    from env.bars import NoBarsError, TooFewBarsError
     from train.config import TrainConfig, load_config_file
     from train.walkforward import format_report
     from train.walkforward import walkforward as run_walkforward
@@ -700,8 +710,8 @@ def walkforward(
                 validate_episodes=validate_episodes,
                 ray_address=ray_address,
             )
-    except NoBarsError as exc:
-        raise click.BadParameter(str(exc), param_hint="--data") from None
+    except (NoBarsError, TooFewBarsError) as exc:
+        raise _data_error(exc, data) from None
     except (ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(format_report(report))

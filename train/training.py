@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import structlog
 
-from env.bars import Bars, load_bars
+from env.bars import Bars, TooFewBarsError, load_bars
 from env.config import ACTION_NAMES, WARMUP_BARS
 from env.public_series import is_public_source, series_sha256
 from env.synthetic import DEFAULT_DAYS, default_bars
@@ -58,14 +58,15 @@ def split_bars(bars: Bars, holdout_fraction: float, episode_bars: int) -> DataSp
     """Hold out the last ``holdout_fraction`` of ``bars``.
 
     Raises:
-        ValueError: when either part is too short for one episode.
+        TooFewBarsError: when either part is too short for one episode.
     """
     split = round(len(bars) * (1.0 - holdout_fraction))
     need = WARMUP_BARS + episode_bars
     if split < need or len(bars) - split + WARMUP_BARS - 1 < need:
-        raise ValueError(
-            f"{len(bars)} bars with holdout_fraction {holdout_fraction} leaves a part shorter "
-            f"than one episode ({need} bars incl. warm-up); use more data or shorter episodes"
+        raise TooFewBarsError(
+            f"{bars.source or 'bars'}: {len(bars)} bars with holdout_fraction "
+            f"{holdout_fraction} leaves a part shorter than one episode ({need} bars incl. "
+            "warm-up); use more data or shorter episodes (--episode-bars)"
         )
     return DataSplit(bars, split)
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from env.bars import TooFewBarsError
 from env.config import WARMUP_BARS
 from train.config import TrainConfig
 
@@ -46,8 +47,9 @@ def make_folds(
     """Consecutive test slices over the last ``test_fraction`` of ``n_bars``.
 
     Raises:
-        ValueError: for an unknown mode, a fraction outside (0, 1), or slices or
-            training windows shorter than ``min_bars`` (one episode plus warm-up).
+        ValueError: for an unknown mode, or a fraction outside (0, 1).
+        TooFewBarsError: slices or training windows shorter than ``min_bars`` (one
+            episode plus warm-up).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
@@ -58,11 +60,11 @@ def make_folds(
     first_test = round(n_bars * (1.0 - test_fraction))
     size = (n_bars - first_test) // folds
     if first_test < min_bars or size + WARMUP_BARS - 1 < min_bars:
-        raise ValueError(
+        raise TooFewBarsError(
             f"{n_bars} bars in {folds} folds over the last {test_fraction:g} leaves a "
             f"training window of {first_test} or test slices of {size} bars; each needs "
             f"{min_bars} (one episode plus warm-up): use more data, fewer folds or "
-            "shorter episodes"
+            "shorter episodes (--episode-bars)"
         )
     out = []
     for k in range(folds):
@@ -202,9 +204,12 @@ def walkforward(
     out = Path(out)
     bars, _ = load_data(data_path, config.synthetic_days, **config.bars_options())
     config = config.for_bars(bars)
-    plan = make_folds(
-        len(bars), folds, test_fraction, mode, min_bars=WARMUP_BARS + config.episode_bars + 1
-    )
+    try:
+        plan = make_folds(
+            len(bars), folds, test_fraction, mode, min_bars=WARMUP_BARS + config.episode_bars + 1
+        )
+    except TooFewBarsError as exc:
+        raise TooFewBarsError(f"{bars.source or 'bars'}: {exc}") from None
     out.mkdir(parents=True, exist_ok=True)  # only now: refused data leaves no folder
     jobs = [
         Job(
