@@ -197,6 +197,6 @@ def test_walkforward_bad_plan_is_one_line_error(tmp_path) -> None:
 
     args = ["walkforward", "--out", str(tmp_path), "--folds", "50", "--synthetic-days", "2"]
     result = CliRunner().invoke(cli, [*args, "--episode-bars", "390"])
-    assert result.exit_code == 1
-    assert "Error:" in result.output and "fewer folds" in result.output
+    assert result.exit_code == 2  # a usage error: the data cannot hold the plan
+    assert len(result.stderr.splitlines()) == 1 and "fewer folds" in result.stderr
     assert "Traceback" not in result.output

@@ -115,8 +115,8 @@ def test_too_few_bars_names_the_flag(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         cli, ["train", "--data", str(short), "--out", str(tmp_path / "o"), "--episode-bars", "390"]
     )
-    assert result.exit_code == 1 and "Traceback" not in result.output
-    assert "shorter episodes" in result.output or "--episode-bars" in result.output
+    assert result.exit_code == 2 and "Traceback" not in result.output  # a usage error
+    assert "error: --data: " in result.output and "--episode-bars" in result.output
 
 
 @pytest.mark.parametrize("bad", [42, 3.5, [1, 2], b"NQ.txt"])
