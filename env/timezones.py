@@ -15,6 +15,23 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 EXAMPLES = "use an IANA name such as 'UTC' or 'America/Chicago'"
 
 
+# US time zone abbreviations a trader may type, and the region each stands for. The
+# database's "EST", "MST" and "HST" are fixed offsets, and "CST"/"PST" are not in it.
+_US_ABBREVIATIONS = {
+    "est": "America/New_York",
+    "edt": "America/New_York",
+    "et": "America/New_York",
+    "cst": "America/Chicago",
+    "cdt": "America/Chicago",
+    "ct": "America/Chicago",
+    "mst": "America/Denver",
+    "mdt": "America/Denver",
+    "pst": "America/Los_Angeles",
+    "pdt": "America/Los_Angeles",
+    "hst": "Pacific/Honolulu",
+}
+
+
 @functools.lru_cache(maxsize=1)
 def _zones_by_folded_name() -> dict[str, str]:
     return {name.casefold(): name for name in available_timezones()}
@@ -30,6 +47,14 @@ def canonical_zone(name: str) -> str:
     """
     zones = _zones_by_folded_name()
     text = str(name).strip()
+    local = _US_ABBREVIATIONS.get(text.casefold())
+    if local is not None:
+        # EST, MST and HST are fixed offsets (no daylight saving): a file in New York
+        # time read as "est" would be an hour off from March to November.
+        raise ValueError(
+            f"ambiguous time zone {name!r}: abbreviations are fixed offsets without "
+            f"daylight saving; use the region's IANA name, e.g. {local!r}"
+        )
     found = zones.get(text.casefold())
     if found is not None:
         return found

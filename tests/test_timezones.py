@@ -68,3 +68,20 @@ def test_train_cli_unknown_data_timezone_is_one_line_usage_error() -> None:
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: --data-timezone: ")
     assert "did you mean 'America/Chicago'" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("typed", "region"),
+    [
+        ("est", "America/New_York"),
+        ("EST", "America/New_York"),
+        ("cst", "America/Chicago"),
+        ("CDT", "America/Chicago"),
+        ("pst", "America/Los_Angeles"),
+    ],
+)
+def test_a_us_abbreviation_is_refused_with_its_region(typed: str, region: str) -> None:
+    """'est' was read as the database's fixed UTC-5 'EST': an hour off all summer."""
+    with pytest.raises(ValueError, match="ambiguous time zone") as caught:
+        canonical_zone(typed)
+    assert f"'{region}'" in str(caught.value) and "\n" not in str(caught.value)
