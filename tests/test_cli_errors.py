@@ -276,3 +276,14 @@ def test_data_too_short_for_one_episode_is_a_usage_error_naming_it(
     line = usage_error(args)
     assert line.startswith("error: --data: ") and "three.Last.txt" in line
     assert "--episode-bars" in line
+
+
+def test_validate_on_bars_the_model_trained_on_is_a_usage_error_naming_data() -> None:
+    """The demo model trained on 2025 bars up to October: a January file holds nothing
+    held out. That is the wrong file, not a failed model (exit 1)."""
+    args = ["validate", str(DEFAULT_BUNDLE), "--data", _NQ_FILE, "--episodes", "2"]
+    result = CliRunner().invoke(cli, args, prog_name="ai-trading-bridge")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    line = result.stderr.splitlines()[-1]  # after the loader's closed-market warning
+    assert line.startswith("error: --data: ") and "NQ_export_utc" in line
+    assert "held-out span" in line

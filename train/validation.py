@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from env.bars import Bars
+from env.bars import Bars, TooFewBarsError
 from env.config import ACTION_NAMES, WARMUP_BARS
 from env.risk import RiskConfig
 from env.trading_env import EnvConfig, TradingEnv
@@ -108,7 +108,7 @@ def after_training(bars: Bars, card: dict[str, Any] | None) -> Bars:
     first held-out bar (indicators warm up, as in training's split).
 
     Raises:
-        ValueError: when every bar of ``bars`` is from the training span or earlier.
+        TooFewBarsError: when every bar of ``bars`` is from the training span or earlier.
     """
     import warnings
 
@@ -127,8 +127,8 @@ def after_training(bars: Bars, card: dict[str, Any] | None) -> Bars:
         return bars
     first = int(np.searchsorted(times, holdout_start))
     if first >= len(bars):
-        raise ValueError(
-            f"the bars given end before the model's held-out span starts "
+        raise TooFewBarsError(
+            f"{bars.source or 'bars'}: the bars given end before the model's held-out span starts "
             f"({data['holdout_start']}): the model trained on them; give bars from "
             "after its training span"
         )
