@@ -35,6 +35,7 @@ _OVERRIDES = (
     "dual_lr",
     "dual_kp",
     "calibrate",
+    "calibration_fraction",
     "instrument",
     "episode_bars",
     "checkpoint_every",
@@ -257,6 +258,12 @@ calibrate_option = click.option(
     help="Band calibration of the decision thresholds on the training bars after "
     "learning [auto: on unless --reward seed].",
 )
+calibration_fraction_option = click.option(
+    "--calibration-fraction",
+    type=click.FloatRange(min=0, max=1, max_open=True),
+    help="Trailing share of the training bars kept out of learning, on which the band "
+    "calibration is solved [0: calibrate on the bars learned from].",
+)
 
 
 def contract_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -352,6 +359,7 @@ def contract_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--dual-lr", type=float, help="Step of the constrained preset's multipliers [0.05].")
 @click.option("--dual-kp", type=float, help="Proportional gain on the current band violation [0].")
 @calibrate_option
+@calibration_fraction_option
 @contract_options
 @click.option("--episode-bars", type=click.IntRange(min=1), help=EPISODE_BARS_HELP)
 @click.option("--checkpoint-every", type=int, help="Steps between checkpoints, 0 = none [250000].")
@@ -665,6 +673,7 @@ def rollback(target: str) -> None:
 @click.option("--seed", type=int, help="First seed [0].")
 @click.option("--synthetic-days", type=int, help="[60]")
 @calibrate_option
+@calibration_fraction_option
 @contract_options
 def walkforward(
     config_file: str | None,

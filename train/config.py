@@ -54,6 +54,11 @@ class TrainConfig:
         calibrate: Band calibration after training (``train.calibration``): ``on``,
             ``off``, or ``auto`` (on unless the reward preset is ``seed``, the guide's
             set-up unchanged).
+        calibration_fraction: Trailing share of the training bars kept out of learning
+            and used only to solve the band calibration (0: calibrate on the bars the
+            policy learned from). A policy that has seen its bars many times (5M steps
+            on a few thousand daily bars) is surer of them than of any bar it will
+            trade; thresholds set on unseen bars carry over to the held-out ones.
         instrument: Contract root or NinjaTrader name (``"6E"``, ``"6E 03-26"``); a
             contract outside ``env.contracts``' table needs ``tick_size`` and
             ``point_value``.
@@ -93,6 +98,7 @@ class TrainConfig:
     dual_lr: float = 0.05
     dual_kp: float = 0.0
     calibrate: str = "auto"
+    calibration_fraction: float = 0.0
     instrument: str = "NQ"
     episode_bars: int = 0
     checkpoint_every: int = 250_000
@@ -133,6 +139,10 @@ class TrainConfig:
             raise ValueError("n_steps // n_envs must be >= 2")
         if not 0.0 < self.holdout_fraction < 1.0:
             raise ValueError(f"holdout_fraction must be in (0, 1), got {self.holdout_fraction!r}")
+        if not 0.0 <= self.calibration_fraction < 1.0:
+            raise ValueError(
+                f"calibration_fraction must be in [0, 1), got {self.calibration_fraction!r}"
+            )
         for key in ("learning_rate", "clip_range"):
             if not getattr(self, key) > 0:
                 raise ValueError(f"{key} must be > 0, got {getattr(self, key)!r}")

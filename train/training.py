@@ -71,6 +71,31 @@ def split_bars(bars: Bars, holdout_fraction: float, episode_bars: int) -> DataSp
     return DataSplit(bars, split)
 
 
+def calibration_split(split: DataSplit, fraction: float, episode_bars: int) -> tuple[Bars, Bars]:
+    """The bars a policy learns from and the bars its band calibration is solved on.
+
+    With ``fraction`` 0 both are ``split.train``. Otherwise the last ``fraction`` of the
+    training span's decision bars are kept out of learning and calibrated on (with the
+    warm-up bars before them); the held-out span is untouched.
+
+    Raises:
+        TooFewBarsError: when either part is too short for one episode.
+    """
+    if fraction <= 0:
+        return split.train, split.train
+    first = WARMUP_BARS - 1  # the first decision bar of the training span
+    fit_end = first + round((split.split - first) * (1.0 - fraction))
+    need = WARMUP_BARS + episode_bars
+    if fit_end < need or split.split - fit_end + WARMUP_BARS - 1 < need:
+        raise TooFewBarsError(
+            f"{split.bars.source or 'bars'}: {split.split} training bars with "
+            f"calibration_fraction {fraction} leaves a part shorter than one episode "
+            f"({need} bars incl. warm-up); use more data, a larger or zero "
+            "--calibration-fraction, or shorter episodes (--episode-bars)"
+        )
+    return split.bars[:fit_end], split.bars[fit_end - (WARMUP_BARS - 1) : split.split]
+
+
 def load_data(
     path: str | Path | None, synthetic_days: int = DEFAULT_DAYS, **load_options: Any
 ) -> tuple[Bars, str]:
@@ -95,8 +120,18 @@ def load_data(
     return load_bars(path, **load_options), bundle_io.sha256_file(path)
 
 
-def data_card(data: DataSplit, sha256: str) -> dict[str, Any]:
+def data_card(data: DataSplit, sha256: str, learn_bars: int | None = None) -> dict[str, Any]:
+    """The card's ``data``: the source, its spans and indices. ``learn_bars``: bars of
+    the training span the policy learned from, when fewer than all (the rest, up to the
+    held-out start, were kept for the band calibration)."""
     b = data.bars
+    learned = {}
+    if learn_bars is not None and learn_bars < data.split:
+        learned = {
+            "learn_bars": learn_bars,
+            "calibration_start": str(b.time[learn_bars]),
+            "calibration_start_index": data.offset + learn_bars,
+        }
     return {
         "source": b.source,
         "sha256": sha256,
@@ -110,6 +145,7 @@ def data_card(data: DataSplit, sha256: str) -> dict[str, Any]:
         "holdout_end_index": data.offset + len(b),
         "data_timezone": b.data_timezone,
         "bar_period": b.bar_period.to_json(),
+        **learned,
     }
 
 
@@ -356,7 +392,10 @@ def train(
         bars = split.bars
         config = config.for_bars(bars)
     env_config = env_config_for(config)
-    venv = make_vec_env(config, split.train, env_config)
+    learn_bars, calibration_bars = calibration_split(
+        split, config.calibration_fraction if config.calibrates else 0.0, config.episode_bars
+    )
+    venv = make_vec_env(config, learn_bars, env_config)
     tb_dir = str(out / TENSORBOARD_DIR) if tensorboard_available() else None
     if tb_dir is None:
         log.info("tensorboard_unavailable", hint="pip install 'ai-trading-bridge[tensorboard]'")
@@ -415,6 +454,7 @@ def train(
         device=model.device.type,
         data=bars.source,
         train_bars=split.split,
+        learn_bars=len(learn_bars),
         holdout_bars=len(bars) - split.split,
     )
     started = time.perf_counter()
@@ -433,7 +473,7 @@ def train(
     if config.calibrates:
         from train.calibration import calibrate
 
-        calibration = calibrate(model, venv, split.train, env_config)
+        calibration = calibrate(model, venv, calibration_bars, env_config)
         log.info(
             "calibrated",
             converged=calibration.converged,
@@ -454,7 +494,7 @@ def train(
         created=created,
         env_config=env_config.to_dict(),
         hyperparameters=config.hyperparameters(),
-        data=data_card(split, sha256),
+        data=data_card(split, sha256, len(learn_bars)),
         commit=commit,
         command=command,
         timesteps=int(model.num_timesteps),
