@@ -335,3 +335,44 @@ def test_validation_never_decides_on_bars_the_model_trained_on() -> None:
         assert len(holdout_for_card(card, later)) == len(later)
     with pytest.raises(ValueError, match="trained on them"):
         holdout_for_card(card, bars[: split.split])
+
+
+def test_calibration_fraction_keeps_the_tail_of_the_training_span_out_of_learning() -> None:
+    """The learned part ends where the calibration's decisions start; the calibration
+    part ends where the held-out span starts; a fraction that leaves either part shorter
+    than an episode is refused by name."""
+    from env.bars import TooFewBarsError
+    from train.training import calibration_split, load_data, split_bars
+
+    bars, _ = load_data(None, 6)
+    split = split_bars(bars, 0.2, 120)
+    learn, calibration = calibration_split(split, 0.25, 120)
+    learn_end = len(learn)
+    decisions = split.split - (WARMUP_BARS - 1)
+    assert abs((split.split - learn_end) - 0.25 * decisions) <= 1
+    assert calibration.time[WARMUP_BARS - 1] == bars.time[learn_end]  # first decision bar
+    assert calibration.time[-1] == bars.time[split.split - 1]  # last training bar
+    assert learn.time[-1] < calibration.time[WARMUP_BARS - 1]
+    whole = calibration_split(split, 0.0, 120)
+    assert [len(part) for part in whole] == [split.split, split.split]
+    assert all(part.time[-1] == bars.time[split.split - 1] for part in whole)
+    with pytest.raises(TooFewBarsError, match=r"calibration_fraction 0\.99"):
+        calibration_split(split, 0.99, 120)
+
+
+def test_train_calibrates_on_the_kept_bars_and_records_them(tmp_path: Path) -> None:
+    card = _train(tmp_path / "kept", "--calibration-fraction", "0.3")
+    data = card["data"]
+    assert data["learn_bars"] < data["train_bars"]
+    assert data["calibration_start"] < data["holdout_start"]
+    assert card["train_config"]["calibration_fraction"] == 0.3
+    blocks = card["calibration"]["blocks"]
+    assert blocks[0]["first"] >= data["calibration_start"]
+    assert blocks[-1]["last"] < data["holdout_start"]
+    # Without a calibration nothing is kept back.
+    uncalibrated = _train(tmp_path / "off", "--calibration-fraction", "0.3", "--calibrate", "off")
+    assert "learn_bars" not in uncalibrated["data"]
+    for bad in ("1", "-0.1"):
+        args = ["train", "--out", str(tmp_path / "x"), "--calibration-fraction", bad]
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 2 and "--calibration-fraction" in result.output, result.output
