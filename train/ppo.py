@@ -483,9 +483,10 @@ def _loss_grads(
     np.multiply(error, error, out=stats.sq_error[rows])
     plogp = probs * log_probs
     plogp.sum(axis=1, out=stats.plogp[rows])  # entropy_loss = -mean(entropy)
-    # d(sum p log p)/d log p = p (1 + log p), then through the log-softmax
-    # d/dz = g - p sum(g): masked actions (p = 0) get none, as through torch.where.
-    g = (probs + plogp) * (ent_coef / n)
+    # d(sum p log p)/d log p = p (1 + log p); the log-softmax's backward
+    # (d/dz = g - p sum(g)) maps the p part to 0 (sum p = 1), so only p log p is kept.
+    # Masked actions (p = 0) get no gradient, as through torch.where.
+    g = plogp * (ent_coef / n)
     # torch.min's gradient goes to the smaller operand, half to each on a tie, and a
     # tie means the ratio is inside the clip range: both halves reach it.
     d_ratio = np.where(surrogate <= clipped, advantages, 0)
