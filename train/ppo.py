@@ -2,32 +2,46 @@
 
 ``LeanMaskablePPO`` does what sb3-contrib's ``MaskablePPO`` does for the policy ``train``
 builds (``MlpPolicy``: flattened Box observations, separate ``pi`` and ``vf`` MLPs, a
-masked categorical head, on CPU): the same minibatches, losses, gradient clipping and Adam
-steps, so its parameters after an update equal MaskablePPO's to float rounding
+masked categorical head, Adam, on CPU): the same minibatches, losses, gradient clipping
+and Adam steps, so its parameters after an update equal MaskablePPO's to float rounding
 (``tests/test_train_ppo.py`` trains both from one seed and compares them). What it leaves
-out is the Python that dominates a 64x64 MLP on minibatches of 64:
+out is the Python and autograd bookkeeping that dominate a 64x64 MLP on minibatches of 64.
 
-- the rollout buffer becomes tensors once per update and each epoch's shuffle is one
-  gather (SB3 copies seven numpy slices into new tensors per minibatch); the permutation
-  comes from numpy's global generator exactly as SB3's buffer draws it;
-- the networks run as ``linear``/``tanh`` calls on the policy's own parameters (what the
-  modules' ``forward`` calls);
-- the masked categorical is one ``log_softmax`` of the masked logits. sb3-contrib builds
-  three ``Categorical`` objects per forward pass (normalise, mask with -1e8, normalise
-  again); a softmax does not change under a shift of its logits, so the valid actions'
-  numbers agree to float rounding. The entropy is ``-sum(p log p)`` without the explicit
-  zeroing of masked actions: their probability is exactly 0 (exp(-1e8) underflows);
-- gradient clipping is ``clip_grad_norm_``'s foreach path on a cached parameter list, and
-  the fused Adam kernel is called directly (:class:`_AdamStep`);
-- logged statistics (losses, clip fraction, approximate KL) are reduced once per epoch;
-- collection samples with the same ``torch.multinomial`` call on the same
-  probabilities, so the global torch generator advances identically;
-- :class:`LeanDummyVecEnv` returns each step's info dicts without deep-copying them (the
-  env builds new ones every step, so there is nothing to protect).
+The update (:func:`_update`) works on flat float32 vectors (:class:`_FlatNet`): the
+parameters, their gradient and Adam's two moments, copied in from the policy and its
+optimizer before each update and back after it, so the saved zip is a plain MaskablePPO
+file whose Adam state continues training. Per minibatch:
 
-Measured after three updates (960 Adam steps): parameters within 1.8e-7 of MaskablePPO's.
-Any other set-up (another policy or network, value clipping, a GPU, a non-Box
-observation) runs MaskablePPO's own code. The saved model is a plain MaskablePPO zip.
+- the forward pass is ``addmm`` + ``tanh_`` (both first layers in one product, they read
+  the same features), without an autograd graph;
+- the loss and its gradient at the logits and values (:func:`_loss_grads`) are numpy on
+  the 64x6 logits: masked log-softmax (masked logits -1e8, as sb3-contrib's
+  ``MaskableCategorical``; a softmax does not change under a shift of its logits, so
+  sb3-contrib's normalise-mask-normalise gives the same numbers to float rounding),
+  clipped surrogate, value MSE and entropy term;
+- the backward pass is written out (``mm`` and autograd's own ``tanh_backward``), the
+  gradient lands in the flat vector, clipping is one norm of it (``clip_grad_norm_``'s
+  global norm) and Adam is one call of the fused kernel ``torch.optim.Adam`` calls, with
+  the group's lr, betas, eps and weight decay and the bias correction of the step count.
+
+The matrix products are torch's: numpy's OpenBLAS starts a thread per core and cannot be
+told otherwise, ten times slower on two busy cores. The minibatches are SB3's (numpy's
+global permutation per epoch, per-minibatch advantage normalisation, the ``target_kl``
+stop) and the logged statistics the same, reduced once per epoch. Per update of 2048
+transitions (10 epochs of 32 minibatches) on the shared 2-core machine, load ~6: 130-160
+ms against 390-400 ms for the autograd update before it.
+
+Collection (:func:`_collect`) runs the networks as ``linear``/``tanh`` calls on the
+policy's own parameters and samples with the same ``torch.multinomial`` call on the same
+probabilities, so the global torch generator advances identically (a numpy forward pass
+is ~30 us a step faster, but its probabilities differ in the last bits, which could flip
+a sampled action). :class:`LeanDummyVecEnv` returns each step's info dicts without
+deep-copying them (the env builds new ones every step, so there is nothing to protect).
+
+Measured after three updates of the default set-up (960 Adam steps): parameters within
+1.5e-7 of MaskablePPO's. Any other set-up (another policy or network, value clipping, a
+GPU, a non-Box observation) runs MaskablePPO's own code, another optimizer set-up
+(amsgrad, several parameter groups, ...) MaskablePPO's update.
 """
 
 from __future__ import annotations
@@ -501,7 +515,7 @@ def _update(model: LeanMaskablePPO, mlp: _Mlp) -> bool:
     written out. False (nothing done) for a set-up it does not mirror."""
     policy, optimizer = model.policy, model.policy.optimizer
     activation = _activation(mlp)
-    if activation is None or not _plain_adam(optimizer, mlp.params):
+    if activation is None or model.n_epochs < 1 or not _plain_adam(optimizer, mlp.params):
         return False
     if model._flat is None or model._flat.params[0] is not mlp.pi[0][0]:
         model._flat = _FlatNet(mlp, activation)
