@@ -567,8 +567,8 @@ def _update(model: LeanMaskablePPO, mlp: _Mlp) -> bool:
                 )
                 adam()
             stats = epoch.per_minibatch(done, clip_range)
-            for name, values_ in logged.items():
-                values_.append(stats[name])
+            for name, series in logged.items():
+                series.append(stats[name])
             model._n_updates += 1
             if stopped:
                 break
