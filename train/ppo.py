@@ -2,37 +2,52 @@
 
 ``LeanMaskablePPO`` does what sb3-contrib's ``MaskablePPO`` does for the policy ``train``
 builds (``MlpPolicy``: flattened Box observations, separate ``pi`` and ``vf`` MLPs, a
-masked categorical head, on CPU): the same minibatches, losses, gradient clipping and Adam
-steps, so its parameters after an update equal MaskablePPO's to float rounding
+masked categorical head, Adam, on CPU): the same minibatches, losses, gradient clipping
+and Adam steps, so its parameters after an update equal MaskablePPO's to float rounding
 (``tests/test_train_ppo.py`` trains both from one seed and compares them). What it leaves
-out is the Python that dominates a 64x64 MLP on minibatches of 64:
+out is the Python and autograd bookkeeping that dominate a 64x64 MLP on minibatches of 64.
 
-- the rollout buffer becomes tensors once per update and each epoch's shuffle is one
-  gather (SB3 copies seven numpy slices into new tensors per minibatch); the permutation
-  comes from numpy's global generator exactly as SB3's buffer draws it;
-- the networks run as ``linear``/``tanh`` calls on the policy's own parameters (what the
-  modules' ``forward`` calls);
-- the masked categorical is one ``log_softmax`` of the masked logits. sb3-contrib builds
-  three ``Categorical`` objects per forward pass (normalise, mask with -1e8, normalise
-  again); a softmax does not change under a shift of its logits, so the valid actions'
-  numbers agree to float rounding. The entropy is ``-sum(p log p)`` without the explicit
-  zeroing of masked actions: their probability is exactly 0 (exp(-1e8) underflows);
-- gradient clipping is ``clip_grad_norm_``'s foreach path on a cached parameter list, and
-  the fused Adam kernel is called directly (:class:`_AdamStep`);
-- logged statistics (losses, clip fraction, approximate KL) are reduced once per epoch;
-- collection samples with the same ``torch.multinomial`` call on the same
-  probabilities, so the global torch generator advances identically;
-- :class:`LeanDummyVecEnv` returns each step's info dicts without deep-copying them (the
-  env builds new ones every step, so there is nothing to protect).
+The update (:func:`_update`) works on flat float32 vectors (:class:`_FlatNet`): the
+parameters, their gradient and Adam's two moments, copied in from the policy and its
+optimizer before each update and back after it, so the saved zip is a plain MaskablePPO
+file whose Adam state continues training. Per minibatch:
 
-Measured after three updates (960 Adam steps): parameters within 1.8e-7 of MaskablePPO's.
-Any other set-up (another policy or network, value clipping, a GPU, a non-Box
-observation) runs MaskablePPO's own code. The saved model is a plain MaskablePPO zip.
+- the forward pass is ``addmm`` + ``tanh_`` (both first layers in one product, they read
+  the same features), without an autograd graph;
+- the loss and its gradient at the logits and values (:func:`_loss_grads`) are numpy on
+  the 64x6 logits: masked log-softmax (masked logits -1e8, as sb3-contrib's
+  ``MaskableCategorical``; a softmax does not change under a shift of its logits, so
+  sb3-contrib's normalise-mask-normalise gives the same numbers to float rounding),
+  clipped surrogate, value MSE and entropy term;
+- the backward pass is written out (``mm`` and autograd's own ``tanh_backward``), the
+  gradient lands in the flat vector, clipping is one norm of it (``clip_grad_norm_``'s
+  global norm) and Adam is one call of the fused kernel ``torch.optim.Adam`` calls, with
+  the group's lr, betas, eps and weight decay and the bias correction of the step count.
+
+The matrix products are torch's: numpy's OpenBLAS starts a thread per core and cannot be
+told otherwise, ten times slower on two busy cores. The minibatches are SB3's (numpy's
+global permutation per epoch, per-minibatch advantage normalisation, the ``target_kl``
+stop) and the logged statistics the same, reduced once per epoch. Per update of 2048
+transitions (10 epochs of 32 minibatches) on the shared 2-core machine, load ~6: 130-160
+ms against 390-400 ms for the autograd update before it.
+
+Collection (:func:`_collect`) runs the networks as ``linear``/``tanh`` calls on the
+policy's own parameters and samples with the same ``torch.multinomial`` call on the same
+probabilities, so the global torch generator advances identically (a numpy forward pass
+is ~30 us a step faster, but its probabilities differ in the last bits, which could flip
+a sampled action). :class:`LeanDummyVecEnv` returns each step's info dicts without
+deep-copying them (the env builds new ones every step, so there is nothing to protect).
+
+Measured after three updates of the default set-up (960 Adam steps): parameters within
+1.5e-7 of MaskablePPO's. Any other set-up (another policy or network, value clipping, a
+GPU, a non-Box observation) runs MaskablePPO's own code, another optimizer set-up
+(amsgrad, several parameter groups, ...) MaskablePPO's update.
 """
 
 from __future__ import annotations
 
-from typing import Any, cast
+import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -106,6 +121,7 @@ class LeanMaskablePPO(MaskablePPO):
     """``MaskablePPO`` for ``MlpPolicy`` on CPU with less per-step Python; same results."""
 
     _mlp: _Mlp | None = None
+    _flat: _FlatNet | None = None
 
     def _lean(self) -> _Mlp | None:
         """The flattened network when this policy is the plain one the lean path mirrors."""
@@ -132,7 +148,7 @@ class LeanMaskablePPO(MaskablePPO):
         return self._mlp
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_mlp"]
+        return [*super()._excluded_save_params(), "_mlp", "_flat"]
 
     # -- rollout ---------------------------------------------------------------------
 
@@ -155,10 +171,8 @@ class LeanMaskablePPO(MaskablePPO):
 
     def train(self) -> None:
         mlp = self._lean()
-        if mlp is None:
+        if mlp is None or not _update(self, mlp):
             super().train()
-            return
-        _update(self, mlp)
 
 
 def _collect(
@@ -234,214 +248,408 @@ def _collect(
 _FIELDS = ("observations", "actions", "values", "log_probs", "advantages", "returns")
 
 
-def _buffer_tensors(buffer: MaskableRolloutBuffer) -> dict[str, torch.Tensor]:
+def _buffer_arrays(buffer: MaskableRolloutBuffer) -> dict[str, np.ndarray]:
     """The buffer's arrays flattened env-major, as ``RolloutBuffer.get`` orders them."""
     if not buffer.generator_ready:
         for name in (*_FIELDS, "episode_starts", "action_masks"):
             buffer.__dict__[name] = buffer.swap_and_flatten(buffer.__dict__[name])
         buffer.generator_ready = True
     n = buffer.buffer_size * buffer.n_envs
-    tensors = {name: torch.tensor(getattr(buffer, name)).reshape(n, -1) for name in _FIELDS}
-    tensors["actions"] = tensors["actions"].long().flatten()
-    for name in ("values", "log_probs", "advantages", "returns"):
-        tensors[name] = tensors[name].flatten()
-    tensors["action_masks"] = torch.tensor(buffer.action_masks).reshape(n, -1).bool()
-    return tensors
+    arrays: dict[str, np.ndarray] = {
+        name: np.asarray(getattr(buffer, name), np.float32).reshape(n) for name in _FIELDS[2:]
+    }
+    arrays["observations"] = np.asarray(buffer.observations, np.float32).reshape(n, -1)
+    arrays["actions"] = np.asarray(buffer.actions).reshape(n).astype(np.int64)
+    arrays["action_masks"] = np.asarray(buffer.action_masks).reshape(n, -1).astype(bool)
+    return arrays
 
 
-def _update(model: LeanMaskablePPO, mlp: _Mlp) -> None:
-    """MaskablePPO.train: the same minibatches (numpy's global permutation per epoch),
-    losses, clipping and Adam steps. What needs no gradient is done per epoch in one
-    batch: the per-minibatch advantage normalisation (each row of a (minibatches, 64)
-    view is one minibatch) and the logged statistics."""
-    policy = model.policy
-    policy.set_training_mode(True)
-    model._update_learning_rate(policy.optimizer)
-    clip_range = model.clip_range(model._current_progress_remaining)  # type: ignore[operator]
-    buffer = model.rollout_buffer
-    assert isinstance(buffer, MaskableRolloutBuffer)
-    data = _buffer_tensors(buffer)
-    n, batch_size = len(data["actions"]), int(model.batch_size or 64)
-    starts = range(0, n, batch_size)
-    params = mlp.params
-    adam = _AdamStep(policy.optimizer, params)
-    max_norm = float(model.max_grad_norm)
-    ent_coef, vf_coef = model.ent_coef, model.vf_coef
-    stats: dict[str, list[torch.Tensor]] = {k: [] for k in ("pg", "vf", "ent", "clip")}
-    approx_kl: list[torch.Tensor] = []
-    loss = torch.zeros(())
-    for _ in range(model.n_epochs):
-        order = torch.from_numpy(np.random.permutation(n))
-        shuffled = {name: tensor[order] for name, tensor in data.items()}
-        advantages = _normalized(shuffled["advantages"], batch_size, model.normalize_advantage)
-        epoch_ratios: list[tuple[torch.Tensor, torch.Tensor]] = []
-        stopped = False
-        for start in starts:
-            stop = start + batch_size
-            obs = shuffled["observations"][start:stop]
-            log_probs_all = masked_log_probs(
-                mlp.run(mlp.pi, obs), shuffled["action_masks"][start:stop]
-            )
-            actions = shuffled["actions"][start:stop]
-            log_prob = log_probs_all.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
-            values = mlp.run(mlp.vf, obs).flatten()
-            log_ratio = log_prob - shuffled["log_probs"][start:stop]
-            ratio = torch.exp(log_ratio)
-            adv = advantages[start:stop]
-            policy_loss_1 = adv * ratio
-            policy_loss_2 = adv * torch.clamp(ratio, 1 - clip_range, 1 + clip_range)
-            policy_loss = -torch.min(policy_loss_1, policy_loss_2).mean()
-            value_loss = functional.mse_loss(shuffled["returns"][start:stop], values)
-            entropy_loss = -torch.mean(masked_entropy(log_probs_all))
-            loss = policy_loss + ent_coef * entropy_loss + vf_coef * value_loss
-            stats["pg"].append(policy_loss.detach())
-            stats["vf"].append(value_loss.detach())
-            stats["ent"].append(entropy_loss.detach())
-            epoch_ratios.append((ratio.detach(), log_ratio.detach()))
-            if model.target_kl is not None:
-                kl = _approx_kl(*epoch_ratios[-1])
-                if kl.item() > 1.5 * model.target_kl:
-                    stopped = True
-                    break
-
-            for param in params:  # Optimizer.zero_grad(set_to_none=True)
-                param.grad = None
-            loss.backward()
-            _clip_grad_norm(params, max_norm)
-            adam.step()
-        approx_kl = [_approx_kl(r, lr) for r, lr in epoch_ratios]
-        stats["clip"] += [(torch.abs(r - 1) > clip_range).float().mean() for r, _ in epoch_ratios]
-        model._n_updates += 1
-        if stopped:
-            break
-    _log_update(model, buffer, clip_range, loss, stats, approx_kl)
+_Layer = tuple[torch.Tensor, torch.Tensor]  # weight (out, in), bias (out,)
 
 
-def _normalized(advantages: torch.Tensor, batch_size: int, normalize: bool) -> torch.Tensor:
-    """Each minibatch's advantages, normalised by its own mean and (unbiased) std as SB3
-    does per minibatch; one vectorised pass over all full minibatches of the epoch."""
-    if not normalize:
-        return advantages
-    full = len(advantages) // batch_size * batch_size
-    rows = advantages[:full].reshape(-1, batch_size)
-    rows = (rows - rows.mean(dim=1, keepdim=True)) / (rows.std(dim=1, keepdim=True) + 1e-8)
-    tail = advantages[full:]
-    if len(tail):
-        tail = (tail - tail.mean()) / (tail.std() + 1e-8)
-    return torch.cat([rows.reshape(-1), tail])
+class _Layout:
+    """Views of one flat vector as the network: the first layers of ``pi`` and ``vf``
+    stacked into one (both read the same features), then each branch's other layers
+    with its head last."""
+
+    def __init__(self, flat: torch.Tensor, shapes: list[tuple[int, ...]], n_pi: int) -> None:
+        views, offset = [], 0
+        for shape in shapes:
+            size = int(np.prod(shape))
+            views.append(flat[offset : offset + size].view(shape))
+            offset += size
+        self.first: _Layer = (views[0], views[1])
+        rest = [(views[i], views[i + 1]) for i in range(2, len(views), 2)]
+        self.pi: list[_Layer] = rest[:n_pi]
+        self.vf: list[_Layer] = rest[n_pi:]
 
 
-def _approx_kl(ratio: torch.Tensor, log_ratio: torch.Tensor) -> torch.Tensor:
-    """SB3's approximate reverse KL (Schulman's k3 estimator), for logging/early stop."""
-    return torch.mean((ratio - 1) - log_ratio)
+class _FlatNet:
+    """The policy's parameters, their gradient and Adam's two moments as flat float32
+    vectors, laid out for the update: ``[pi W1; vf W1] [pi b1, vf b1]`` (one product for
+    both first layers), then ``pi``'s other layers and action head, then ``vf``'s.
+    :meth:`pull` copies the policy's parameters and Adam state in before an update,
+    :meth:`push` copies them back after it, so between updates (collecting, saving,
+    loading) torch's own objects are the model."""
+
+    def __init__(self, mlp: _Mlp, activation: str) -> None:
+        pi = [layer for layer in mlp.pi if isinstance(layer, tuple)]
+        vf = [layer for layer in mlp.vf if isinstance(layer, tuple)]
+        order = [pi[0][0], vf[0][0], pi[0][1], vf[0][1]]
+        order += [t for layer in (*pi[1:], *vf[1:]) for t in layer]
+        self.params: list[torch.Tensor] = order
+        width = len(pi[0][0]) + len(vf[0][0])
+        shapes: list[tuple[int, ...]] = [(width, pi[0][0].shape[1]), (width,)]
+        shapes += [tuple(t.shape) for layer in (*pi[1:], *vf[1:]) for t in layer]
+        size = sum(t.numel() for t in order)
+        self.theta, self.grad, self.exp_avg, self.exp_avg_sq = (torch.zeros(size) for _ in range(4))
+        self.step = torch.zeros(())
+        self.split = len(pi[0][0])
+        self.net = _Layout(self.theta, shapes, len(pi) - 1)
+        self.grads = _Layout(self.grad, shapes, len(pi) - 1)
+        self.tanh = activation == "tanh"
+        self.offsets = np.cumsum([0, *(t.numel() for t in order)]).tolist()
+
+    def _segments(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        """``flat`` cut into the parameters' shapes, in :attr:`params` order."""
+        return [
+            flat[a:b].view(t.shape)
+            for t, a, b in zip(self.params, self.offsets[:-1], self.offsets[1:])
+        ]
+
+    def pull(self, optimizer: torch.optim.Optimizer) -> bool:
+        """Parameters and Adam state from torch; False if the steps differ per tensor."""
+        with torch.no_grad():
+            for param, view in zip(self.params, self._segments(self.theta)):
+                view.copy_(param)
+            states = [optimizer.state.get(p, {}) for p in self.params]
+            if not all("exp_avg" in s for s in states):
+                self.exp_avg.zero_()
+                self.exp_avg_sq.zero_()
+                self.step.zero_()
+                return True
+            steps = {float(s["step"]) for s in states}
+            if len(steps) != 1:
+                return False
+            for name, flat in (("exp_avg", self.exp_avg), ("exp_avg_sq", self.exp_avg_sq)):
+                for state, view in zip(states, self._segments(flat)):
+                    view.copy_(state[name])
+            self.step.fill_(steps.pop())
+        return True
+
+    def push(self, optimizer: torch.optim.Optimizer, fused: bool) -> None:
+        """Parameters and Adam state back into torch, creating the state as Adam's first
+        step does if there is none yet."""
+        dtype = torch.float32 if fused else torch.get_default_dtype()
+        with torch.no_grad():
+            for param, view in zip(self.params, self._segments(self.theta)):
+                param.copy_(view)
+            moments = zip(self._segments(self.exp_avg), self._segments(self.exp_avg_sq))
+            for param, (avg, avg_sq) in zip(self.params, moments):
+                state = optimizer.state[param]
+                if "exp_avg" not in state:
+                    state["step"] = torch.zeros((), dtype=dtype)
+                    state["exp_avg"] = torch.zeros_like(param)
+                    state["exp_avg_sq"] = torch.zeros_like(param)
+                state["step"].copy_(self.step)
+                state["exp_avg"].copy_(avg)
+                state["exp_avg_sq"].copy_(avg_sq)
+
+    def forward(
+        self, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """Logits ``(n, k)``, values ``(n, 1)`` and each branch's layer inputs."""
+        act = torch.tanh_ if self.tanh else torch.relu_
+        w, b = self.net.first
+        h = act(torch.addmm(b, x, w.T))
+        ins_pi, ins_vf = [h[:, : self.split]], [h[:, self.split :]]
+        outs = []
+        for layers, ins in ((self.net.pi, ins_pi), (self.net.vf, ins_vf)):
+            for w, b in layers[:-1]:
+                ins.append(act(torch.addmm(b, ins[-1], w.T)))
+            w, b = layers[-1]
+            outs.append(torch.addmm(b, ins[-1], w.T))
+        return outs[0], outs[1], ins_pi, ins_vf
+
+    def backward(
+        self,
+        x: torch.Tensor,
+        d_logits: torch.Tensor,
+        d_values: torch.Tensor,
+        ins_pi: list[torch.Tensor],
+        ins_vf: list[torch.Tensor],
+    ) -> None:
+        """Gradients of the loss into :attr:`grad` from its gradients at the outputs
+        (``tanh_backward``/``threshold_backward`` are autograd's own formulas)."""
+        d_first = []
+        for layers, grads, ins, d in (
+            (self.net.pi, self.grads.pi, ins_pi, d_logits),
+            (self.net.vf, self.grads.vf, ins_vf, d_values),
+        ):
+            for (w, _), (g_w, g_b), h in zip(layers[::-1], grads[::-1], ins[::-1]):
+                torch.mm(d.T, h, out=g_w)
+                torch.sum(d, 0, out=g_b)
+                d = self._act_grad(torch.mm(d, w), h)
+            d_first.append(d)
+        d = torch.cat(d_first, 1)
+        g_w, g_b = self.grads.first
+        torch.mm(d.T, x, out=g_w)
+        torch.sum(d, 0, out=g_b)
+
+    def _act_grad(self, d: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``d`` times the activation's derivative at its outputs ``y``."""
+        if self.tanh:
+            return torch.ops.aten.tanh_backward(d, y)
+        return torch.ops.aten.threshold_backward(d, y, 0)
 
 
-class _AdamStep:
-    """``torch.optim.Adam(fused=True).step()`` for one parameter group on CPU: the same
-    ``_foreach_add_`` of the step counts and ``_fused_adam_`` kernel call that Adam makes,
-    without its per-call Python (grouping, state look-ups, profiler hooks). Any other
-    optimizer set-up, or a first step (state not created yet), goes through ``step()``."""
-
-    def __init__(self, optimizer: torch.optim.Optimizer, params: list[torch.Tensor]) -> None:
-        self.optimizer, self.params = optimizer, params
-        self.kernel: dict[str, Any] | None = None
-        self._prepare()
-
-    def _prepare(self) -> None:
-        optimizer = self.optimizer
-        if type(optimizer) is not torch.optim.Adam or len(optimizer.param_groups) != 1:
-            return
-        group = optimizer.param_groups[0]
-        plain = group["fused"] and not (
+def _plain_adam(optimizer: torch.optim.Optimizer, params: list[torch.Tensor]) -> bool:
+    """Adam with one group over exactly the policy's parameters and none of the options
+    the flat update does not do (amsgrad, maximize, a tensor lr, ...)."""
+    if type(optimizer) is not torch.optim.Adam or len(optimizer.param_groups) != 1:
+        return False
+    group = optimizer.param_groups[0]
+    return (
+        {id(p) for p in group["params"]} == {id(p) for p in params}
+        and len(group["params"]) == len(params)
+        and not (
             group["amsgrad"]
             or group["capturable"]
             or group["differentiable"]
             or group["maximize"]
             or group.get("decoupled_weight_decay", False)
+            or torch.is_tensor(group["lr"])
         )
-        state = optimizer.state
-        if (
-            not plain
-            or len(group["params"]) != len(self.params)
-            or any(a is not b for a, b in zip(group["params"], self.params))
-            or getattr(optimizer, "grad_scale", None) is not None
-            or getattr(optimizer, "found_inf", None) is not None
-            or any(p not in state or "exp_avg" not in state[p] for p in self.params)
-        ):
-            return
-        beta1, beta2 = group["betas"]
-        self.kernel = {
-            "exp_avgs": [state[p]["exp_avg"] for p in self.params],
-            "exp_avg_sqs": [state[p]["exp_avg_sq"] for p in self.params],
-            "steps": [state[p]["step"] for p in self.params],
-            "lr": group["lr"],
-            "beta1": float(beta1),
-            "beta2": float(beta2),
-            "weight_decay": group["weight_decay"],
-            "eps": group["eps"],
+    )
+
+
+def _activation(mlp: _Mlp) -> str | None:
+    """The one activation of both branches if they are Linear/activation pairs and a
+    linear head (what the flat network computes), else None."""
+    names = set()
+    for layers in (mlp.pi, mlp.vf):
+        if len(layers) < 3 or len(layers) % 2 == 0:
+            return None
+        for i, layer in enumerate(layers):
+            if isinstance(layer, tuple) != (i % 2 == 0):
+                return None
+            if i % 2:
+                names.add("tanh" if layer is torch.tanh else "relu")
+    return names.pop() if len(names) == 1 else None
+
+
+class _EpochStats:
+    """Per-sample loss terms of one epoch, reduced per minibatch for the log at its end."""
+
+    def __init__(self, n: int, batch_size: int) -> None:
+        self.min_surrogate, self.sq_error, self.plogp, self.ratio, self.log_ratio = (
+            np.zeros(n, np.float32) for _ in range(5)
+        )
+        self.batch_size = batch_size
+
+    def per_minibatch(self, done: int, clip_range: float) -> dict[str, np.ndarray]:
+        """Each finished minibatch's policy, value and entropy losses, clip fraction and
+        approximate KL (SB3's ``mean((ratio - 1) - log ratio)``) over the first ``done``
+        samples."""
+        starts = np.arange(0, done, self.batch_size)
+        sizes = np.diff([*starts, done])
+
+        def mean(values: np.ndarray) -> np.ndarray:
+            return np.add.reduceat(values[:done].astype(np.float64), starts) / sizes
+
+        return {
+            "pg": -mean(self.min_surrogate),
+            "vf": mean(self.sq_error),
+            "ent": mean(self.plogp),
+            "clip": mean(np.abs(self.ratio - 1) > clip_range),
+            "kl": mean((self.ratio - 1) - self.log_ratio),
         }
 
-    def step(self) -> None:
-        k = self.kernel
-        if k is None or any(p.grad is None for p in self.params):
-            self.optimizer.step()
-            if k is None:
-                self._prepare()
-            return
-        grads = cast(list[torch.Tensor], [p.grad for p in self.params])
-        with torch.no_grad():
-            torch._foreach_add_(k["steps"], 1)
-            torch._fused_adam_(
-                self.params,
-                grads,
-                k["exp_avgs"],
-                k["exp_avg_sqs"],
-                [],
-                k["steps"],
-                amsgrad=False,
-                lr=k["lr"],
-                beta1=k["beta1"],
-                beta2=k["beta2"],
-                weight_decay=k["weight_decay"],
-                eps=k["eps"],
-                maximize=False,
-                grad_scale=None,
-                found_inf=None,
-            )
+
+def _loss_grads(
+    logits: np.ndarray,
+    values: np.ndarray,
+    batch: dict[str, np.ndarray],
+    advantages: np.ndarray,
+    clip_range: float,
+    coefs: tuple[float, float],
+    stats: _EpochStats,
+    rows: slice,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The PPO loss of one minibatch, ``pg + ent_coef * entropy_loss + vf_coef * vf``,
+    as MaskablePPO computes it: its per-sample terms go into ``stats[rows]``; returns
+    d loss / d logits ``(n, k)`` and d loss / d values ``(n, 1)``."""
+    ent_coef, vf_coef = coefs
+    n = len(advantages)
+    z = np.where(batch["action_masks"], logits, np.float32(HUGE_NEG))
+    z -= z.max(axis=1, keepdims=True)
+    exp = np.exp(z)
+    total = exp.sum(axis=1, keepdims=True)
+    log_probs = z - np.log(total)
+    probs = exp / total
+    index = np.arange(n), batch["actions"]
+    log_ratio = np.subtract(log_probs[index], batch["log_probs"], out=stats.log_ratio[rows])
+    ratio = np.exp(log_ratio, out=stats.ratio[rows])
+    surrogate = advantages * ratio
+    clipped = advantages * np.clip(ratio, 1 - clip_range, 1 + clip_range)
+    np.minimum(surrogate, clipped, out=stats.min_surrogate[rows])
+    error = values[:, 0] - batch["returns"]
+    np.multiply(error, error, out=stats.sq_error[rows])
+    plogp = probs * log_probs
+    plogp.sum(axis=1, out=stats.plogp[rows])  # entropy_loss = -mean(entropy)
+    # d(sum p log p)/d log p = p (1 + log p); the log-softmax's backward
+    # (d/dz = g - p sum(g)) maps the p part to 0 (sum p = 1), so only p log p is kept.
+    # Masked actions (p = 0) get no gradient, as through torch.where.
+    g = plogp * (ent_coef / n)
+    # torch.min's gradient goes to the smaller operand, half to each on a tie, and a
+    # tie means the ratio is inside the clip range: both halves reach it.
+    d_ratio = np.where(surrogate <= clipped, advantages, 0)
+    g[index] -= d_ratio * ratio * (1.0 / n)
+    g -= probs * g.sum(axis=1, keepdims=True)
+    return g, (error * (2 * vf_coef / n)).reshape(n, 1)
 
 
-def _clip_grad_norm(params: list[torch.Tensor], max_norm: float) -> None:
-    """``torch.nn.utils.clip_grad_norm_``'s foreach path (one device, one dtype)."""
+def _update(model: LeanMaskablePPO, mlp: _Mlp) -> bool:
+    """MaskablePPO.train on :class:`_FlatNet`: the same minibatches (numpy's global
+    permutation per epoch), losses, gradient clipping and Adam steps, the backward pass
+    written out. False (nothing done) for a set-up it does not mirror."""
+    policy, optimizer = model.policy, model.policy.optimizer
+    activation = _activation(mlp)
+    if activation is None or model.n_epochs < 1 or not _plain_adam(optimizer, mlp.params):
+        return False
+    if model._flat is None or model._flat.params[0] is not mlp.pi[0][0]:
+        model._flat = _FlatNet(mlp, activation)
+    net = model._flat
+    if not net.pull(optimizer):
+        return False
+    policy.set_training_mode(True)
+    model._update_learning_rate(optimizer)
+    group = optimizer.param_groups[0]
+    clip_range = float(model.clip_range(model._current_progress_remaining))  # type: ignore[operator]
+    buffer = model.rollout_buffer
+    assert isinstance(buffer, MaskableRolloutBuffer)
+    data = _buffer_arrays(buffer)
+    n, batch_size = len(data["actions"]), int(model.batch_size or 64)
+    adam = _flat_adam(net, group, float(model.max_grad_norm))
+    coefs = (float(model.ent_coef), float(model.vf_coef))
+    logged: dict[str, list[np.ndarray]] = {k: [] for k in ("pg", "vf", "ent", "clip")}
+    epoch = _EpochStats(n, batch_size)
     with torch.no_grad():
-        grads = [p.grad for p in params if p.grad is not None]
-        if not grads:
-            return
-        norms = torch._foreach_norm(grads, 2.0)
-        total = torch.linalg.vector_norm(torch.stack(norms), 2.0)
-        torch._foreach_mul_(grads, torch.clamp(max_norm / (total + 1e-6), max=1.0))
+        for _ in range(model.n_epochs):
+            order = np.random.permutation(n)
+            shuffled = {name: array[order] for name, array in data.items()}
+            observations = torch.from_numpy(shuffled["observations"])
+            advantages = _normalized(shuffled["advantages"], batch_size, model.normalize_advantage)
+            done, stopped = 0, False
+            for start in range(0, n, batch_size):
+                rows = slice(start, start + batch_size)
+                batch = {name: shuffled[name][rows] for name in _MINIBATCH_FIELDS}
+                x = observations[rows]
+                logits, values, ins_pi, ins_vf = net.forward(x)
+                d_logits, d_values = _loss_grads(
+                    logits.numpy(),
+                    values.numpy(),
+                    batch,
+                    advantages[rows],
+                    clip_range,
+                    coefs,
+                    epoch,
+                    rows,
+                )
+                done = min(start + batch_size, n)
+                if model.target_kl is not None:
+                    kl = np.mean((epoch.ratio[rows] - 1) - epoch.log_ratio[rows])
+                    if kl > 1.5 * model.target_kl:
+                        stopped = True
+                        break
+                net.backward(
+                    x, torch.from_numpy(d_logits), torch.from_numpy(d_values), ins_pi, ins_vf
+                )
+                adam()
+            stats = epoch.per_minibatch(done, clip_range)
+            for name, series in logged.items():
+                series.append(stats[name])
+            model._n_updates += 1
+            if stopped:
+                break
+    net.push(optimizer, bool(group["fused"]))
+    loss = stats["pg"][-1] + coefs[0] * stats["ent"][-1] + coefs[1] * stats["vf"][-1]
+    _log_update(model, buffer, clip_range, float(loss), logged, stats["kl"])
+    return True
 
 
-def _mean(values: list[torch.Tensor]) -> float:
-    return float(np.mean([v.item() for v in values])) if values else float("nan")
+_MINIBATCH_FIELDS = ("actions", "action_masks", "log_probs", "returns")
+
+
+def _flat_adam(net: _FlatNet, group: dict[str, Any], max_norm: float) -> Any:
+    """One optimizer step on the flat vectors: ``clip_grad_norm_`` (the global norm of
+    all gradients) then the fused Adam kernel ``torch.optim.Adam`` calls, with the
+    group's lr, betas, eps and weight decay and the bias correction of the shared step."""
+    beta1, beta2 = (float(b) for b in group["betas"])
+    lr, eps, weight_decay = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
+    grad, step_count = net.grad, net.step.numpy()
+
+    def step() -> None:
+        coef = max_norm / (math.sqrt(float(torch.dot(grad, grad))) + 1e-6)
+        if coef < 1.0:
+            grad.mul_(coef)
+        np.add(step_count, 1, out=step_count)
+        torch._fused_adam_(
+            [net.theta],
+            [grad],
+            [net.exp_avg],
+            [net.exp_avg_sq],
+            [],
+            [net.step],
+            amsgrad=False,
+            lr=lr,
+            beta1=beta1,
+            beta2=beta2,
+            weight_decay=weight_decay,
+            eps=eps,
+            maximize=False,
+            grad_scale=None,
+            found_inf=None,
+        )
+
+    return step
+
+
+def _normalized(advantages: np.ndarray, batch_size: int, normalize: bool) -> np.ndarray:
+    """Each minibatch's advantages, normalised by its own mean and (unbiased) std as SB3
+    does per minibatch (not a minibatch of one); one vectorised pass per epoch."""
+    if not normalize:
+        return advantages
+    full = len(advantages) // batch_size * batch_size
+    rows = advantages[:full].reshape(-1, batch_size)
+    rows = (rows - rows.mean(axis=1, keepdims=True)) / (
+        rows.std(axis=1, ddof=1, keepdims=True) + np.float32(1e-8)
+    )
+    tail = advantages[full:]
+    if len(tail) > 1:
+        tail = (tail - tail.mean()) / (tail.std(ddof=1) + np.float32(1e-8))
+    return np.concatenate([rows.reshape(-1), tail]).astype(np.float32)
 
 
 def _log_update(
     model: LeanMaskablePPO,
     buffer: MaskableRolloutBuffer,
     clip_range: float,
-    loss: torch.Tensor,
-    stats: dict[str, list[torch.Tensor]],
-    approx_kl: list[torch.Tensor],
+    loss: float,
+    logged: dict[str, list[np.ndarray]],
+    last_kl: np.ndarray,
 ) -> None:
-    """SB3's ``train/*`` records (the KL of the last epoch, as SB3 logs it)."""
+    """SB3's ``train/*`` records: means over all minibatches, the KL of the last epoch
+    (as SB3 logs it) and the last minibatch's loss."""
     explained_var = explained_variance(buffer.values.flatten(), buffer.returns.flatten())
     record = model.logger.record
-    record("train/entropy_loss", _mean(stats["ent"]))
-    record("train/policy_gradient_loss", _mean(stats["pg"]))
-    record("train/value_loss", _mean(stats["vf"]))
-    record("train/approx_kl", _mean(approx_kl))
-    record("train/clip_fraction", _mean(stats["clip"]))
-    record("train/loss", loss.item())
+    means = {k: float(np.mean(np.concatenate(v))) for k, v in logged.items()}
+    record("train/entropy_loss", means["ent"])
+    record("train/policy_gradient_loss", means["pg"])
+    record("train/value_loss", means["vf"])
+    record("train/approx_kl", float(np.mean(last_kl)))
+    record("train/clip_fraction", means["clip"])
+    record("train/loss", loss)
     record("train/explained_variance", explained_var)
     record("train/n_updates", model._n_updates, exclude="tensorboard")
     record("train/clip_range", clip_range)
