@@ -32,6 +32,7 @@ from bridge.config import (
     is_loopback,
 )
 from bridge.killswitch import KillSwitch, default_state_dir, halt_text
+from bridge.startup import INTERRUPTED_EXIT
 from env.config import WARMUP_BARS
 from train.cli import (
     _bars_options,
@@ -43,7 +44,6 @@ from train.cli import (
 from train.cli import model_options as _model_options
 
 _PATH = click.Path(path_type=Path)
-INTERRUPTED_EXIT = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl+C
 STATUS_TIMEOUT_S = 30.0  # `reload --status`, and the margin added to a reload's wait
 
 

@@ -74,6 +74,10 @@ WATCHDOG_EVERY_S = 1.0  # how often the stale-data watchdog looks at the streams
 MAX_UNRECORDED = 64  # record anyway after this many replies in a burst (history, replay)
 HARD_LIMIT_FACTOR = 16  # ZMQ_MAXMSGSIZE = 16 x --max-message-bytes: larger peers are dropped
 CONTROL_TIMEOUT_S = 30.0  # loading a model can take a few seconds
+# The control client waits in slices: Ctrl+C may land on a thread of a native library
+# (numpy's, torch's), which does not interrupt the main thread's poll, and Python only
+# raises KeyboardInterrupt when the main thread is back between two polls.
+CONTROL_POLL_SLICE_S = 0.1
 RELOAD_SWITCH_INTERVAL_S = 0.0005  # GIL hand-over while a reload thread runs (default 5 ms)
 # A reload runs at most RELOAD_BUSY_S at a time, then leaves the CPU and the interpreter
 # to the serving thread for RELOAD_PAUSE_S: it takes about 4x longer (0.3-1 s -> 1.5-4 s
@@ -756,10 +760,15 @@ def control_request(
     context = zmq.Context()
     socket = context.socket(zmq.REQ)
     socket.setsockopt(zmq.LINGER, 0)
+    reply = None
+    deadline = time.monotonic() + timeout_s
     try:
         socket.connect(endpoint)
         socket.send(json.dumps(command).encode())
-        reply = socket.recv() if socket.poll(int(timeout_s * 1000), zmq.POLLIN) else None
+        while (left := deadline - time.monotonic()) > 0:
+            if socket.poll(max(1, int(min(left, CONTROL_POLL_SLICE_S) * 1000)), zmq.POLLIN):
+                reply = socket.recv()
+                break
     finally:
         socket.close(linger=0)
         context.term()
