@@ -295,7 +295,9 @@ def serve(
     help="Seconds to wait [a reload: as long as the daemon lets a load run, plus 30 s; "
     "--status: 30].",
 )
+@click.pass_context
 def reload(
+    ctx: click.Context,
     endpoint: str,
     control: str | None,
     state_dir: Path | None,
@@ -310,6 +312,8 @@ def reload(
     from bridge.reload_worker import WORKER_TIMEOUT_S
     from bridge.server import control_request, find_daemon
 
+    bundle, model, vecnorm = pick_model_arguments(ctx, bundle, model, vecnorm)
+    _check_reload_model(ctx, status, bundle, model, vecnorm)
     try:
         daemon = find_daemon(state_dir or default_state_dir(), endpoint, control)
     except FileNotFoundError as exc:
@@ -355,6 +359,45 @@ def reload(
         serving = f"; still serving {model.get('version', '?')}" if model else ""
         click.secho(f"reload failed: {reply.get('error')}{serving}", fg="red", err=True)
         sys.exit(1)
+
+
+def _check_reload_model(
+    ctx: click.Context,
+    status: bool,
+    bundle: Path | None,
+    model: Path | None,
+    vecnorm: Path | None,
+) -> None:
+    """Refuse model options the daemon would refuse (or ignore) before asking it.
+
+    Raises:
+        click.UsageError: one line naming the options given and what to give instead.
+    """
+    options = (("--bundle", bundle), ("--model", model), ("--vecnorm", vecnorm))
+    given = [name for name, path in options if path is not None]
+    if status:
+        # Only flags: a reload's model in the config file or environment stays usable.
+        typed = [
+            name
+            for name in given
+            if ctx.get_parameter_source(name[2:]) is click.core.ParameterSource.COMMANDLINE
+        ]
+        if typed:
+            raise click.UsageError(
+                f"--status takes no model ({' and '.join(typed)} given): it only shows what "
+                "the daemon serves; drop the model options, or reload without --status"
+            )
+        return
+    if bundle is not None and given != ["--bundle"]:
+        raise click.UsageError(
+            f"give either --bundle or --model with --vecnorm, not {' and '.join(given)}"
+        )
+    if (model is None) != (vecnorm is None):
+        raise click.UsageError(
+            f"--model and --vecnorm go together ({given[0]} given): give both, the model zip "
+            "and the VecNormalize statistics saved with it, or --bundle, or neither to "
+            "reload the files being served"
+        )
 
 
 @click.command()
