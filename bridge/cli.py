@@ -622,7 +622,12 @@ def monitor(logfile: Path, once: bool, refresh: float) -> None:
 
 
 @click.command()
-@click.option("--reason", default="halted by the operator", show_default=True)
+@click.option(
+    "--reason",
+    default="halted by the operator",
+    show_default=True,
+    help="Why; kept as typed and shown on one line (reload --status, monitor, hello's risk).",
+)
 @_state_dir_option
 def halt(reason: str, state_dir: Path | None) -> None:
     """Kill switch: stop new entries now and after restarts (managing and closing open
