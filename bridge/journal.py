@@ -76,6 +76,12 @@ class Journal:
         Raises:
             JournalError: one line naming the folder, the reason and what to do.
         """
+        if self.folder.is_file():  # else "File exists", which names no fix
+            raise JournalError(
+                f"{self.folder} is a file, not a folder: give --journal-dir a folder for the "
+                "daily journals (created if missing), or serve without a journal with "
+                "--no-journal"
+            )
         try:
             latest = sorted(self.folder.glob("journal-*.jsonl")) if self.folder.is_dir() else []
             if latest:

@@ -325,6 +325,26 @@ def test_serve_refuses_to_start_without_a_writable_journal_or_log(
         assert "--no-journal" in line and "cannot write the decision journal" in line
 
 
+def test_serve_with_a_file_as_journal_dir_says_a_folder_is_needed(tmp_path: Path) -> None:
+    journal = tmp_path / "journal.jsonl"
+    journal.write_text("{}\n", encoding="utf-8")
+    args = ["serve", "--bind", "tcp://127.0.0.1:*", "--control", "none", "--log-file", "none"]
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), *args, "--journal-dir", str(journal)],
+        cwd=tmp_path,
+        env=clean_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT_S,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == "" and "Traceback" not in result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"error: --journal-dir: {journal} is a file, not a folder"), line
+    assert "--no-journal" in line and "File exists" not in line
+    assert journal.read_text(encoding="utf-8") == "{}\n"  # left as it was
+
+
 # -- Ctrl+C: one line and exit 130, while starting or later ---------------------------
 
 # The three ways the command line starts: the console script pip writes (it imports
