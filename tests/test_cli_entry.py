@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import click
@@ -343,6 +344,43 @@ def test_serve_with_a_file_as_journal_dir_says_a_folder_is_needed(tmp_path: Path
     assert line.startswith(f"error: --journal-dir: {journal} is a file, not a folder"), line
     assert "--no-journal" in line and "File exists" not in line
     assert journal.read_text(encoding="utf-8") == "{}\n"  # left as it was
+
+
+@pytest.mark.parametrize("failure", ["model does not load", "endpoint taken", "journal there"])
+def test_serve_that_fails_to_start_leaves_no_empty_journal(tmp_path: Path, failure: str) -> None:
+    """The journal is opened before the model loads (a folder that cannot be written is
+    refused at once); a start that fails after that removes the empty file it created,
+    and only that: an empty journal of today that was there before stays."""
+    journal = tmp_path / "journal"
+    today = journal / f"journal-{datetime.now(timezone.utc):%Y-%m-%d}.jsonl"
+    args = ["serve", "--control", "none", "--log-file", "none", "--journal-dir", str(journal)]
+    if failure == "journal there":
+        journal.mkdir()
+        today.touch()
+    if failure != "endpoint taken":
+        (tmp_path / "NQ_o1.zip").write_bytes(b"not a zip")
+        (tmp_path / "vecnorm.pkl").write_bytes(b"not a pickle")
+        args += ["--model", "NQ_o1.zip", "--vecnorm", "vecnorm.pkl"]
+    with zmq.Context() as context, context.socket(zmq.REP) as taken:
+        port = taken.bind_to_random_port("tcp://127.0.0.1")
+        bind = f"tcp://127.0.0.1:{port}" if failure == "endpoint taken" else "tcp://127.0.0.1:*"
+        result = subprocess.run(
+            [sys.executable, str(SCRIPT), *args, "--bind", bind],
+            cwd=tmp_path,
+            env=clean_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=START_TIMEOUT_S,
+        )
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    [line] = [x for x in result.stderr.splitlines() if x.startswith("error: ")]
+    if failure == "endpoint taken":
+        assert f"cannot listen on tcp://127.0.0.1:{port}" in line
+    else:
+        assert "NQ_o1.zip" in line or "vecnorm.pkl" in line
+    kept = sorted(p.name for p in journal.glob("journal-*"))
+    assert kept == ([today.name] if failure == "journal there" else [])
 
 
 # -- Ctrl+C: one line and exit 130, while starting or later ---------------------------
