@@ -25,13 +25,21 @@ naming the file and the key.
 
 from __future__ import annotations
 
-import logging
 import sys
+
+if __name__ == "__main__":  # python ai_trading_bridge.py, python -m ai_trading_bridge
+    from bridge.startup import exit_quietly_on_interrupt
+
+    exit_quietly_on_interrupt()  # before the slow imports below: see bridge/startup.py
+
+import logging
 from pathlib import Path
 from typing import IO, Any, TextIO
 
 import click
 import structlog
+
+from bridge.startup import INTERRUPTED_EXIT, INTERRUPTED_LINE, started
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -254,12 +262,16 @@ class OneLineErrorsGroup(click.Group):
             raise one_line_usage_error(exc) from None
 
     def invoke(self, ctx: click.Context) -> Any:
+        started()  # the imports are done: Ctrl+C is a KeyboardInterrupt again
         try:
             return super().invoke(ctx)
         except OneLineUsageError:
             raise
         except click.UsageError as exc:
             raise one_line_usage_error(exc) from None
+        except KeyboardInterrupt:  # one no command handled: one line, as at start-up
+            click.echo(INTERRUPTED_LINE, err=True)
+            sys.exit(INTERRUPTED_EXIT)
 
 
 @click.group(

@@ -32,6 +32,7 @@ from bridge.config import (
     is_loopback,
 )
 from bridge.killswitch import KillSwitch, default_state_dir, halt_text
+from bridge.startup import INTERRUPTED_EXIT
 from env.config import WARMUP_BARS
 from train.cli import (
     _bars_options,
@@ -43,7 +44,6 @@ from train.cli import (
 from train.cli import model_options as _model_options
 
 _PATH = click.Path(path_type=Path)
-INTERRUPTED_EXIT = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl+C
 STATUS_TIMEOUT_S = 30.0  # `reload --status`, and the margin added to a reload's wait
 
 
@@ -295,7 +295,9 @@ def serve(
     help="Seconds to wait [a reload: as long as the daemon lets a load run, plus 30 s; "
     "--status: 30].",
 )
+@click.pass_context
 def reload(
+    ctx: click.Context,
     endpoint: str,
     control: str | None,
     state_dir: Path | None,
@@ -310,6 +312,8 @@ def reload(
     from bridge.reload_worker import WORKER_TIMEOUT_S
     from bridge.server import control_request, find_daemon
 
+    bundle, model, vecnorm = pick_model_arguments(ctx, bundle, model, vecnorm)
+    _check_reload_model(ctx, status, bundle, model, vecnorm)
     try:
         daemon = find_daemon(state_dir or default_state_dir(), endpoint, control)
     except FileNotFoundError as exc:
@@ -355,6 +359,45 @@ def reload(
         serving = f"; still serving {model.get('version', '?')}" if model else ""
         click.secho(f"reload failed: {reply.get('error')}{serving}", fg="red", err=True)
         sys.exit(1)
+
+
+def _check_reload_model(
+    ctx: click.Context,
+    status: bool,
+    bundle: Path | None,
+    model: Path | None,
+    vecnorm: Path | None,
+) -> None:
+    """Refuse model options the daemon would refuse (or ignore) before asking it.
+
+    Raises:
+        click.UsageError: one line naming the options given and what to give instead.
+    """
+    options = (("--bundle", bundle), ("--model", model), ("--vecnorm", vecnorm))
+    given = [name for name, path in options if path is not None]
+    if status:
+        # Only flags: a reload's model in the config file or environment stays usable.
+        typed = [
+            name
+            for name in given
+            if ctx.get_parameter_source(name[2:]) is click.core.ParameterSource.COMMANDLINE
+        ]
+        if typed:
+            raise click.UsageError(
+                f"--status takes no model ({' and '.join(typed)} given): it only shows what "
+                "the daemon serves; drop the model options, or reload without --status"
+            )
+        return
+    if bundle is not None and given != ["--bundle"]:
+        raise click.UsageError(
+            f"give either --bundle or --model with --vecnorm, not {' and '.join(given)}"
+        )
+    if (model is None) != (vecnorm is None):
+        raise click.UsageError(
+            f"--model and --vecnorm go together ({given[0]} given): give both, the model zip "
+            "and the VecNormalize statistics saved with it, or --bundle, or neither to "
+            "reload the files being served"
+        )
 
 
 @click.command()
@@ -579,7 +622,12 @@ def monitor(logfile: Path, once: bool, refresh: float) -> None:
 
 
 @click.command()
-@click.option("--reason", default="halted by the operator", show_default=True)
+@click.option(
+    "--reason",
+    default="halted by the operator",
+    show_default=True,
+    help="Why; kept as typed and shown on one line (reload --status, monitor, hello's risk).",
+)
 @_state_dir_option
 def halt(reason: str, state_dir: Path | None) -> None:
     """Kill switch: stop new entries now and after restarts (managing and closing open

@@ -721,11 +721,18 @@ class Dispatcher:
 
 
 def _duration(seconds: float) -> str:
+    """A duration as people read it: ``45 s``, ``12.5 min``, ``3.5 h``, ``2.5 days``,
+    ``412 days``, ``26,330 days (about 72 years)``; never in exponent notation."""
     seconds = abs(seconds)
     if seconds < 120:
-        return f"{seconds:g} s"
+        return f"{seconds:.6f}".rstrip("0").rstrip(".") + " s"  # bar times: microseconds
     if seconds < 7200:
         return f"{seconds / 60:.4g} min"
     if seconds < 172800:
         return f"{seconds / 3600:.4g} h"
-    return f"{seconds / 86400:.4g} days"
+    days = seconds / 86400
+    if days < 100:
+        return f"{days:.3g} days"
+    if days < 730:
+        return f"{days:,.0f} days"
+    return f"{days:,.0f} days (about {days / 365.25:,.0f} years)"

@@ -63,6 +63,7 @@ class Journal:
         self._date: date | None = None  # the date of the last record and its text
         self._date_text = ""
         self._versions: dict[str, str] = {}  # model version -> its JSON string
+        self._created: Path | None = None  # the last file this process created
 
     def path_for(self, day: str) -> Path:
         """The journal file of a UTC day ``YYYY-MM-DD``."""
@@ -76,6 +77,12 @@ class Journal:
         Raises:
             JournalError: one line naming the folder, the reason and what to do.
         """
+        if self.folder.is_file():  # else "File exists", which names no fix
+            raise JournalError(
+                f"{self.folder} is a file, not a folder: give --journal-dir a folder for the "
+                "daily journals (created if missing), or serve without a journal with "
+                "--no-journal"
+            )
         try:
             latest = sorted(self.folder.glob("journal-*.jsonl")) if self.folder.is_dir() else []
             if latest:
@@ -110,6 +117,21 @@ class Journal:
             )
             self.close()
 
+    def abandon(self) -> None:
+        """Close the journal of a start that failed after :meth:`open` (the model did not
+        load, the port was taken): the file :meth:`open` created goes too while nothing
+        is written in it, so a refused start leaves no empty journal behind. A file that
+        was there before, or that holds anything, stays."""
+        created, self._created = self._created, None
+        self.close()
+        if created is None:
+            return
+        try:
+            if created.stat().st_size == 0:
+                created.unlink()
+        except OSError:  # gone already, or not ours to remove: nothing to tidy
+            pass
+
     def close(self) -> None:
         """Close the current file (reopened on the next record)."""
         fd, self._fd, self._day = self._fd, None, ""
@@ -125,7 +147,12 @@ class Journal:
             self.folder.mkdir(parents=True, exist_ok=True)
             path = self.path_for(day)
             self.torn.extend(repair_torn_tail(path))
-            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | _BINARY, 0o644)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | _BINARY
+            try:  # O_EXCL: whether this process created the file (see abandon)
+                self._fd = os.open(path, flags | os.O_EXCL, 0o644)
+                self._created = path
+            except FileExistsError:
+                self._fd = os.open(path, flags, 0o644)
             self._day = day
         return self._fd
 

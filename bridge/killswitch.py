@@ -5,13 +5,15 @@ data folder by default, from platformdirs); ``ai-trading-bridge resume`` removes
 running daemon looks at the file before each decision (one ``stat``, about a microsecond),
 so a halt takes effect on the next bar whether or not the control socket is on, and a
 restarted daemon starts halted. The switch fails closed: a halt file that cannot be read
-still halts.
+still halts. The reason is kept as given; everything that shows it (``reload --status``,
+``monitor``, the hello reply's ``risk``, a refusal's detail, the log) shows it on one line.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,9 @@ import platformdirs
 
 APP_NAME = "ai-trading-bridge"
 HALT_FILE = "halt.json"
+# Line breaks and other control characters (C0, DEL, C1, the Unicode line and paragraph
+# separators): a reason typed with them would break the one-line status outputs.
+_CONTROL_RUN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
 def default_log_file() -> Path:
@@ -43,7 +48,7 @@ class KillSwitch:
         self._info: dict[str, Any] | None = None
 
     def status(self) -> dict[str, Any] | None:
-        """The halt record (``reason``, ``halted_at``) while halted, else None."""
+        """The halt record (``reason`` on one line, ``halted_at``) while halted, else None."""
         try:
             st = os.stat(self._path)
         except FileNotFoundError:
@@ -56,7 +61,11 @@ class KillSwitch:
             self._stamp = stamp
             try:
                 info = json.loads(self.path.read_text(encoding="utf-8"))
-                self._info = info if isinstance(info, dict) else {"reason": "unreadable halt file"}
+                if not isinstance(info, dict):
+                    info = {"reason": "unreadable halt file"}
+                elif info.get("reason"):
+                    info = {**info, "reason": one_line(str(info["reason"]))}
+                self._info = info
             except (OSError, ValueError) as exc:
                 self._info = {"reason": f"the halt file {self.path} is unreadable ({exc})"}
         return self._info
@@ -87,9 +96,15 @@ class KillSwitch:
         return True
 
 
+def one_line(text: str) -> str:
+    """``text`` with each run of line breaks and other control characters as one space."""
+    return _CONTROL_RUN.sub(" ", text).strip()
+
+
 def halt_text(record: dict[str, Any]) -> str:
     """``since <UTC time> (<reason>)`` of a halt record, a ``risk`` block (``since``)
-    or a ``kill_switch_engaged`` log line (``halted_at``), for people to read."""
+    or a ``kill_switch_engaged`` log line (``halted_at``), for people to read: one line,
+    whatever the reason holds."""
     since = record.get("since") or record.get("halted_at")
-    reason = record.get("reason") or "no reason given"
+    reason = one_line(str(record.get("reason") or "")) or "no reason given"
     return f"since {since} ({reason})" if since else f"({reason})"

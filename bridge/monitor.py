@@ -20,7 +20,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from bridge.killswitch import halt_text
+from bridge.killswitch import halt_text, one_line
 from env.config import ACTION_NAMES
 
 LATENCY_SAMPLES = 5000  # recent decisions the percentiles are computed over
@@ -117,10 +117,12 @@ def render(state: MonitorState) -> Group:
         warnings.add_column(name)
     for event in state.warnings:
         where = " ".join(str(event[k]) for k in ("client", "instrument") if event.get(k))
-        detail = ", ".join(
-            f"{k}={v}"
-            for k, v in event.items()
-            if k not in ("timestamp", "level", "event", "client", "instrument", "detail")
+        detail = one_line(
+            ", ".join(
+                f"{k}={v}"
+                for k, v in event.items()
+                if k not in ("timestamp", "level", "event", "client", "instrument", "detail")
+            )
         )
         warnings.add_row(
             str(event.get("timestamp", ""))[11:19],

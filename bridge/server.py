@@ -74,6 +74,10 @@ WATCHDOG_EVERY_S = 1.0  # how often the stale-data watchdog looks at the streams
 MAX_UNRECORDED = 64  # record anyway after this many replies in a burst (history, replay)
 HARD_LIMIT_FACTOR = 16  # ZMQ_MAXMSGSIZE = 16 x --max-message-bytes: larger peers are dropped
 CONTROL_TIMEOUT_S = 30.0  # loading a model can take a few seconds
+# The control client waits in slices: Ctrl+C may land on a thread of a native library
+# (numpy's, torch's), which does not interrupt the main thread's poll, and Python only
+# raises KeyboardInterrupt when the main thread is back between two polls.
+CONTROL_POLL_SLICE_S = 0.1
 RELOAD_SWITCH_INTERVAL_S = 0.0005  # GIL hand-over while a reload thread runs (default 5 ms)
 # A reload runs at most RELOAD_BUSY_S at a time, then leaves the CPU and the interpreter
 # to the serving thread for RELOAD_PAUSE_S: it takes about 4x longer (0.3-1 s -> 1.5-4 s
@@ -143,7 +147,7 @@ class BridgeServer:
         try:
             socket.bind(self.config.bind)
         except zmq.ZMQError as exc:
-            self.close()
+            self._close_unstarted()
             raise ServeError(
                 f"cannot listen on {self.config.bind}: {exc}; is another daemon running there? "
                 "pick another endpoint with --bind tcp://127.0.0.1:PORT"
@@ -152,6 +156,13 @@ class BridgeServer:
         if self.config.control is not None:
             self._bind_control(self.config.control)
         return self.endpoint
+
+    def _close_unstarted(self) -> None:
+        """Close a daemon that never served: also without the empty journal file its
+        start created (:meth:`Journal.abandon`)."""
+        self.close()
+        if self.journal is not None:
+            self.journal.abandon()
 
     def _bind_control(self, endpoint: str) -> None:
         # ROUTER, not REP: it answers `status` (and refuses a second reload) while a
@@ -165,7 +176,7 @@ class BridgeServer:
         except zmq.ZMQError as exc:
             control.close(linger=0)
             if self.config.control_required:
-                self.close()
+                self._close_unstarted()
                 raise ServeError(
                     f"cannot open the control socket on {endpoint}: {exc}; pick another with "
                     "--control tcp://127.0.0.1:PORT or turn it off with --control none"
@@ -589,22 +600,22 @@ def build_server(
         journal.open()
     try:
         policy = loader(config.model)
-    except BaseException:
+        dispatcher = Dispatcher(
+            policy,
+            exchange_tz=exchange_zone(config.exchange_tz),
+            max_message_bytes=config.max_message_bytes,
+            max_sessions=config.max_sessions,
+            max_clock_skew_s=config.max_clock_skew_s,
+            allow_other_scale=config.allow_other_scale,
+            risk=config.risk,
+            kill_switch=KillSwitch(config.state_dir),
+        )
+        dispatcher.calendars.build(policy.env_config.instrument)  # about a second; not per bar
+        warm_imports()  # so a reload thread never imports torch while requests are served
+    except BaseException:  # Ctrl+C too: no empty journal left by a start that failed
         if journal is not None:
-            journal.close()
+            journal.abandon()
         raise
-    dispatcher = Dispatcher(
-        policy,
-        exchange_tz=exchange_zone(config.exchange_tz),
-        max_message_bytes=config.max_message_bytes,
-        max_sessions=config.max_sessions,
-        max_clock_skew_s=config.max_clock_skew_s,
-        allow_other_scale=config.allow_other_scale,
-        risk=config.risk,
-        kill_switch=KillSwitch(config.state_dir),
-    )
-    dispatcher.calendars.build(policy.env_config.instrument)  # about a second; not per bar
-    warm_imports()  # so a reload thread never imports torch while requests are served
     # Reloads of pickled models unpickle in a child process (bridge.reload_worker), so the
     # bars served meanwhile never wait for the interpreter.
     reloader = load_isolated if loader is load_policy else loader
@@ -756,10 +767,15 @@ def control_request(
     context = zmq.Context()
     socket = context.socket(zmq.REQ)
     socket.setsockopt(zmq.LINGER, 0)
+    reply = None
+    deadline = time.monotonic() + timeout_s
     try:
         socket.connect(endpoint)
         socket.send(json.dumps(command).encode())
-        reply = socket.recv() if socket.poll(int(timeout_s * 1000), zmq.POLLIN) else None
+        while (left := deadline - time.monotonic()) > 0:
+            if socket.poll(max(1, int(min(left, CONTROL_POLL_SLICE_S) * 1000)), zmq.POLLIN):
+                reply = socket.recv()
+                break
     finally:
         socket.close(linger=0)
         context.term()

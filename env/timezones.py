@@ -80,6 +80,8 @@ def _suggestion(text: str, zones: dict[str, str]) -> str:
     """`` (did you mean 'A' or 'B'?)`` for the closest names, else ``""``: a city alone
     (``"chicago"``) matches the zones it ends, anything else by similarity."""
     folded = text.casefold()
+    if folded == "z":  # ISO 8601's mark for UTC (14:30Z); by spelling it is nearest "NZ"
+        return " (did you mean 'UTC'? a Z after a time means UTC)"
     close = [zones[z] for z in sorted(zones) if z.rsplit("/", 1)[-1] == folded]
     if not close:
         close = [zones[z] for z in difflib.get_close_matches(folded, list(zones), n=3)]

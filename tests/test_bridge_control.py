@@ -13,6 +13,7 @@ import time
 import pytest
 import structlog
 import structlog.testing
+import zmq
 from bridge_helpers import Client, history_message, running_server, serve_config, tiny_bars
 from click.testing import CliRunner
 
@@ -181,3 +182,36 @@ def test_a_control_message_not_from_a_req_socket_is_dropped_and_serving_goes_on(
         assert [e["event"] for e in logs] == ["control_refused"]
         status = control_request(server.control_endpoint, {"type": "status", "token": server.token})
         assert status["ok"] is True
+
+
+@pytest.mark.parametrize(
+    ("flags", "names"),
+    [
+        (["--model", "NQ_o1.zip"], ["--model and --vecnorm go together", "--model given"]),
+        (["--vecnorm", "v.pkl"], ["--model and --vecnorm go together", "--vecnorm given"]),
+        (["--bundle", "b", "--vecnorm", "v.pkl"], ["either --bundle or --model", "--vecnorm"]),
+        (["--status", "--model", "NQ_o1.zip"], ["--status takes no model", "--model given"]),
+        (["--status", "--bundle", "b"], ["--status takes no model", "--bundle given"]),
+    ],
+)
+def test_reload_model_options_the_daemon_cannot_take_are_refused_before_asking_it(
+    tmp_path, flags: list[str], names: list[str]
+) -> None:
+    """A usage error (exit 2, one line) with nothing sent: the daemon's control socket, a
+    real one on loopback, receives no request."""
+    state = tmp_path / "state"
+    with zmq.Context() as context, context.socket(zmq.ROUTER) as control:
+        endpoint = f"tcp://127.0.0.1:{control.bind_to_random_port('tcp://127.0.0.1')}"
+        record = daemon_file(state, endpoint)
+        record.parent.mkdir(parents=True)
+        record.write_text(json.dumps({"control": endpoint, "token": "x"}), encoding="utf-8")
+        args = ["reload", "--endpoint", endpoint, "--state-dir", str(state), "--timeout", "2"]
+        result = CliRunner().invoke(cli, [*args, *flags], prog_name="ai-trading-bridge")
+        asked = control.poll(200)
+    assert result.exit_code == 2, result.output
+    assert not asked, "the request went to the daemon"
+    [line] = result.stderr.splitlines()
+    assert line.startswith("error: ") and line.endswith("see 'ai-trading-bridge reload --help'")
+    for name in names:
+        assert name in line
+    assert result.stdout == ""

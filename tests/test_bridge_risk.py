@@ -167,6 +167,48 @@ def test_halt_reason_and_since_in_hello_status_and_reload_status(rig_factory, tm
         rig.client.close()
 
 
+def test_a_multi_line_halt_reason_is_kept_as_typed_and_shown_on_one_line(
+    rig_factory, tmp_path
+) -> None:
+    """Line breaks and control characters in halt --reason stay in the halt file; the
+    hello reply, the refusal, reload --status and monitor show the reason on one line."""
+    import json
+
+    import structlog
+
+    state = tmp_path / "state"
+    typed = "FOMC at 14:00\r\nsee the desk\tchat\x1b[31m\u2028"
+    shown = "FOMC at 14:00 see the desk chat [31m"
+    halted = CliRunner().invoke(cli, ["halt", "--reason", typed, "--state-dir", str(state)])
+    assert halted.exit_code == 0, halted.output
+    record = json.loads((state / "halt.json").read_text(encoding="utf-8"))
+    assert record["reason"] == typed
+    with rig_factory() as server:
+        rig = Rig(server, Client(server.endpoint))
+        hello = rig.ask({"v": 1, "type": "hello", "client": "test-client", "instrument": "NQ"})
+        assert hello["risk"]["reason"] == shown
+        rig.warm(100)
+        reply = rig.bar(100)
+        assert refused(reply, "kill_switch") and f"({shown})" in reply["risk"]["detail"]
+        with structlog.testing.capture_logs():  # the daemon's threads log meanwhile
+            status = CliRunner().invoke(
+                cli,
+                ["reload", "--endpoint", server.endpoint, "--state-dir", str(state), "--status"],
+            )
+        rig.client.close()
+    assert status.exit_code == 0, status.output
+    assert json.loads(status.stdout)["risk"]["reason"] == shown
+    assert status.stderr == f"kill switch ON since {record['halted_at']} ({shown})\n"
+    # a log line with the reason as typed (a daemon before this fix logged it so)
+    log_file = tmp_path / "daemon.log"
+    event = {"event": "kill_switch_engaged", "level": "warning", **record}
+    log_file.write_text(json.dumps({**event, "timestamp": "2025-07-07T14:00:00Z"}) + "\n")
+    monitored = CliRunner().invoke(cli, ["monitor", "--once", str(log_file)])
+    assert monitored.exit_code == 0, monitored.output
+    assert f"kill switch ON since {record['halted_at']} ({shown})" in monitored.output
+    assert f"reason={shown}" in monitored.output
+
+
 def test_session_loss_limit_stops_entries_until_the_next_session(rig_factory) -> None:
     with rig_factory(session_loss_limit=500.0) as server:
         rig = Rig(server, Client(server.endpoint))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from bridge_helpers import (
     with_actor,
 )
 
+from bridge.dispatch import _duration
 from env.config import WARMUP_BARS
 
 pytest_plugins = ["bridge_helpers"]
@@ -65,11 +67,33 @@ def test_bar_from_the_future_is_refused_and_the_next_real_bar_still_decides(buye
     assert buyer.ask(history_message(BARS, 0, WARMUP_BARS, client=name))["ready"]
     reply = buyer.ask(future)
     assert reply["ok"] is False and reply["error"]["code"] == "bad_message"
-    assert "ahead of the daemon's clock" in reply["error"]["message"]
-    assert "days" in reply["error"]["message"]  # the skew is named
+    message = reply["error"]["message"]
+    assert "ahead of the daemon's clock" in message
+    # 2099 from the 2020s, readable: not "2.633e+04 days"
+    match = re.search(r"2099-01-01T00:00:00 is ([\d,]+) days \(about (\d+) years\) ahead", message)
+    assert match, message
+    days, years = int(match.group(1).replace(",", "")), int(match.group(2))
+    assert days > 730 and abs(days / 365.25 - years) < 1
     following = buyer.ask(bar_message(BARS, WARMUP_BARS, future["seq"] + 1, client=name))
     assert following["ok"] and following["warming_up"] is False
     assert following["time"] == str(BARS.time[WARMUP_BARS])
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [
+        (0.0004, "0.0004 s"),
+        (90, "90 s"),
+        (750, "12.5 min"),
+        (100_000, "27.78 h"),
+        (200_000, "2.31 days"),
+        (412 * 86400, "412 days"),
+        (26_330 * 86400, "26,330 days (about 72 years)"),
+        (-3 * 86400, "3 days"),
+    ],
+)
+def test_durations_in_messages_read_as_people_write_them(seconds: float, shown: str) -> None:
+    assert _duration(seconds) == shown
 
 
 def test_history_with_a_future_bar_is_refused_whole(buyer) -> None:

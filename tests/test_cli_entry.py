@@ -9,21 +9,27 @@ import re
 import signal
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import click
 import pytest
+import zmq
 from bridge_helpers import Client, bar_message, history_message, tiny_bars
 from click.testing import CliRunner
 
 from ai_trading_bridge import cli, default_config_path
 from bridge.config import DEFAULT_BIND
+from bridge.server import daemon_file
 from env.config import WARMUP_BARS
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "ai_trading_bridge.py"
 SERVING = re.compile(r"^ai-trading-bridge serving (\S+) \((.*)\) on (tcp://127\.0\.0\.1:\d+);")
 START_TIMEOUT_S = 90
+posix_only = pytest.mark.skipif(
+    os.name != "posix", reason="Ctrl+C (SIGINT) cannot be sent to one process on Windows"
+)
 
 
 def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -318,3 +324,145 @@ def test_serve_refuses_to_start_without_a_writable_journal_or_log(
     assert option in line and str(unwritable) in line
     if option == "--journal-dir":
         assert "--no-journal" in line and "cannot write the decision journal" in line
+
+
+def test_serve_with_a_file_as_journal_dir_says_a_folder_is_needed(tmp_path: Path) -> None:
+    journal = tmp_path / "journal.jsonl"
+    journal.write_text("{}\n", encoding="utf-8")
+    args = ["serve", "--bind", "tcp://127.0.0.1:*", "--control", "none", "--log-file", "none"]
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), *args, "--journal-dir", str(journal)],
+        cwd=tmp_path,
+        env=clean_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT_S,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == "" and "Traceback" not in result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"error: --journal-dir: {journal} is a file, not a folder"), line
+    assert "--no-journal" in line and "File exists" not in line
+    assert journal.read_text(encoding="utf-8") == "{}\n"  # left as it was
+
+
+@pytest.mark.parametrize("failure", ["model does not load", "endpoint taken", "journal there"])
+def test_serve_that_fails_to_start_leaves_no_empty_journal(tmp_path: Path, failure: str) -> None:
+    """The journal is opened before the model loads (a folder that cannot be written is
+    refused at once); a start that fails after that removes the empty file it created,
+    and only that: an empty journal of today that was there before stays."""
+    journal = tmp_path / "journal"
+    today = journal / f"journal-{datetime.now(timezone.utc):%Y-%m-%d}.jsonl"
+    args = ["serve", "--control", "none", "--log-file", "none", "--journal-dir", str(journal)]
+    if failure == "journal there":
+        journal.mkdir()
+        today.touch()
+    if failure != "endpoint taken":
+        (tmp_path / "NQ_o1.zip").write_bytes(b"not a zip")
+        (tmp_path / "vecnorm.pkl").write_bytes(b"not a pickle")
+        args += ["--model", "NQ_o1.zip", "--vecnorm", "vecnorm.pkl"]
+    with zmq.Context() as context, context.socket(zmq.REP) as taken:
+        port = taken.bind_to_random_port("tcp://127.0.0.1")
+        bind = f"tcp://127.0.0.1:{port}" if failure == "endpoint taken" else "tcp://127.0.0.1:*"
+        result = subprocess.run(
+            [sys.executable, str(SCRIPT), *args, "--bind", bind],
+            cwd=tmp_path,
+            env=clean_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=START_TIMEOUT_S,
+        )
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    [line] = [x for x in result.stderr.splitlines() if x.startswith("error: ")]
+    if failure == "endpoint taken":
+        assert f"cannot listen on tcp://127.0.0.1:{port}" in line
+    else:
+        assert "NQ_o1.zip" in line or "vecnorm.pkl" in line
+    kept = sorted(p.name for p in journal.glob("journal-*"))
+    assert kept == ([today.name] if failure == "journal there" else [])
+
+
+# -- Ctrl+C: one line and exit 130, while starting or later ---------------------------
+
+# The three ways the command line starts: the console script pip writes (it imports
+# bridge.startup's main, as setup.cfg names it), python -m, and the guide's script.
+LAUNCHERS = {
+    "console script": [str(Path(sys.executable).with_name("ai-trading-bridge"))],
+    "python -m": [sys.executable, "-m", "ai_trading_bridge"],
+    "script": [sys.executable, str(SCRIPT)],
+}
+
+
+def sigint_as_a_terminal_sends_it() -> None:
+    """The child's SIGINT at its default even when the tests run in a background job
+    (which starts with SIGINT ignored, and a child inherits that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@posix_only
+@pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
+def test_ctrl_c_while_the_modules_import_prints_one_line_and_exits_130(
+    tmp_path: Path, launcher: str
+) -> None:
+    """SIGINT as soon as click is imported, while structlog, ZeroMQ, the bridge and torch
+    still import: no traceback, one line, 130. Python reports each finished import on
+    stderr (PYTHONPROFILEIMPORTTIME), so the signal lands in the imports however slow
+    the machine is. Once started, monitor would wait for its file and exit 0 on Ctrl+C."""
+    process = subprocess.Popen(
+        [*LAUNCHERS[launcher], "monitor", str(tmp_path / "daemon.log")],
+        cwd=tmp_path,
+        env=clean_env(tmp_path, PYTHONPROFILEIMPORTTIME="1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=sigint_as_a_terminal_sends_it,
+    )
+    assert process.stderr is not None
+    stderr = []
+    for line in process.stderr:  # until click's import is reported (at any depth)
+        stderr.append(line)
+        if line.rsplit("|", 1)[-1].strip() == "click":
+            break
+    process.send_signal(signal.SIGINT)
+    try:
+        stdout, rest = process.communicate(timeout=START_TIMEOUT_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    lines = [x for x in ("".join(stderr) + rest).splitlines() if not x.startswith("import time")]
+    assert "Traceback" not in rest and "KeyboardInterrupt" not in rest, rest
+    assert lines == ["interrupted (Ctrl+C)"], lines
+    assert process.returncode == 130 and stdout == ""
+
+
+@posix_only
+def test_ctrl_c_while_a_command_waits_prints_the_same_line_and_exits_130(tmp_path: Path) -> None:
+    """Later, a Ctrl+C no command handles itself (here: reload waiting for a daemon that
+    does not answer) ends the same way, not with click's "Aborted!" and exit 1."""
+    state = tmp_path / "state"
+    with zmq.Context() as context, context.socket(zmq.ROUTER) as silent:
+        endpoint = f"tcp://127.0.0.1:{silent.bind_to_random_port('tcp://127.0.0.1')}"
+        record = daemon_file(state, endpoint)
+        record.parent.mkdir(parents=True)
+        record.write_text(json.dumps({"control": endpoint, "token": "x"}), encoding="utf-8")
+        state_args = ["--state-dir", str(state)]
+        process = subprocess.Popen(
+            [sys.executable, str(SCRIPT), "reload", "--endpoint", endpoint, *state_args],
+            cwd=tmp_path,
+            env=clean_env(tmp_path),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=sigint_as_a_terminal_sends_it,
+        )
+        try:
+            assert process.stderr is not None
+            assert process.stderr.readline().startswith("loading")
+            assert silent.poll(START_TIMEOUT_S * 1000), "the reload request never came"
+            process.send_signal(signal.SIGINT)
+            stdout, stderr = process.communicate(timeout=START_TIMEOUT_S)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert (process.returncode, stdout, stderr) == (130, "", "interrupted (Ctrl+C)\n")

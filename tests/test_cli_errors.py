@@ -257,6 +257,16 @@ def test_an_unknown_data_timezone_is_one_usage_error_naming_the_option(args: lis
     assert "data_timezone" not in line and "NQ_export_utc" not in line
 
 
+@pytest.mark.parametrize(
+    "args",
+    [["serve", "--exchange-tz", "Z"], ["replay", _NQ_FILE, "--data-timezone", "z"]],
+    ids=["serve --exchange-tz", "replay --data-timezone"],
+)
+def test_time_zone_z_suggests_utc(args: list[str]) -> None:
+    line = usage_error(args)
+    assert args[-2] in line and "did you mean 'UTC'?" in line and "NZ" not in line
+
+
 @pytest.mark.parametrize("command", ["train", "validate", "walkforward"])
 def test_data_too_short_for_one_episode_is_a_usage_error_naming_it(
     tmp_path: Path, command: str

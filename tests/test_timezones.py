@@ -44,6 +44,15 @@ def test_canonical_zone_unknown_name_suggests_close_ones(typed: str, suggested: 
     assert "\n" not in message and repr(typed) in message and f"'{suggested}'" in message
 
 
+@pytest.mark.parametrize("typed", ["Z", "z", " Z "])
+def test_canonical_zone_z_suggests_utc_not_nz(typed: str) -> None:
+    """Z is ISO 8601's UTC designator (14:30Z); by spelling alone it is nearest NZ."""
+    with pytest.raises(ValueError, match="unknown time zone") as caught:
+        canonical_zone(typed)
+    message = str(caught.value)
+    assert "did you mean 'UTC'?" in message and "NZ" not in message and "\n" not in message
+
+
 def test_load_bars_reads_a_lowercase_data_timezone_as_the_zone(tmp_path: Path) -> None:
     path = tmp_path / "bars.csv"
     path.write_text(CSV)
