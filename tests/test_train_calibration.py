@@ -222,6 +222,8 @@ def _train(out: Path, *extra: str) -> dict:
         "--no-progress",
         "--synthetic-days",
         "6",
+        "--calibration-fraction",  # calibrate on the bars learned from; tests below vary it
+        "0",
         *extra,
     ]
     result = CliRunner().invoke(cli, args)

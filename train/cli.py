@@ -262,7 +262,7 @@ calibration_fraction_option = click.option(
     "--calibration-fraction",
     type=click.FloatRange(min=0, max=1, max_open=True),
     help="Trailing share of the training bars kept out of learning, on which the band "
-    "calibration is solved [0: calibrate on the bars learned from].",
+    "calibration is solved [0.2; 0: calibrate on the bars learned from].",
 )
 
 

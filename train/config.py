@@ -55,10 +55,11 @@ class TrainConfig:
             ``off``, or ``auto`` (on unless the reward preset is ``seed``, the guide's
             set-up unchanged).
         calibration_fraction: Trailing share of the training bars kept out of learning
-            and used only to solve the band calibration (0: calibrate on the bars the
-            policy learned from). A policy that has seen its bars many times (5M steps
-            on a few thousand daily bars) is surer of them than of any bar it will
-            trade; thresholds set on unseen bars carry over to the held-out ones.
+            and used only to solve the band calibration (default 0.2; 0: calibrate on
+            the bars the policy learned from; ignored without calibration). A policy
+            that has seen its bars many times (5M steps on a few thousand daily bars)
+            is surer of them than of any bar it will trade; thresholds set on unseen
+            bars carry over better to the held-out ones (docs/validation.md).
         instrument: Contract root or NinjaTrader name (``"6E"``, ``"6E 03-26"``); a
             contract outside ``env.contracts``' table needs ``tick_size`` and
             ``point_value``.
@@ -98,7 +99,7 @@ class TrainConfig:
     dual_lr: float = 0.05
     dual_kp: float = 0.0
     calibrate: str = "auto"
-    calibration_fraction: float = 0.0
+    calibration_fraction: float = 0.2
     instrument: str = "NQ"
     episode_bars: int = 0
     checkpoint_every: int = 250_000
