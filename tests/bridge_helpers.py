@@ -23,7 +23,7 @@ import zmq
 from bridge.config import ModelSource, MonitorConfig, ServeConfig
 from bridge.policy import load_policy
 from bridge.replay import bar_object
-from bridge.server import BridgeServer, build_server
+from bridge.server import BridgeServer, build_server, daemon_file
 from env.bars import Bars
 from env.config import FEATURE_VERSION, TOTAL_OBSERVATION_SIZE
 from env.synthetic import generate_bars
@@ -263,3 +263,13 @@ __all__ = [
     "train_bundle",
     "with_actor",
 ]
+
+
+def fake_daemon_record(state: Path, control: zmq.Socket) -> str:
+    """Bind ``control`` (a ROUTER standing in for a daemon's control socket) on loopback
+    and write the daemon file the CLI looks up under ``state``; returns the endpoint."""
+    endpoint = f"tcp://127.0.0.1:{control.bind_to_random_port('tcp://127.0.0.1')}"
+    record = daemon_file(state, endpoint)
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps({"control": endpoint, "token": "x"}), encoding="utf-8")
+    return endpoint

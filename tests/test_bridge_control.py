@@ -14,7 +14,14 @@ import pytest
 import structlog
 import structlog.testing
 import zmq
-from bridge_helpers import Client, history_message, running_server, serve_config, tiny_bars
+from bridge_helpers import (
+    Client,
+    fake_daemon_record,
+    history_message,
+    running_server,
+    serve_config,
+    tiny_bars,
+)
 from click.testing import CliRunner
 
 from ai_trading_bridge import cli
@@ -201,10 +208,7 @@ def test_reload_model_options_the_daemon_cannot_take_are_refused_before_asking_i
     real one on loopback, receives no request."""
     state = tmp_path / "state"
     with zmq.Context() as context, context.socket(zmq.ROUTER) as control:
-        endpoint = f"tcp://127.0.0.1:{control.bind_to_random_port('tcp://127.0.0.1')}"
-        record = daemon_file(state, endpoint)
-        record.parent.mkdir(parents=True)
-        record.write_text(json.dumps({"control": endpoint, "token": "x"}), encoding="utf-8")
+        endpoint = fake_daemon_record(state, control)
         args = ["reload", "--endpoint", endpoint, "--state-dir", str(state), "--timeout", "2"]
         result = CliRunner().invoke(cli, [*args, *flags], prog_name="ai-trading-bridge")
         asked = control.poll(200)

@@ -15,12 +15,11 @@ from pathlib import Path
 import click
 import pytest
 import zmq
-from bridge_helpers import Client, bar_message, history_message, tiny_bars
+from bridge_helpers import Client, bar_message, fake_daemon_record, history_message, tiny_bars
 from click.testing import CliRunner
 
 from ai_trading_bridge import cli, default_config_path
 from bridge.config import DEFAULT_BIND
-from bridge.server import daemon_file
 from env.config import WARMUP_BARS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +29,18 @@ START_TIMEOUT_S = 90
 posix_only = pytest.mark.skipif(
     os.name != "posix", reason="Ctrl+C (SIGINT) cannot be sent to one process on Windows"
 )
+
+
+def run_script(tmp_path: Path, args: list[str]) -> subprocess.CompletedProcess[str]:
+    """``python ai_trading_bridge.py ARGS`` in ``tmp_path`` with a clean environment."""
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args],
+        cwd=tmp_path,
+        env=clean_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT_S,
+    )
 
 
 def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -310,14 +321,7 @@ def test_serve_refuses_to_start_without_a_writable_journal_or_log(
     args = ["serve", "--bind", "tcp://127.0.0.1:*", "--control", "none"]
     args += ["--journal-dir", str(tmp_path / "journal"), "--log-file", "none"]
     args += [option, str(unwritable)]
-    result = subprocess.run(
-        [sys.executable, str(SCRIPT), *args],
-        cwd=tmp_path,
-        env=clean_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=START_TIMEOUT_S,
-    )
+    result = run_script(tmp_path, args)
     assert result.returncode == 2, result.stderr
     assert result.stdout == "" and "Traceback" not in result.stderr
     [line] = [x for x in result.stderr.splitlines() if x.startswith("error: ")]
@@ -330,14 +334,7 @@ def test_serve_with_a_file_as_journal_dir_says_a_folder_is_needed(tmp_path: Path
     journal = tmp_path / "journal.jsonl"
     journal.write_text("{}\n", encoding="utf-8")
     args = ["serve", "--bind", "tcp://127.0.0.1:*", "--control", "none", "--log-file", "none"]
-    result = subprocess.run(
-        [sys.executable, str(SCRIPT), *args, "--journal-dir", str(journal)],
-        cwd=tmp_path,
-        env=clean_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=START_TIMEOUT_S,
-    )
+    result = run_script(tmp_path, [*args, "--journal-dir", str(journal)])
     assert result.returncode == 2, result.stderr
     assert result.stdout == "" and "Traceback" not in result.stderr
     [line] = result.stderr.splitlines()
@@ -442,10 +439,7 @@ def test_ctrl_c_while_a_command_waits_prints_the_same_line_and_exits_130(tmp_pat
     does not answer) ends the same way, not with click's "Aborted!" and exit 1."""
     state = tmp_path / "state"
     with zmq.Context() as context, context.socket(zmq.ROUTER) as silent:
-        endpoint = f"tcp://127.0.0.1:{silent.bind_to_random_port('tcp://127.0.0.1')}"
-        record = daemon_file(state, endpoint)
-        record.parent.mkdir(parents=True)
-        record.write_text(json.dumps({"control": endpoint, "token": "x"}), encoding="utf-8")
+        endpoint = fake_daemon_record(state, silent)
         state_args = ["--state-dir", str(state)]
         process = subprocess.Popen(
             [sys.executable, str(SCRIPT), "reload", "--endpoint", endpoint, *state_args],
