@@ -90,8 +90,8 @@ def calibration_split(split: DataSplit, fraction: float, episode_bars: int) -> t
         raise TooFewBarsError(
             f"{split.bars.source or 'bars'}: {split.split} training bars with "
             f"calibration_fraction {fraction} leaves a part shorter than one episode "
-            f"({need} bars incl. warm-up); use more data, a larger or zero "
-            "--calibration-fraction, or shorter episodes (--episode-bars)"
+            f"({need} bars incl. warm-up); use more data, another --calibration-fraction "
+            "(0: calibrate on the bars learned from), or shorter episodes (--episode-bars)"
         )
     return split.bars[:fit_end], split.bars[fit_end - (WARMUP_BARS - 1) : split.split]
 
