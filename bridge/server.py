@@ -121,6 +121,7 @@ class BridgeServer:
     ) -> None:
         self.config = config
         self.dispatcher = dispatcher
+        dispatcher.defer_logs = True  # written by _record and _watch, after the replies
         self.journal = journal
         self.monitor = monitor
         self.loader = loader
@@ -370,6 +371,7 @@ class BridgeServer:
         try:
             self.dispatcher.check_stale(datetime.now(timezone.utc))
             self.dispatcher.refresh_halt()
+            self.dispatcher.flush_logs()
         except Exception:
             log.exception("watchdog_failed", detail="serving continues")
 
@@ -385,6 +387,7 @@ class BridgeServer:
                 self.dispatcher.refresh_halt()
             except Exception:
                 log.exception("after_reply_failed", detail="the reply was sent")
+        self.dispatcher.flush_logs()
 
     def _control_one(self, control: zmq.Socket) -> None:
         frames = control.recv_multipart()
