@@ -64,6 +64,7 @@ class Journal:
         self._date_text = ""
         self._versions: dict[str, str] = {}  # model version -> its JSON string
         self._created: Path | None = None  # the last file this process created
+        self._made_folders: list[Path] = []  # folders open() created, deepest first
 
     def path_for(self, day: str) -> Path:
         """The journal file of a UTC day ``YYYY-MM-DD``."""
@@ -84,10 +85,12 @@ class Journal:
                 "--no-journal"
             )
         try:
+            missing = [p for p in (self.folder, *self.folder.parents) if not p.exists()]
             latest = sorted(self.folder.glob("journal-*.jsonl")) if self.folder.is_dir() else []
             if latest:
                 self.torn.extend(repair_torn_tail(latest[-1]))
             self._fd_for(self.clock().strftime("%Y-%m-%d"))
+            self._made_folders = missing
         except OSError as exc:
             raise JournalError(
                 f"cannot write the decision journal in {self.folder} "
@@ -121,16 +124,22 @@ class Journal:
         """Close the journal of a start that failed after :meth:`open` (the model did not
         load, the port was taken): the file :meth:`open` created goes too while nothing
         is written in it, so a refused start leaves no empty journal behind. A file that
-        was there before, or that holds anything, stays."""
+        was there before, or that holds anything, stays; so do the folders, unless
+        :meth:`open` created them and they are empty again."""
         created, self._created = self._created, None
+        folders, self._made_folders = self._made_folders, []
         self.close()
-        if created is None:
-            return
-        try:
-            if created.stat().st_size == 0:
-                created.unlink()
-        except OSError:  # gone already, or not ours to remove: nothing to tidy
-            pass
+        if created is not None:
+            try:
+                if created.stat().st_size == 0:
+                    created.unlink()
+            except OSError:  # gone already, or not ours to remove: nothing to tidy
+                pass
+        for folder in folders:  # deepest first; rmdir refuses a folder that holds anything
+            try:
+                folder.rmdir()
+            except OSError:
+                break
 
     def close(self) -> None:
         """Close the current file (reopened on the next record)."""

@@ -346,13 +346,14 @@ def test_serve_with_a_file_as_journal_dir_says_a_folder_is_needed(tmp_path: Path
 @pytest.mark.parametrize("failure", ["model does not load", "endpoint taken", "journal there"])
 def test_serve_that_fails_to_start_leaves_no_empty_journal(tmp_path: Path, failure: str) -> None:
     """The journal is opened before the model loads (a folder that cannot be written is
-    refused at once); a start that fails after that removes the empty file it created,
-    and only that: an empty journal of today that was there before stays."""
-    journal = tmp_path / "journal"
+    refused at once); a start that fails after that removes the empty file it created
+    and the folders it created for it, and only those: an empty journal of today that was
+    there before stays."""
+    journal = tmp_path / "logs" / "journal"  # neither folder exists yet
     today = journal / f"journal-{datetime.now(timezone.utc):%Y-%m-%d}.jsonl"
     args = ["serve", "--control", "none", "--log-file", "none", "--journal-dir", str(journal)]
     if failure == "journal there":
-        journal.mkdir()
+        journal.mkdir(parents=True)
         today.touch()
     if failure != "endpoint taken":
         (tmp_path / "NQ_o1.zip").write_bytes(b"not a zip")
@@ -376,8 +377,10 @@ def test_serve_that_fails_to_start_leaves_no_empty_journal(tmp_path: Path, failu
         assert f"cannot listen on tcp://127.0.0.1:{port}" in line
     else:
         assert "NQ_o1.zip" in line or "vecnorm.pkl" in line
-    kept = sorted(p.name for p in journal.glob("journal-*"))
-    assert kept == ([today.name] if failure == "journal there" else [])
+    if failure == "journal there":
+        assert sorted(p.name for p in journal.glob("journal-*")) == [today.name]
+    else:  # the folders this start created went with the file
+        assert not (tmp_path / "logs").exists()
 
 
 # -- Ctrl+C: one line and exit 130, while starting or later ---------------------------
