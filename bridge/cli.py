@@ -331,7 +331,13 @@ def reload(
     if timeout is None:
         timeout = STATUS_TIMEOUT_S if status else WORKER_TIMEOUT_S + STATUS_TIMEOUT_S
     if not status:
-        click.echo("loading (on a busy machine this can take minutes)...", err=True)
+        # The daemon answers once the load has ended, or at once when it refuses the
+        # request: this line must not claim a load it may never start.
+        asked = command.get("bundle") or command.get("model") or "the files it serves"
+        click.echo(
+            f"asking the daemon to load {asked} (a load can take minutes on a busy machine)...",
+            err=True,
+        )
     try:
         reply = control_request(control, command, timeout)
     except TimeoutError as exc:
