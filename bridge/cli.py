@@ -640,10 +640,16 @@ def halt(reason: str, state_dir: Path | None) -> None:
     positions continues) until `resume`."""
     switch = KillSwitch(state_dir or default_state_dir())
     try:
-        switch.halt(reason)
+        record, engaged = switch.halt(reason)
     except OSError as exc:
         click.secho(f"error: cannot write {switch.path}: {exc}", fg="red", err=True)
         sys.exit(1)
+    if not engaged:
+        click.echo(
+            f"already halted {halt_text(record)}; kept as it was ({switch.path}): "
+            "`ai-trading-bridge resume` first to halt with another reason"
+        )
+        return
     click.echo(f"halted: no new entries until `ai-trading-bridge resume` ({switch.path})")
 
 
