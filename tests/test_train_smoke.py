@@ -277,9 +277,36 @@ def test_train_device_cuda_without_cuda_is_a_usage_error(
     assert result.exit_code == 2, result.output
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and "Traceback" not in result.output
+    assert lines[0].startswith(f"error: --device {device}: this torch ")  # as typed
     assert "cannot use CUDA" in lines[0] and torch.__version__ in lines[0]
     assert "--device cpu" in lines[0] and "install a CUDA build of torch" in lines[0]
     assert not out.exists()
+
+
+@pytest.mark.parametrize("device", ["cuda", "CUDA", "Cuda"])
+def test_train_config_device_cuda_any_case_without_cuda_names_it_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, device: str
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    config = tmp_path / "train.toml"
+    config.write_text(f'device = "{device}"\n')
+    out = tmp_path / "bundle"
+    result = CliRunner().invoke(cli, ["train", "--config", str(config), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f'error: device = "{device}" in {config}: this torch ')
+    assert "cannot use CUDA" in line and "--device cpu" in line
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("written", "device"), [("CPU", "cpu"), ("Auto", "auto"), ("cpu", "cpu")])
+def test_train_config_device_takes_any_case(written: str, device: str) -> None:
+    assert TrainConfig.from_mapping({"device": written}).device == device
+
+
+def test_train_config_device_unknown_is_refused_as_written() -> None:
+    with pytest.raises(ValueError, match=r"device must be one of .*got 'GPU'"):
+        TrainConfig.from_mapping({"device": "GPU"})
 
 
 def test_walkforward_config_device_cuda_without_cuda_is_a_usage_error(
@@ -293,5 +320,6 @@ def test_walkforward_config_device_cuda_without_cuda_is_a_usage_error(
     assert result.exit_code == 2, result.output
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and "cannot use CUDA" in lines[0]
+    assert lines[0].startswith(f'error: device = "cuda" in {config}: ')
     assert f'device = "cpu" or "auto" in {config}' in lines[0]
     assert not out.exists()

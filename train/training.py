@@ -234,20 +234,24 @@ def _cuda() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def check_device(device: str, fix: str = "--device cpu or --device auto") -> None:
+def check_device(
+    device: str, fix: str = "--device cpu or --device auto", asked: str | None = None
+) -> None:
     """Refuse ``cuda`` on a torch without CUDA: SB3 would fall back to the CPU quietly
-    and the run would not be the one asked for.
+    and the run would not be the one asked for. ``asked``: where and how the device was
+    given, as typed (``--device CUDA``); default ``device 'cuda'``.
 
     Raises:
-        ValueError: one line naming the torch build and the two ways out.
+        ValueError: one line naming the device asked for, the torch build and the two
+            ways out.
     """
-    if device != "cuda" or _cuda():
+    if device.lower() != "cuda" or _cuda():
         return
     import torch
 
     raise ValueError(
-        f"device cuda: this torch ({torch.__version__}) cannot use CUDA (no CUDA build or "
-        f"no GPU); use {fix}, or install a CUDA build of torch "
+        f"{asked or f'device {device!r}'}: this torch ({torch.__version__}) cannot use CUDA "
+        f"(no CUDA build or no GPU); use {fix}, or install a CUDA build of torch "
         "(https://pytorch.org/get-started/locally/)"
     )
 
