@@ -223,7 +223,7 @@ class _RecordedBar:
 
 
 @pytest.mark.parametrize(("timesteps", "ran"), [("200", 256), ("512", 512)])
-def test_train_below_one_rollout_warns_the_budget_was_rounded(
+def test_train_logs_the_rounded_budget_and_why_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, timesteps: str, ran: int
 ) -> None:
     import zipfile
@@ -253,16 +253,19 @@ def test_train_below_one_rollout_warns_the_budget_was_rounded(
     assert saved["_total_timesteps"] == ran and saved["_current_progress_remaining"] == 0.0
     [started] = [e for e in logs if e["event"] == "training_started"]
     [finished] = [e for e in logs if e["event"] == "training_finished"]
-    assert started["remaining"] == ran
+    # The budget that runs, and why it is not the one asked for, in one line: the log's.
+    assert started["timesteps"] == ran
     assert finished["steps_per_s"] == pytest.approx(ran / card["duration_s"], rel=0.05)
+    assert rounded == []  # no second statement of the rounding on the console
     if ran != int(timesteps):
-        assert rounded == [
-            "warning: timesteps 200 is not a whole number of rollouts of 256 steps "
-            "(n_steps: 128 per env x 2 envs); PPO updates on whole rollouts, so the budget "
-            "was rounded to 256 steps"
-        ]
+        assert started["log_level"] == "warning" and started["requested"] == 200
+        assert started["rounded"] == (
+            "up to whole rollouts of 256 steps (n_steps 128 per env x 2 envs): PPO updates "
+            "on whole rollouts"
+        )
     else:
-        assert rounded == []
+        assert started["log_level"] == "info"
+        assert "requested" not in started and "rounded" not in started
 
 
 @pytest.mark.parametrize("device", ["cuda", "CUDA", "Cuda"])

@@ -422,7 +422,6 @@ def train(
     out.mkdir(parents=True, exist_ok=True)  # only now: a refused run leaves no folder
     done_before = model.num_timesteps if resume is not None else 0
     remaining = config.timesteps - done_before
-    warn_if_rounded(remaining, config)
     # What learn() really runs: the progress bar, the schedules and the speed use it.
     budget = rounded_budget(remaining, config)
 
@@ -447,11 +446,13 @@ def train(
             )
         )
 
-    log.info(
+    noticeable, rounding = budget_rounding(remaining, config)
+    (log.warning if noticeable else log.info)(
         "training_started",
         out=str(out),
-        timesteps=config.timesteps,
-        remaining=budget,
+        timesteps=budget,
+        **rounding,
+        **({"timesteps_done": done_before} if resume is not None else {}),
         reward=config.reward,
         n_envs=config.n_envs,
         vec=config.vec,
@@ -545,20 +546,21 @@ def rounded_budget(steps: int, config: TrainConfig) -> int:
     return -(-steps // config.n_steps) * config.n_steps
 
 
-def warn_if_rounded(steps: int, config: TrainConfig) -> None:
-    """Warn (one line) when rounding ``steps`` up to whole rollouts changes the budget
-    noticeably: below one rollout, or by 1% or more (the guide's 5M rounds by 0.02%)."""
-    import warnings
-
+def budget_rounding(steps: int, config: TrainConfig) -> tuple[bool, dict[str, Any]]:
+    """The ``training_started`` fields that say why the budget is not ``steps``: the
+    steps asked for and the rounding up to whole rollouts (none when ``steps`` is whole
+    rollouts); and whether the change is noticeable enough to log as a warning: below one
+    rollout, or by 1% or more (the guide's 5M rounds by 0.02%)."""
     rounded = rounded_budget(steps, config)
-    if rounded == steps or (steps >= config.n_steps and (rounded - steps) * 100 < steps):
-        return
-    warnings.warn(
-        f"timesteps {steps:,} is not a whole number of rollouts of {config.n_steps:,} "
-        f"steps (n_steps: {config.n_steps_per_env:,} per env x {config.n_envs} envs); PPO "
-        f"updates on whole rollouts, so the budget was rounded to {rounded:,} steps",
-        stacklevel=2,
-    )
+    if rounded == steps:
+        return False, {}
+    noticeable = steps < config.n_steps or (rounded - steps) * 100 >= steps
+    return noticeable, {
+        "requested": steps,
+        "rounded": f"up to whole rollouts of {config.n_steps:,} steps (n_steps "
+        f"{config.n_steps_per_env:,} per env x {config.n_envs} envs): PPO updates on whole "
+        "rollouts",
+    }
 
 
 def _restore_shaping(dual: Any, checkpoint: Path) -> None:
