@@ -326,3 +326,22 @@ def test_walkforward_config_device_cuda_without_cuda_is_a_usage_error(
     assert lines[0].startswith(f'error: device = "cuda" in {config}: ')
     assert f'device = "cpu" or "auto" in {config}' in lines[0]
     assert not out.exists()
+
+
+def test_train_with_validation_warns_about_closed_market_bars_once(tmp_path: Path) -> None:
+    """Bars read in the wrong zone close while the market is closed: one warning, not a
+    second one when the held-out part is validated after training."""
+    data = Path(__file__).resolve().parent / "data" / "NQ 12-25.Last.txt"
+    out = tmp_path / "bundle"
+    args = ["train", "--data", str(data), "--data-timezone", "Asia/Tokyo", "--out", str(out)]
+    args += ["--timesteps", "64", "--n-steps", "64", "--n-envs", "1", "--batch-size", "32"]
+    args += ["--episode-bars", "60", "--reward", "seed", "--eval-every", "0"]
+    args += ["--checkpoint-every", "0", "--validate-episodes", "2", "--no-progress"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    closed = [line for line in result.stderr.splitlines() if "says the market is closed" in line]
+    assert len(closed) == 1 and closed[0].startswith("warning: "), result.stderr
+    # Validated on the held-out bars the card names, as a separate validate reads them.
+    card = json.loads((out / "model.json").read_text())
+    report = json.loads((out / "validation" / "report.json").read_text())
+    assert report["holdout_start"] == card["data"]["holdout_start"]

@@ -531,6 +531,8 @@ def train(
             write_card=True,
             report_dir=out / "validation",
             seed=DEFAULT_SEED,
+            # The bars in memory: reading the file again would warn about it again.
+            bars=split.holdout,
         )
         result = bundle_io.load_bundle(out)
         log.info("validation", passed=report["passed"])

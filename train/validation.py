@@ -454,8 +454,10 @@ def validate_bundle(
     echo: Any = None,
     deterministic: bool = True,
     episode_bars: int | None = None,
+    bars: Bars | None = None,
 ) -> dict[str, Any]:
-    """Validate a bundle folder; with ``write_card``, store the summary in its card."""
+    """Validate a bundle folder; with ``write_card``, store the summary in its card.
+    ``bars``: the held-out bars when the caller has them (else read from the card's data)."""
     bundle = bundle_io.load_bundle(path)
     report, text = validate(
         bundle.model_path,
@@ -464,6 +466,7 @@ def validate_bundle(
         episodes=episodes,
         seed=seed,
         report_dir=Path(report_dir) if report_dir else bundle.path / "validation",
+        bars=bars,
         deterministic=deterministic,
         episode_bars=episode_bars,
     )
