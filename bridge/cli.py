@@ -34,6 +34,7 @@ from bridge.config import (
 from bridge.killswitch import KillSwitch, default_state_dir, halt_text
 from bridge.startup import INTERRUPTED_EXIT
 from env.config import WARMUP_BARS
+from env.contracts import ContractSpec, UnknownContractError, contract_root, resolve_contract
 from train.cli import (
     _bars_options,
     _echo_warning,
@@ -493,16 +494,16 @@ def replay(
                     f"{card_path} is not a readable model card ({exc})", param_hint="--bundle"
                 ) from None
     # DATA is read as training read the model's data: on its contract's clock and
-    # calendar, with the card's data time zone unless --data-timezone says otherwise.
+    # calendar (another --instrument's when one is given), with the card's data time
+    # zone unless --data-timezone says otherwise.
     recorded_zone = (card.get("data") or {}).get("data_timezone")
+    read_as = _bars_options(card, data_timezone or recorded_zone)
+    given = ctx.get_parameter_source("instrument") is not click.core.ParameterSource.DEFAULT
+    read_as["contract"] = _data_contract(instrument, read_as["contract"], given)
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _echo_warning
-            bars = (
-                default_bars()
-                if data == "synthetic"
-                else load_bars(data, **_bars_options(card, data_timezone or recorded_zone))
-            )
+            bars = default_bars() if data == "synthetic" else load_bars(data, **read_as)
     except BarsFileError as exc:
         raise click.BadParameter(str(exc), param_hint="DATA") from None
     if history >= len(bars):
@@ -557,6 +558,22 @@ def replay(
         sys.exit(INTERRUPTED_EXIT)
     if failed:
         sys.exit(1)
+
+
+def _data_contract(
+    instrument: str, card_contract: ContractSpec | None, given: bool
+) -> ContractSpec | None:
+    """The contract whose exchange zone and session calendar replay reads DATA on: the
+    model card's, unless ``--instrument`` was given for another contract or there is no
+    card; then the instrument's (None, the default contract, when the table lacks it)."""
+    if card_contract is not None and (
+        not given or card_contract.symbol == contract_root(instrument)
+    ):
+        return card_contract
+    try:
+        return resolve_contract(instrument)
+    except UnknownContractError:
+        return card_contract
 
 
 def _dollars(amount: float) -> str:
