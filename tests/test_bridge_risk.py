@@ -318,7 +318,10 @@ def test_a_refused_entry_is_logged_with_its_rule(rig_factory) -> None:
         rig.bar(101)
         rig.client.close()
     refusals = [e for e in logs if e["event"] == "risk_refused"]
-    assert [(e["rule"], e["model_action"]) for e in refusals] == [("max_entries", "BUY")]
+    # model_action as the reply's risk block carries it (an integer), with its name.
+    logged = [(e["rule"], e["model_action"], e["model_action_name"]) for e in refusals]
+    assert logged == [("max_entries", int(Action.BUY), "BUY")]
+    assert all(type(e["model_action"]) is int for e in refusals)
     states = [e["state"] for e in logs if e["event"] == "risk_state"]
     assert states == ["reducing"]  # the one entry allowed reached the cap
 
