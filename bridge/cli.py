@@ -34,6 +34,7 @@ from bridge.config import (
 from bridge.killswitch import KillSwitch, default_state_dir, halt_text
 from bridge.startup import INTERRUPTED_EXIT
 from env.config import WARMUP_BARS
+from env.contracts import ContractSpec, UnknownContractError, contract_root, resolve_contract
 from train.cli import (
     _bars_options,
     _echo_warning,
@@ -331,7 +332,13 @@ def reload(
     if timeout is None:
         timeout = STATUS_TIMEOUT_S if status else WORKER_TIMEOUT_S + STATUS_TIMEOUT_S
     if not status:
-        click.echo("loading (on a busy machine this can take minutes)...", err=True)
+        # The daemon answers once the load has ended, or at once when it refuses the
+        # request: this line must not claim a load it may never start.
+        asked = command.get("bundle") or command.get("model") or "the files it serves"
+        click.echo(
+            f"asking the daemon to load {asked} (a load can take minutes on a busy machine)...",
+            err=True,
+        )
     try:
         reply = control_request(control, command, timeout)
     except TimeoutError as exc:
@@ -487,16 +494,16 @@ def replay(
                     f"{card_path} is not a readable model card ({exc})", param_hint="--bundle"
                 ) from None
     # DATA is read as training read the model's data: on its contract's clock and
-    # calendar, with the card's data time zone unless --data-timezone says otherwise.
+    # calendar (another --instrument's when one is given), with the card's data time
+    # zone unless --data-timezone says otherwise.
     recorded_zone = (card.get("data") or {}).get("data_timezone")
+    read_as = _bars_options(card, data_timezone or recorded_zone)
+    given = ctx.get_parameter_source("instrument") is not click.core.ParameterSource.DEFAULT
+    read_as["contract"] = _data_contract(instrument, read_as["contract"], given)
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _echo_warning
-            bars = (
-                default_bars()
-                if data == "synthetic"
-                else load_bars(data, **_bars_options(card, data_timezone or recorded_zone))
-            )
+            bars = default_bars() if data == "synthetic" else load_bars(data, **read_as)
     except BarsFileError as exc:
         raise click.BadParameter(str(exc), param_hint="DATA") from None
     if history >= len(bars):
@@ -551,6 +558,22 @@ def replay(
         sys.exit(INTERRUPTED_EXIT)
     if failed:
         sys.exit(1)
+
+
+def _data_contract(
+    instrument: str, card_contract: ContractSpec | None, given: bool
+) -> ContractSpec | None:
+    """The contract whose exchange zone and session calendar replay reads DATA on: the
+    model card's, unless ``--instrument`` was given for another contract or there is no
+    card; then the instrument's (None, the default contract, when the table lacks it)."""
+    if card_contract is not None and (
+        not given or card_contract.symbol == contract_root(instrument)
+    ):
+        return card_contract
+    try:
+        return resolve_contract(instrument)
+    except UnknownContractError:
+        return card_contract
 
 
 def _dollars(amount: float) -> str:
@@ -634,10 +657,16 @@ def halt(reason: str, state_dir: Path | None) -> None:
     positions continues) until `resume`."""
     switch = KillSwitch(state_dir or default_state_dir())
     try:
-        switch.halt(reason)
+        record, engaged = switch.halt(reason)
     except OSError as exc:
         click.secho(f"error: cannot write {switch.path}: {exc}", fg="red", err=True)
         sys.exit(1)
+    if not engaged:
+        click.echo(
+            f"already halted {halt_text(record)}; kept as it was ({switch.path}): "
+            "`ai-trading-bridge resume` first to halt with another reason"
+        )
+        return
     click.echo(f"halted: no new entries until `ai-trading-bridge resume` ({switch.path})")
 
 

@@ -75,8 +75,16 @@ class KillSwitch:
         """Whether new entries are halted."""
         return self.status() is not None
 
-    def halt(self, reason: str) -> dict[str, Any]:
-        """Engage the switch (atomic write); returns the record."""
+    def halt(self, reason: str) -> tuple[dict[str, Any], bool]:
+        """Engage the switch (atomic write); returns the record in force and whether this
+        call engaged it.
+
+        Already halted, the first halt's record is kept (when and why trading first
+        stopped) and returned with False; a halt file that cannot be read is replaced.
+        """
+        earlier = self.status()
+        if earlier is not None and earlier.get("halted_at"):
+            return earlier, False
         record = {
             "halted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "reason": reason,
@@ -85,7 +93,7 @@ class KillSwitch:
         temporary = self.path.with_suffix(".tmp")
         temporary.write_text(json.dumps(record), encoding="utf-8")
         os.replace(temporary, self.path)
-        return record
+        return record, True
 
     def resume(self) -> bool:
         """Release the switch; False when it was not engaged."""

@@ -9,7 +9,8 @@ Events (all structured fields, rendered as JSON lines by ``configure_logging``):
 - ``action_histogram`` (info): every ``every`` decisions per client+instrument, and with
   every warning below: counts and shares over the last ``window`` decisions overall, on
   flat bars and in a position.
-- ``risk_refused`` (info): a risk rail turned the model's entry into HOLD (rule, detail).
+- ``risk_refused`` (info): a risk rail turned the model's entry into HOLD (rule, detail,
+  model_action as the wire's integer and model_action_name).
 - ``guarded`` (info): the model chose an entry while in a position; HOLD was sent.
 - ``pm_action_while_flat`` (warning): a position-management action sent while flat
   (impossible under the mask: seeing it means a bug).
@@ -165,7 +166,9 @@ class Monitor:
                 seq=outcome.seq,
                 rule=decision.risk_rule,
                 detail=decision.risk_detail,
-                model_action=ACTION_NAMES[decision.model_action],
+                # An integer, as the reply's risk block carries it; the name for people.
+                model_action=decision.model_action,
+                model_action_name=ACTION_NAMES[decision.model_action],
             )
         if decision.guarded:
             log.info(

@@ -76,6 +76,26 @@ def test_reload_only_from_the_model_folders(tiny_bundle, tiny_policy, tmp_path) 
         assert reply["ok"] is False and "outside the model folders" in reply["error"]
 
 
+def test_reload_refused_at_once_never_says_it_was_loading(
+    tiny_bundle, tiny_policy, tmp_path
+) -> None:
+    """The daemon refuses a bundle outside its model folders without loading anything:
+    the CLI's lines say it asked, then the refusal, and never that it was loading."""
+    outside = tmp_path / "outside" / "other"
+    shutil.copytree(tiny_bundle, outside)
+    config = serve_config(tiny_bundle, tmp_path, model_dirs=(tmp_path / "models",))
+    with running_server(config, tiny_policy) as server:
+        state = str(tmp_path / "state")
+        args = ["reload", "--endpoint", server.endpoint, "--state-dir", state]
+        with structlog.testing.capture_logs():
+            result = CliRunner().invoke(cli, [*args, "--bundle", str(outside)])
+    assert result.exit_code == 1, result.output
+    asked, refused = result.stderr.splitlines()
+    assert asked.startswith(f"asking the daemon to load {outside.resolve()} ")
+    assert not asked.startswith("loading")
+    assert refused.startswith("reload failed: refused: ") and "outside the model folders" in refused
+
+
 def test_two_daemons_get_their_own_control_ports_and_reload_finds_each(
     tiny_bundle, tiny_policy, tmp_path
 ) -> None:

@@ -135,7 +135,7 @@ def test_halt_reason_and_since_in_hello_status_and_reload_status(rig_factory, tm
     from bridge.server import control_request
 
     state = tmp_path / "state"
-    record = KillSwitch(state).halt("FOMC at 14:00")
+    record, _ = KillSwitch(state).halt("FOMC at 14:00")
     hello_message = {"v": 1, "type": "hello", "client": "test-client", "instrument": "NQ"}
     with rig_factory() as server:
         rig = Rig(server, Client(server.endpoint))
@@ -207,6 +207,39 @@ def test_a_multi_line_halt_reason_is_kept_as_typed_and_shown_on_one_line(
     assert monitored.exit_code == 0, monitored.output
     assert f"kill switch ON since {record['halted_at']} ({shown})" in monitored.output
     assert f"reason={shown}" in monitored.output
+
+
+def test_halt_while_halted_keeps_the_first_since_and_reason_and_says_so(tmp_path) -> None:
+    """When and why trading first stopped is what a trader needs: a second halt changes
+    neither, and tells the operator the switch was already on (exit 0: it is on)."""
+    import json
+
+    state = tmp_path / "state"
+    halt = ["halt", "--state-dir", str(state), "--reason"]
+    first = CliRunner().invoke(cli, [*halt, "FOMC at 14:00"])
+    assert first.exit_code == 0 and first.output.startswith("halted: "), first.output
+    written = (state / "halt.json").read_bytes()
+    record = json.loads(written)
+    second = CliRunner().invoke(cli, [*halt, "desk says stop"])
+    assert second.exit_code == 0, second.output
+    assert (state / "halt.json").read_bytes() == written
+    assert second.output.startswith(
+        f"already halted since {record['halted_at']} (FOMC at 14:00); kept as it was"
+    )
+    assert "desk says stop" not in second.output
+
+
+def test_halt_over_an_unreadable_halt_file_writes_a_readable_one(tmp_path) -> None:
+    """An unreadable file halts (fails closed) but has no time or reason to keep."""
+    import json
+
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "halt.json").write_text("{not json", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["halt", "--state-dir", str(state), "--reason", "news"])
+    assert result.exit_code == 0 and result.output.startswith("halted: "), result.output
+    record = json.loads((state / "halt.json").read_text(encoding="utf-8"))
+    assert record["reason"] == "news" and record["halted_at"]
 
 
 def test_session_loss_limit_stops_entries_until_the_next_session(rig_factory) -> None:
@@ -285,7 +318,10 @@ def test_a_refused_entry_is_logged_with_its_rule(rig_factory) -> None:
         rig.bar(101)
         rig.client.close()
     refusals = [e for e in logs if e["event"] == "risk_refused"]
-    assert [(e["rule"], e["model_action"]) for e in refusals] == [("max_entries", "BUY")]
+    # model_action as the reply's risk block carries it (an integer), with its name.
+    logged = [(e["rule"], e["model_action"], e["model_action_name"]) for e in refusals]
+    assert logged == [("max_entries", int(Action.BUY), "BUY")]
+    assert all(type(e["model_action"]) is int for e in refusals)
     states = [e["state"] for e in logs if e["event"] == "risk_state"]
     assert states == ["reducing"]  # the one entry allowed reached the cap
 

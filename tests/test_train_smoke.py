@@ -223,7 +223,7 @@ class _RecordedBar:
 
 
 @pytest.mark.parametrize(("timesteps", "ran"), [("200", 256), ("512", 512)])
-def test_train_below_one_rollout_warns_the_budget_was_rounded(
+def test_train_logs_the_rounded_budget_and_why_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, timesteps: str, ran: int
 ) -> None:
     import zipfile
@@ -253,16 +253,19 @@ def test_train_below_one_rollout_warns_the_budget_was_rounded(
     assert saved["_total_timesteps"] == ran and saved["_current_progress_remaining"] == 0.0
     [started] = [e for e in logs if e["event"] == "training_started"]
     [finished] = [e for e in logs if e["event"] == "training_finished"]
-    assert started["remaining"] == ran
+    # The budget that runs, and why it is not the one asked for, in one line: the log's.
+    assert started["timesteps"] == ran
     assert finished["steps_per_s"] == pytest.approx(ran / card["duration_s"], rel=0.05)
+    assert rounded == []  # no second statement of the rounding on the console
     if ran != int(timesteps):
-        assert rounded == [
-            "warning: timesteps 200 is not a whole number of rollouts of 256 steps "
-            "(n_steps: 128 per env x 2 envs); PPO updates on whole rollouts, so the budget "
-            "was rounded to 256 steps"
-        ]
+        assert started["log_level"] == "warning" and started["requested"] == 200
+        assert started["rounded"] == (
+            "up to whole rollouts of 256 steps (n_steps 128 per env x 2 envs): PPO updates "
+            "on whole rollouts"
+        )
     else:
-        assert rounded == []
+        assert started["log_level"] == "info"
+        assert "requested" not in started and "rounded" not in started
 
 
 @pytest.mark.parametrize("device", ["cuda", "CUDA", "Cuda"])
@@ -277,9 +280,36 @@ def test_train_device_cuda_without_cuda_is_a_usage_error(
     assert result.exit_code == 2, result.output
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and "Traceback" not in result.output
+    assert lines[0].startswith(f"error: --device {device}: this torch ")  # as typed
     assert "cannot use CUDA" in lines[0] and torch.__version__ in lines[0]
     assert "--device cpu" in lines[0] and "install a CUDA build of torch" in lines[0]
     assert not out.exists()
+
+
+@pytest.mark.parametrize("device", ["cuda", "CUDA", "Cuda"])
+def test_train_config_device_cuda_any_case_without_cuda_names_it_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, device: str
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    config = tmp_path / "train.toml"
+    config.write_text(f'device = "{device}"\n')
+    out = tmp_path / "bundle"
+    result = CliRunner().invoke(cli, ["train", "--config", str(config), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f'error: device = "{device}" in {config}: this torch ')
+    assert "cannot use CUDA" in line and "--device cpu" in line
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("written", "device"), [("CPU", "cpu"), ("Auto", "auto"), ("cpu", "cpu")])
+def test_train_config_device_takes_any_case(written: str, device: str) -> None:
+    assert TrainConfig.from_mapping({"device": written}).device == device
+
+
+def test_train_config_device_unknown_is_refused_as_written() -> None:
+    with pytest.raises(ValueError, match=r"device must be one of .*got 'GPU'"):
+        TrainConfig.from_mapping({"device": "GPU"})
 
 
 def test_walkforward_config_device_cuda_without_cuda_is_a_usage_error(
@@ -293,5 +323,25 @@ def test_walkforward_config_device_cuda_without_cuda_is_a_usage_error(
     assert result.exit_code == 2, result.output
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and "cannot use CUDA" in lines[0]
+    assert lines[0].startswith(f'error: device = "cuda" in {config}: ')
     assert f'device = "cpu" or "auto" in {config}' in lines[0]
     assert not out.exists()
+
+
+def test_train_with_validation_warns_about_closed_market_bars_once(tmp_path: Path) -> None:
+    """Bars read in the wrong zone close while the market is closed: one warning, not a
+    second one when the held-out part is validated after training."""
+    data = Path(__file__).resolve().parent / "data" / "NQ 12-25.Last.txt"
+    out = tmp_path / "bundle"
+    args = ["train", "--data", str(data), "--data-timezone", "Asia/Tokyo", "--out", str(out)]
+    args += ["--timesteps", "64", "--n-steps", "64", "--n-envs", "1", "--batch-size", "32"]
+    args += ["--episode-bars", "60", "--reward", "seed", "--eval-every", "0"]
+    args += ["--checkpoint-every", "0", "--validate-episodes", "2", "--no-progress"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    closed = [line for line in result.stderr.splitlines() if "says the market is closed" in line]
+    assert len(closed) == 1 and closed[0].startswith("warning: "), result.stderr
+    # Validated on the held-out bars the card names, as a separate validate reads them.
+    card = json.loads((out / "model.json").read_text())
+    report = json.loads((out / "validation" / "report.json").read_text())
+    assert report["holdout_start"] == card["data"]["holdout_start"]

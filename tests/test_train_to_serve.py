@@ -170,9 +170,12 @@ def test_validate_with_risk_config_runs_the_rails_and_says_so(
     assert runs["off"][1]["risk_rails"] is None and "Risk rails" not in runs["off"][0]
     assert runs["off"][1]["risk_refusals"] is None  # no rails, nothing refused
     # The rule proposes a second entry in a session, which the one-entry rail refuses.
+    # One count of refused decisions, by rule, beside the decisions it is part of.
     refused = report["risk_refusals"]["max_entries"]
-    assert refused > 0 and "entries refused in the episodes: " in output
-    assert f"max_entries {refused}" in output
+    assert refused > 0 and report["decisions"]["invalid"] == 0
+    assert f"in-position decisions, {refused} refused: max_entries {refused}):" in output
+    assert output.count("refused:") == 1 and " 0 refused" not in output
+    assert "in-position decisions, 0 refused):" in runs["off"][0]
 
     risk.write_text("max_entries_per_session = 0\n")
     bad = CliRunner().invoke(cli, ["validate", str(euro_fx_bundle), "--risk-config", str(risk)])

@@ -71,6 +71,20 @@ class _DataSource(click.ParamType):
 
 
 DATA_SOURCE = _DataSource()
+
+
+class _AsTypedChoice(click.Choice):
+    """A choice in any case, kept as typed so that a refusal quotes what was typed (the
+    config normalises it)."""
+
+    def __init__(self, choices: list[str]) -> None:
+        super().__init__(choices, case_sensitive=False)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        super().convert(value, param, ctx)
+        return value
+
+
 DATA_HELP = (
     "Bars: NinjaTrader 8 export, CSV, or a public series (pypi:arch/sp500, "
     "pypi:gym-anytrading/eurusd; docs/validation.md)."
@@ -348,9 +362,7 @@ def contract_options(command: Callable[..., Any]) -> Callable[..., Any]:
     "--holdout-fraction", type=float, help="Trailing share of bars never trained on [0.2]."
 )
 @click.option("--seed", type=int, help="[0]")
-@click.option(
-    "--device", type=click.Choice(["auto", "cpu", "cuda"], case_sensitive=False), help="[auto]"
-)
+@click.option("--device", type=_AsTypedChoice(["auto", "cpu", "cuda"]), help="[auto]")
 @click.option(
     "--reward",
     type=click.Choice(["constrained", "default", "seed"], case_sensitive=False),
@@ -400,7 +412,7 @@ def train(
         base = TrainConfig.from_mapping(mapping) if config_file else TrainConfig()
         flags = {k: v for k, v in overrides.items() if k in _OVERRIDES and v is not None}
         config = TrainConfig.from_mapping({**series_contract(data, mapping, flags), **flags}, base)
-        check_device(config.device)
+        check_device(config.device, asked=_device_asked(flags, mapping, config_file))
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     try:
@@ -704,7 +716,7 @@ def walkforward(
         config = TrainConfig.from_mapping({**flags, "checkpoint_every": 0, "eval_every": 0}, base)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    _check_config_device(config.device, config_file)
+    _check_config_device(config.device, mapping, config_file)
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _echo_warning
@@ -729,15 +741,28 @@ def walkforward(
     sys.exit(0 if summary["passed"] == summary["jobs"] else 1)
 
 
-def _check_config_device(device: str, config_file: str | None) -> None:
+def _check_config_device(device: str, mapping: dict[str, Any], config_file: str | None) -> None:
     """The config file's ``device`` as a usage error when this torch cannot use it
     (walkforward has no ``--device``)."""
     from train.training import check_device
 
     try:
-        check_device(device, fix=f'device = "cpu" or "auto" in {config_file}')
+        check_device(
+            device,
+            fix=f'device = "cpu" or "auto" in {config_file}',
+            asked=_device_asked({}, mapping, config_file),
+        )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+
+
+def _device_asked(flags: dict[str, Any], mapping: dict[str, Any], config_file: str | None) -> str:
+    """Where the device was asked for, as typed: ``--device CUDA`` or the config line."""
+    if "device" in flags:
+        return f"--device {flags['device']}"
+    if "device" in mapping:
+        return f'device = "{mapping["device"]}" in {config_file}'
+    return "device auto"
 
 
 COMMANDS: list = [train, validate, deploy, rollback, walkforward]

@@ -160,7 +160,10 @@ class TrainConfig:
             if getattr(self, key) < 0:
                 raise ValueError(f"{key} must be >= 0, got {getattr(self, key)!r}")
         _choice("vec", self.vec, VEC_KINDS)
-        _choice("device", self.device, DEVICES)
+        # Any case, as the command line's choices: a config file's "CUDA" is cuda.
+        if str(self.device).lower() not in DEVICES:
+            raise ValueError(f"device must be one of {list(DEVICES)}, got {self.device!r}")
+        object.__setattr__(self, "device", str(self.device).lower())
         _choice("reward", self.reward, tuple(REWARD_PRESETS))
         _choice("calibrate", self.calibrate, CALIBRATE_CHOICES)
         self.contract_spec()  # an unknown contract or a bad spec fails here, by name

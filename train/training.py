@@ -234,20 +234,24 @@ def _cuda() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def check_device(device: str, fix: str = "--device cpu or --device auto") -> None:
+def check_device(
+    device: str, fix: str = "--device cpu or --device auto", asked: str | None = None
+) -> None:
     """Refuse ``cuda`` on a torch without CUDA: SB3 would fall back to the CPU quietly
-    and the run would not be the one asked for.
+    and the run would not be the one asked for. ``asked``: where and how the device was
+    given, as typed (``--device CUDA``); default ``device 'cuda'``.
 
     Raises:
-        ValueError: one line naming the torch build and the two ways out.
+        ValueError: one line naming the device asked for, the torch build and the two
+            ways out.
     """
-    if device != "cuda" or _cuda():
+    if device.lower() != "cuda" or _cuda():
         return
     import torch
 
     raise ValueError(
-        f"device cuda: this torch ({torch.__version__}) cannot use CUDA (no CUDA build or "
-        f"no GPU); use {fix}, or install a CUDA build of torch "
+        f"{asked or f'device {device!r}'}: this torch ({torch.__version__}) cannot use CUDA "
+        f"(no CUDA build or no GPU); use {fix}, or install a CUDA build of torch "
         "(https://pytorch.org/get-started/locally/)"
     )
 
@@ -418,7 +422,6 @@ def train(
     out.mkdir(parents=True, exist_ok=True)  # only now: a refused run leaves no folder
     done_before = model.num_timesteps if resume is not None else 0
     remaining = config.timesteps - done_before
-    warn_if_rounded(remaining, config)
     # What learn() really runs: the progress bar, the schedules and the speed use it.
     budget = rounded_budget(remaining, config)
 
@@ -443,11 +446,13 @@ def train(
             )
         )
 
-    log.info(
+    noticeable, rounding = budget_rounding(remaining, config)
+    (log.warning if noticeable else log.info)(
         "training_started",
         out=str(out),
-        timesteps=config.timesteps,
-        remaining=budget,
+        timesteps=budget,
+        **rounding,
+        **({"timesteps_done": done_before} if resume is not None else {}),
         reward=config.reward,
         n_envs=config.n_envs,
         vec=config.vec,
@@ -526,6 +531,8 @@ def train(
             write_card=True,
             report_dir=out / "validation",
             seed=DEFAULT_SEED,
+            # The bars in memory: reading the file again would warn about it again.
+            bars=split.holdout,
         )
         result = bundle_io.load_bundle(out)
         log.info("validation", passed=report["passed"])
@@ -541,20 +548,21 @@ def rounded_budget(steps: int, config: TrainConfig) -> int:
     return -(-steps // config.n_steps) * config.n_steps
 
 
-def warn_if_rounded(steps: int, config: TrainConfig) -> None:
-    """Warn (one line) when rounding ``steps`` up to whole rollouts changes the budget
-    noticeably: below one rollout, or by 1% or more (the guide's 5M rounds by 0.02%)."""
-    import warnings
-
+def budget_rounding(steps: int, config: TrainConfig) -> tuple[bool, dict[str, Any]]:
+    """The ``training_started`` fields that say why the budget is not ``steps``: the
+    steps asked for and the rounding up to whole rollouts (none when ``steps`` is whole
+    rollouts); and whether the change is noticeable enough to log as a warning: below one
+    rollout, or by 1% or more (the guide's 5M rounds by 0.02%)."""
     rounded = rounded_budget(steps, config)
-    if rounded == steps or (steps >= config.n_steps and (rounded - steps) * 100 < steps):
-        return
-    warnings.warn(
-        f"timesteps {steps:,} is not a whole number of rollouts of {config.n_steps:,} "
-        f"steps (n_steps: {config.n_steps_per_env:,} per env x {config.n_envs} envs); PPO "
-        f"updates on whole rollouts, so the budget was rounded to {rounded:,} steps",
-        stacklevel=2,
-    )
+    if rounded == steps:
+        return False, {}
+    noticeable = steps < config.n_steps or (rounded - steps) * 100 >= steps
+    return noticeable, {
+        "requested": steps,
+        "rounded": f"up to whole rollouts of {config.n_steps:,} steps (n_steps "
+        f"{config.n_steps_per_env:,} per env x {config.n_envs} envs): PPO updates on whole "
+        "rollouts",
+    }
 
 
 def _restore_shaping(dual: Any, checkpoint: Path) -> None:

@@ -264,7 +264,7 @@ def format_report(report: dict[str, Any]) -> str:
         "",
         f"Action shares by position state ({report['episodes']} held-out episodes "
         f"of {report['episode_bars']} bars, {decisions['flat']} flat and "
-        f"{decisions['in_position']} in-position decisions, {decisions['invalid']} refused):",
+        f"{decisions['in_position']} in-position decisions, {_refused_text(report)}):",
         f"  {'action':<14}{'flat':>9}{'in position':>14}",
     ]
     for name in ACTION_NAMES:
@@ -420,19 +420,28 @@ def validate(
         (report_dir / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     text = format_report(report)
     if env_config.risk is not None:
-        text = _rails_text(env_config.risk, report["risk_refusals"]) + "\n" + text
+        text = _rails_text(env_config.risk) + "\n" + text
     return report, text
 
 
-def _rails_text(risk: RiskConfig, refusals: dict[str, int]) -> str:
+def _refused_text(report: dict[str, Any]) -> str:
+    """The decisions refused, one count and its rules: the env's refusals of invalid
+    actions and, with the risk rails on, the entries the rails turned into HOLD."""
+    invalid = report["decisions"]["invalid"]
+    by_rule = {"invalid_action": invalid} if invalid else {}
+    by_rule.update(report.get("risk_refusals") or {})
+    rules = ", ".join(f"{rule} {n}" for rule, n in by_rule.items())
+    return f"{sum(by_rule.values())} refused" + (f": {rules}" if rules else "")
+
+
+def _rails_text(risk: RiskConfig) -> str:
     if not risk.enabled:
         return "Risk rails: given but enabled = false, so none applied"
     values = risk.to_dict()
     limits = ", ".join(f"{k}={v}" for k, v in values.items() if v is not None and k != "enabled")
-    refused = ", ".join(f"{rule} {n}" for rule, n in refusals.items()) or "none"
     return (
-        f"Risk rails ON ({limits}): an entry they refuse counts as HOLD; "
-        f"entries refused in the episodes: {refused}"
+        f"Risk rails ON ({limits}): an entry they refuse trades as HOLD (the action "
+        "counts below are the model's choices, refused entries included)"
     )
 
 
@@ -445,8 +454,10 @@ def validate_bundle(
     echo: Any = None,
     deterministic: bool = True,
     episode_bars: int | None = None,
+    bars: Bars | None = None,
 ) -> dict[str, Any]:
-    """Validate a bundle folder; with ``write_card``, store the summary in its card."""
+    """Validate a bundle folder; with ``write_card``, store the summary in its card.
+    ``bars``: the held-out bars when the caller has them (else read from the card's data)."""
     bundle = bundle_io.load_bundle(path)
     report, text = validate(
         bundle.model_path,
@@ -455,6 +466,7 @@ def validate_bundle(
         episodes=episodes,
         seed=seed,
         report_dir=Path(report_dir) if report_dir else bundle.path / "validation",
+        bars=bars,
         deterministic=deterministic,
         episode_bars=episode_bars,
     )
