@@ -14,6 +14,9 @@ on real price paths, not a backtest of the future.
 
 - ``pypi:arch/sp500``: the S&P 500 index, daily bars, 1999-01-04..2018-12-31, from the
   ``arch`` package (NCSA license); traded as ES (or MES).
+- ``pypi:arch/nasdaq``: the NASDAQ Composite index, daily bars, 1999-01-04..2018-12-31,
+  from the ``arch`` package (NCSA license); traded as NQ (or MNQ). NQ follows the
+  Nasdaq-100, a narrower index of the same exchange: a proxy, like the others.
 - ``pypi:gym-anytrading/eurusd``: EUR/USD spot ask quotes, hourly bars, 2017, from the
   ``gym-anytrading`` package (MIT license); traded as 6E (or M6E), on CME Globex hours.
 """
@@ -89,6 +92,22 @@ SERIES: dict[str, PublicSeries] = {
             license="NCSA",
             contract="ES",
             proxies=("ES", "MES"),
+            time_column="Date",
+            time_format="%m/%d/%Y",
+            columns=("Open", "High", "Low", "Close", "Volume"),
+            data_timezone="America/New_York",
+        ),
+        PublicSeries(
+            name="arch/nasdaq",
+            distribution="arch",
+            resource="arch/data/nasdaq/nasdaq.csv.gz",
+            description="NASDAQ Composite index, daily OHLC and share volume, "
+            "1999-01-04..2018-12-31 (Nasdaq trading dates)",
+            license="NCSA",
+            # The Composite, not the Nasdaq-100 that NQ tracks: the closest daily index
+            # series a package ships (same exchange, most of the same weight).
+            contract="NQ",
+            proxies=("NQ", "MNQ"),
             time_column="Date",
             time_format="%m/%d/%Y",
             columns=("Open", "High", "Low", "Close", "Volume"),

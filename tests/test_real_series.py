@@ -1,4 +1,4 @@
-"""Real public series shipped in PyPI packages (``pypi:arch/sp500``,
+"""Real public series shipped in PyPI packages (``pypi:arch/sp500``, ``pypi:arch/nasdaq``,
 ``pypi:gym-anytrading/eurusd``): loading, the contract they stand for, their time zone
 and sessions, and train + validate end to end at a tiny budget."""
 
@@ -28,6 +28,7 @@ from train.backtest import periods_per_year
 from train.training import split_bars
 
 SP500 = "pypi:arch/sp500"
+NASDAQ = "pypi:arch/nasdaq"
 EURUSD = "pypi:gym-anytrading/eurusd"
 CHICAGO = ZoneInfo("America/Chicago")
 TINY = [
@@ -65,20 +66,22 @@ def eurusd() -> Bars:
     return load_bars(EURUSD)
 
 
-def test_sp500_loads_every_daily_bar_as_trading_dates(sp500: Bars) -> None:
-    rows = _rows(SP500)
-    assert len(sp500) == len(rows) == 5031
-    assert sp500.bar_period == BarPeriod("day", 1)
-    assert str(sp500.time[0]) == "1999-01-04T00:00:00"
-    assert str(sp500.time[-1]) == "2018-12-31T00:00:00"
-    assert sp500.source.startswith(SP500 + "@")
+@pytest.mark.parametrize("source", [SP500, NASDAQ])
+def test_daily_index_loads_every_bar_as_trading_dates(source: str) -> None:
+    bars = load_bars(source)
+    rows = _rows(source)
+    assert len(bars) == len(rows) == 5031
+    assert bars.bar_period == BarPeriod("day", 1)
+    assert str(bars.time[0]) == "1999-01-04T00:00:00"
+    assert str(bars.time[-1]) == "2018-12-31T00:00:00"
+    assert bars.source.startswith(source + "@")
     for i in (0, 2500, -1):
         row = rows[i]
-        assert sp500.time[i] == np.datetime64(datetime.strptime(row["Date"], "%m/%d/%Y"), "s")
-        assert (sp500.open[i], sp500.high[i], sp500.low[i], sp500.close[i]) == tuple(
+        assert bars.time[i] == np.datetime64(datetime.strptime(row["Date"], "%m/%d/%Y"), "s")
+        assert (bars.open[i], bars.high[i], bars.low[i], bars.close[i]) == tuple(
             float(row[k]) for k in ("Open", "High", "Low", "Close")
         )
-        assert sp500.volume[i] == float(row["Volume"])
+        assert bars.volume[i] == float(row["Volume"])
 
 
 def test_eurusd_times_become_chicago_bar_closes_on_cme_hours(eurusd: Bars) -> None:
@@ -116,7 +119,7 @@ def test_eurusd_every_bar_closes_inside_a_6e_session(eurusd: Bars) -> None:
 
 @pytest.mark.parametrize(
     ("source", "symbol", "per_year", "per_session"),
-    [(SP500, "ES", 252.0, 1.0), (EURUSD, "6E", 252.0 * 23, 23.0)],
+    [(SP500, "ES", 252.0, 1.0), (NASDAQ, "NQ", 252.0, 1.0), (EURUSD, "6E", 252.0 * 23, 23.0)],
 )
 def test_world_defaults_fit_each_series(
     source: str, symbol: str, per_year: float, per_session: float
@@ -136,6 +139,9 @@ def test_series_refuses_a_contract_of_another_underlying() -> None:
     with pytest.raises(BarsFileError, match=r"trade it as 6E or M6E \(--instrument 6E\), not NQ"):
         load_bars(EURUSD, contract=resolve_contract("NQ"))
     assert len(load_bars(SP500, contract=resolve_contract("MES"))) == 5031
+    assert len(load_bars(NASDAQ, contract=resolve_contract("MNQ"))) == 5031
+    with pytest.raises(BarsFileError, match=r"trade it as NQ or MNQ \(--instrument NQ\), not ES"):
+        load_bars(NASDAQ, contract=resolve_contract("ES"))
     with pytest.raises(BarsFileError, match="known to be UTC"):
         load_bars(EURUSD, data_timezone="America/New_York")
 
@@ -201,7 +207,8 @@ def test_unknown_series_name_lists_the_known_ones(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("source", "symbol", "per_year"), [(SP500, "ES", 252.0), (EURUSD, "6E", 5796.0)]
+    ("source", "symbol", "per_year"),
+    [(SP500, "ES", 252.0), (NASDAQ, "NQ", 252.0), (EURUSD, "6E", 5796.0)],
 )
 def test_train_and_validate_end_to_end(
     tmp_path: Path, source: str, symbol: str, per_year: float
@@ -288,6 +295,7 @@ def test_daily_dates_off_the_calendar_warn(sp500: Bars) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", BarsTimezoneWarning)
         load_bars(SP500)  # NYSE trading dates are CME equity session dates
+        load_bars(NASDAQ)  # and so are Nasdaq's
     shifted = Bars(
         sp500.time - np.timedelta64(1, "D"),
         sp500.open,

@@ -87,7 +87,7 @@ class _AsTypedChoice(click.Choice):
 
 DATA_HELP = (
     "Bars: NinjaTrader 8 export, CSV, or a public series (pypi:arch/sp500, "
-    "pypi:gym-anytrading/eurusd; docs/validation.md)."
+    "pypi:arch/nasdaq, pypi:gym-anytrading/eurusd; docs/validation.md)."
 )
 
 
