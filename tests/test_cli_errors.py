@@ -297,3 +297,14 @@ def test_validate_on_bars_the_model_trained_on_is_a_usage_error_naming_data() ->
     line = result.stderr.splitlines()[-1]  # after the loader's closed-market warning
     assert line.startswith("error: --data: ") and "NQ_export_utc" in line
     assert "held-out span" in line
+
+
+def test_an_output_folder_that_cannot_be_made_is_one_line_exit_1(tmp_path: Path) -> None:
+    bundle = make_fake_bundle(tmp_path / "b", "NQ-1")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    target = blocker / "live"
+    result = CliRunner().invoke(cli, ["deploy", str(bundle), "--target", str(target), "--force"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"error: {target}: ") and line.endswith("may write there"), line
