@@ -93,13 +93,20 @@ DATA_HELP = (
 
 def series_contract(data: str | None, *given: dict[str, Any]) -> dict[str, Any]:
     """A public series' contract as ``instrument`` (and model ``name``), for the keys
-    none of ``given`` (config file, flags) sets; ``{}`` for a file or no data."""
+    none of ``given`` (config file, flags) sets; without a public series, the model
+    ``name`` from a given ``instrument`` (a 6E model's version starts with 6E, not NQ)."""
+    from env.contracts import contract_root
     from env.public_series import is_public_source, public_series
 
-    if data is None or not is_public_source(data):
+    unset = [k for k in ("instrument", "name") if not any(k in g for g in given)]
+    if data is not None and is_public_source(data):
+        root = public_series(data).contract
+        return {k: root for k in unset}
+    instrument = next((g["instrument"] for g in reversed(given) if "instrument" in g), None)
+    if "name" not in unset or not isinstance(instrument, str):
         return {}
-    root = public_series(data).contract
-    return {k: root for k in ("instrument", "name") if not any(k in g for g in given)}
+    root = contract_root(instrument)
+    return {"name": root} if root and not any(c in root for c in "/\\ ") else {}
 
 
 def _echo_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
@@ -380,7 +387,9 @@ def contract_options(command: Callable[..., Any]) -> Callable[..., Any]:
 )
 @click.option("--eval-episodes", type=int, help="Episodes per held-out evaluation [50].")
 @click.option("--torch-threads", type=int, help="torch threads, 0 = torch's default [1].")
-@click.option("--name", help="Model name, first part of the version string [NQ].")
+@click.option(
+    "--name", help="Model name, first part of the version string [the --instrument's root: NQ]."
+)
 @click.option(
     "--synthetic-days", type=int, help="Sessions of synthetic bars when no --data is given [60]."
 )
