@@ -505,8 +505,8 @@ def validate(
     risk_config: Path | None,
 ) -> None:
     """Post-training validation on held-out episodes; exit 0 on pass, 1 on fail."""
-    from env.bars import NoBarsError, TooFewBarsError, load_bars
-    from env.risk import RiskConfig
+    from env.bars import BarsFileError, TooFewBarsError, load_bars
+    from env.risk import RiskConfig, RiskConfigError
     from train import bundle as bundle_io
     from train.validation import card_summary
     from train.validation import validate as run_validation
@@ -516,6 +516,10 @@ def validate(
     files = resolve_model_options(_one_bundle(bundle_arg, bundle), model, vecnorm)
     if episodes < 1:
         raise click.UsageError("--episodes must be >= 1")
+    try:  # before the model and the bars load; exit 2 as serve's, not 1 ("the model failed")
+        risk = None if risk_config is None else RiskConfig.load(risk_config)
+    except RiskConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--risk-config") from None
     try:
         if files.bundle is not None:
             loaded = bundle_io.load_bundle(files.bundle)
@@ -539,12 +543,12 @@ def validate(
                 bars=bars,
                 deterministic=not stochastic,
                 episode_bars=episode_bars,
-                risk=None if risk_config is None else RiskConfig.load(risk_config),
+                risk=risk,
             )
-    except NoBarsError as exc:
-        if data is None:  # the card's own data file, emptied since training
+    except BarsFileError as exc:
+        if data is None:  # the card's own data file, emptied or changed since training
             raise click.ClickException(str(exc)) from None
-        raise click.BadParameter(str(exc), param_hint="--data") from None
+        raise _data_error(exc, data) from None
     except TooFewBarsError as exc:
         raise _data_error(exc, data) from None
     except (bundle_io.BundleError, ValueError) as exc:
