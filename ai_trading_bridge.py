@@ -272,6 +272,18 @@ class OneLineErrorsGroup(click.Group):
         except KeyboardInterrupt:  # one no command handled: one line, as at start-up
             click.echo(INTERRUPTED_LINE, err=True)
             sys.exit(INTERRUPTED_EXIT)
+        except OSError as exc:  # e.g. an output folder that cannot be made: one line
+            click.echo(f"error: {os_error_line(exc)}", err=True)
+            sys.exit(1)
+
+
+def os_error_line(exc: OSError) -> str:
+    """An operating-system error no command handled (``train --out`` or ``deploy
+    --target`` under a file or a read-only folder) as what failed and what to do."""
+    reason = exc.strerror or str(exc)
+    if exc.filename is None:
+        return reason
+    return f"{exc.filename}: {reason}; check the path and that this user may write there"
 
 
 @click.group(

@@ -195,7 +195,12 @@ def serve(
     allow_other_price_scale: bool,
 ) -> None:
     """Serve a policy to NinjaTrader over ZeroMQ (the bundled demo model by default)."""
-    from bridge.console import configure_queued_logging, ensure_std_streams, exit_now
+    from bridge.console import (
+        abandon_log_file,
+        configure_queued_logging,
+        ensure_std_streams,
+        exit_now,
+    )
     from bridge.journal import JournalError
     from bridge.policy import PolicyLoadError
     from bridge.server import (
@@ -243,6 +248,7 @@ def serve(
     try:
         configure_queued_logging(log_file, (ctx.obj or {}).get("log_level", "info"))
     except OSError as exc:
+        abandon_log_file()
         raise click.BadParameter(
             f"cannot write {log_file}: {exc.strerror}; pick another file or 'none'",
             param_hint="--log-file",
@@ -260,8 +266,10 @@ def serve(
         server = build_server(config)
         server.bind()
     except JournalError as exc:  # as for --log-file: refused before serving anything
+        abandon_log_file()
         raise click.BadParameter(str(exc), param_hint="--journal-dir") from None
     except (PolicyLoadError, ServeError) as exc:
+        abandon_log_file()  # an empty log file and its new folders go, as the journal's
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(1)
     install_signal_handlers(server)

@@ -161,6 +161,10 @@ class QueuedHandler(logging.Handler):
 
 
 _SINKS: list[_Sink] = []
+# What the last configure_queued_logging created for its log file: the file (when this
+# process created it) and the folders it made, deepest first; see abandon_log_file.
+_CREATED_LOG: list[Path] = []
+_MADE_LOG_FOLDERS: list[Path] = []
 
 
 def dropped_lines() -> dict[str, int]:
@@ -224,9 +228,18 @@ def configure_queued_logging(
         pretty = bool(getattr(stream, "isatty", lambda: False)())
         console_lines = formatter(True) if pretty else json_lines
         sinks.append((_Sink("console", console, capacity), console_lines))
+    _CREATED_LOG.clear()
+    _MADE_LOG_FOLDERS.clear()
     if log_file is not None:
+        missing = [p for p in log_file.parents if not p.exists()]
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        _MADE_LOG_FOLDERS.extend(missing)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+        try:  # O_EXCL: whether this process created the file (see abandon_log_file)
+            fd = os.open(log_file, flags | os.O_EXCL, 0o644)
+            _CREATED_LOG.append(log_file)
+        except FileExistsError:
+            fd = os.open(log_file, flags, 0o644)
 
         def write_file(line: str) -> None:
             os.write(fd, line.encode("utf-8"))
@@ -250,6 +263,25 @@ def configure_queued_logging(
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,
     )
+
+
+def abandon_log_file() -> None:
+    """Stop logging for a daemon that never served (the model did not load, the port was
+    taken) and remove the log file its start created while nothing is written in it, and
+    the folders made for it while they are empty, as the journal's are: a typo in
+    --log-file leaves no empty tree. A file or folder that was there before stays."""
+    stop_queued_logging()
+    for path in _CREATED_LOG:
+        with contextlib.suppress(OSError):  # gone already, or not ours: nothing to tidy
+            if path.stat().st_size == 0:
+                path.unlink()
+    for folder in _MADE_LOG_FOLDERS:  # deepest first; rmdir refuses one holding anything
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+    _CREATED_LOG.clear()
+    _MADE_LOG_FOLDERS.clear()
 
 
 def exit_now(code: int = 0) -> None:

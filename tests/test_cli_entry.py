@@ -383,6 +383,37 @@ def test_serve_that_fails_to_start_leaves_no_empty_journal(tmp_path: Path, failu
         assert not (tmp_path / "logs").exists()
 
 
+@pytest.mark.parametrize("failure", ["model does not load", "endpoint taken", "log there"])
+def test_serve_that_fails_to_start_leaves_no_empty_log_file(tmp_path: Path, failure: str) -> None:
+    """As for the journal: a start that fails removes the empty --log-file it created and
+    the folders it made for it; a log file that was there before stays."""
+    log_file = tmp_path / "state" / "log" / "daemon.log"  # neither folder exists yet
+    args = ["serve", "--control", "none", "--no-journal", "--log-file", str(log_file)]
+    if failure == "log there":
+        log_file.parent.mkdir(parents=True)
+        log_file.touch()
+    if failure != "endpoint taken":
+        (tmp_path / "NQ_o1.zip").write_bytes(b"not a zip")
+        (tmp_path / "vecnorm.pkl").write_bytes(b"not a pickle")
+        args += ["--model", "NQ_o1.zip", "--vecnorm", "vecnorm.pkl"]
+    with zmq.Context() as context, context.socket(zmq.REP) as taken:
+        port = taken.bind_to_random_port("tcp://127.0.0.1")
+        bind = f"tcp://127.0.0.1:{port}" if failure == "endpoint taken" else "tcp://127.0.0.1:*"
+        result = subprocess.run(
+            [sys.executable, str(SCRIPT), *args, "--bind", bind],
+            cwd=tmp_path,
+            env=clean_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=START_TIMEOUT_S,
+        )
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    if failure == "log there":
+        assert log_file.is_file()
+    else:
+        assert not (tmp_path / "state").exists()
+
+
 # -- Ctrl+C: one line and exit 130, while starting or later ---------------------------
 
 # The three ways the command line starts: the console script pip writes (it imports

@@ -200,100 +200,22 @@ def test_replay_without_a_daemon_says_so_in_one_line() -> None:
     assert last == "error: hello: no reply from tcp://127.0.0.1:9; is the daemon running there?"
 
 
-@pytest.mark.parametrize("command", ["train", "validate", "walkforward"])
-@pytest.mark.parametrize(
-    ("text", "why"),
-    [
-        ("", "the file is empty"),
-        ("\n  \n", "the file is empty"),
-        ("time,open,high,low,close,volume\n", "line 1 is a header and no bar follows"),
-        ("\ntime,open,high,low,close,volume\n\n", "line 2 is a header and no bar follows"),
-    ],
-)
-def test_data_file_without_bars_is_a_usage_error_naming_it(
-    tmp_path: Path, command: str, text: str, why: str
-) -> None:
-    data = tmp_path / "bars.csv"
-    data.write_text(text)
-    if command == "validate":
-        args = ["validate", str(make_fake_bundle(tmp_path / "b", "NQ-1")), "--data", str(data)]
-    else:
-        args = [command, "--data", str(data), "--out", str(tmp_path / "out")]
-    line = usage_error(args)
-    assert "--data" in line and f"{data} holds no bars ({why})" in line
-    assert not (tmp_path / "out").exists()
+def test_validate_malformed_data_file_is_a_usage_error_naming_data(tmp_path: Path) -> None:
+    """Exit 2 as for an empty file, not 1: validate's 1 says the model failed."""
+    data = tmp_path / "bars.txt"
+    data.write_text("20250106 143100;1;2;3\n")
+    report_dir = tmp_path / "v"
+    args = ["validate", str(DEFAULT_BUNDLE), "--report-dir", str(report_dir)]
+    line = usage_error([*args, "--data", str(data)])
+    assert line.startswith(f"error: --data: {data}:1: "), line
+    assert not report_dir.exists()
 
 
-@pytest.mark.parametrize("command", ["train", "walkforward"])
-def test_a_bad_setting_is_a_usage_error_in_train_and_walkforward_alike(
-    command: str, tmp_path: Path
-) -> None:
-    settings = tmp_path / "settings.toml"
-    settings.write_text("learning_rate = -1\n")
-    line = usage_error([command, "--out", str(tmp_path / "o"), "--config", str(settings)])
-    assert "learning_rate" in line
-    assert not (tmp_path / "o").exists()
-    line = usage_error([command, "--out", str(tmp_path / "o"), "--timesteps", "0"])
-    assert "timesteps must be >= 1" in line
-
-
-_NQ_FILE = str(Path(__file__).parent / "data" / "NQ_export_utc.Last.txt")
-
-
-@pytest.mark.parametrize(
-    "args",
-    [
-        ["train", "--out", "o"],
-        ["walkforward", "--out", "o"],
-        ["validate", str(DEFAULT_BUNDLE), "--data", _NQ_FILE],
-        ["replay", _NQ_FILE],
-    ],
-    ids=["train", "walkforward", "validate", "replay"],
-)
-def test_an_unknown_data_timezone_is_one_usage_error_naming_the_option(args: list[str]) -> None:
-    """Not exit 1 (validate's "the model failed"), not the file or a setting's name."""
-    line = usage_error([*args, "--data-timezone", "Chicago"])
-    assert "--data-timezone" in line and "did you mean 'America/Chicago'" in line
-    assert "data_timezone" not in line and "NQ_export_utc" not in line
-
-
-@pytest.mark.parametrize(
-    "args",
-    [["serve", "--exchange-tz", "Z"], ["replay", _NQ_FILE, "--data-timezone", "z"]],
-    ids=["serve --exchange-tz", "replay --data-timezone"],
-)
-def test_time_zone_z_suggests_utc(args: list[str]) -> None:
-    line = usage_error(args)
-    assert args[-2] in line and "did you mean 'UTC'?" in line and "NZ" not in line
-
-
-@pytest.mark.parametrize("command", ["train", "validate", "walkforward"])
-def test_data_too_short_for_one_episode_is_a_usage_error_naming_it(
-    tmp_path: Path, command: str
-) -> None:
-    """Three bars is the wrong file or the wrong --episode-bars, not a failed model."""
-    data = tmp_path / "three.Last.txt"
-    lines = Path(_NQ_FILE).read_text().splitlines()[:3]
-    data.write_text("\n".join(lines) + "\n")
-    if command == "validate":
-        bundle = make_fake_bundle(tmp_path / "b", "NQ-1")
-        card = json.loads((bundle / "model.json").read_text(encoding="utf-8"))
-        card["env"] = EnvConfig().to_dict()
-        (bundle / "model.json").write_text(json.dumps(card), encoding="utf-8")
-        args = ["validate", str(bundle), "--data", str(data)]
-    else:
-        args = [command, "--data", str(data), "--out", str(tmp_path / "out")]
-    line = usage_error(args)
-    assert line.startswith("error: --data: ") and "three.Last.txt" in line
-    assert "--episode-bars" in line
-
-
-def test_validate_on_bars_the_model_trained_on_is_a_usage_error_naming_data() -> None:
-    """The demo model trained on 2025 bars up to October: a January file holds nothing
-    held out. That is the wrong file, not a failed model (exit 1)."""
-    args = ["validate", str(DEFAULT_BUNDLE), "--data", _NQ_FILE, "--episodes", "2"]
-    result = CliRunner().invoke(cli, args, prog_name="ai-trading-bridge")
-    assert result.exit_code == 2 and "Traceback" not in result.output
-    line = result.stderr.splitlines()[-1]  # after the loader's closed-market warning
-    assert line.startswith("error: --data: ") and "NQ_export_utc" in line
-    assert "held-out span" in line
+def test_validate_bad_risk_config_is_a_usage_error_as_in_serve(tmp_path: Path) -> None:
+    config = tmp_path / "risk.toml"
+    config.write_text("max_entries = 3\n")  # the key is max_entries_per_session
+    report_dir = tmp_path / "v"
+    args = ["validate", str(DEFAULT_BUNDLE), "--report-dir", str(report_dir)]
+    line = usage_error([*args, "--risk-config", str(config)])
+    assert line.startswith("error: --risk-config: ") and "'max_entries'" in line, line
+    assert not report_dir.exists()

@@ -345,3 +345,22 @@ def test_train_with_validation_warns_about_closed_market_bars_once(tmp_path: Pat
     card = json.loads((out / "model.json").read_text())
     report = json.loads((out / "validation" / "report.json").read_text())
     assert report["holdout_start"] == card["data"]["holdout_start"]
+
+
+@pytest.mark.parametrize(("extra", "prefix"), [([], "6E-"), (["--name", "euro-v2"], "euro-v2-")])
+def test_train_names_the_model_after_the_instrument_unless_named(
+    tmp_path: Path, extra: list[str], prefix: str
+) -> None:
+    """A 6E model's version (the daemon's banner, replies, the journal) starts with 6E,
+    not the default NQ; --name still wins."""
+    data = Path(__file__).resolve().parent / "data" / "6E_hourly_zero_volume.Last.txt"
+    out = tmp_path / "bundle"
+    args = ["train", "--data", str(data), "--instrument", "6E 03-26", "--out", str(out)]
+    args += ["--timesteps", "64", "--n-steps", "64", "--n-envs", "1", "--batch-size", "32"]
+    args += ["--episode-bars", "60", "--reward", "seed", "--eval-every", "0"]
+    args += ["--checkpoint-every", "0", "--validate-episodes", "0", "--no-progress", *extra]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / "model.json").read_text())
+    assert card["instrument"] == "6E" and card["version"].startswith(prefix), card["version"]
+    assert f"bundle {card['version']} written" in result.stdout

@@ -232,3 +232,50 @@ def test_train_then_validate_a_new_york_clock_file_decides_from_the_holdout_star
     report = json.loads((out / "validation" / "report.json").read_text(encoding="utf-8"))
     assert report["backtest"]["costs"]["instrument"] == "6E"
     assert report["backtest"]["span"]["first_decision"] == card["data"]["holdout_start"]
+
+
+def test_holdout_of_a_file_changed_since_training_is_the_cards_span_by_time(
+    tmp_path: Path,
+) -> None:
+    """Bars added at the front of the file after training move every index: the card's
+    holdout_start_index would start validation on bars the model trained on. The card's
+    times are used instead, with a warning that the data changed."""
+    import warnings
+
+    from env.bars import load_bars
+    from env.config import WARMUP_BARS
+    from env.contracts import resolve_contract
+    from env.trading_env import EnvConfig
+    from train.training import load_data
+    from train.validation import holdout_for_card
+
+    spec = resolve_contract("6E")
+    data = tmp_path / "6E.Last.txt"
+    lines = EURO_FX.read_text(encoding="utf-8").splitlines(keepends=True)
+    data.write_text("".join(lines[100:]), encoding="utf-8")  # the file as trained on
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # sessions off the calendar: not the point here
+        trained, sha256 = load_data(str(data), contract=spec)
+    card = {
+        "env": EnvConfig(instrument=spec).to_dict(),
+        "data": {
+            "source": trained.source,
+            "sha256": sha256,
+            "start": str(trained.time[0]),
+            "end": str(trained.time[-1]),
+            "n_bars": len(trained),
+            "holdout_start": str(trained.time[400]),
+            "holdout_start_index": 400,
+            "holdout_end_index": len(trained),
+            "data_timezone": trained.data_timezone,
+            "bar_period": trained.bar_period.to_json(),
+        },
+    }
+    data.write_text("".join(lines), encoding="utf-8")  # 100 earlier bars added since
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        holdout = holdout_for_card(card, None)
+        expected = load_bars(data, contract=spec)
+    np.testing.assert_array_equal(holdout.time, trained.time[400 - (WARMUP_BARS - 1) :])
+    changed = [str(w.message) for w in caught if "changed since training" in str(w.message)]
+    assert len(changed) == 1 and f"now {len(expected)} bars" in changed[0], changed

@@ -93,13 +93,20 @@ DATA_HELP = (
 
 def series_contract(data: str | None, *given: dict[str, Any]) -> dict[str, Any]:
     """A public series' contract as ``instrument`` (and model ``name``), for the keys
-    none of ``given`` (config file, flags) sets; ``{}`` for a file or no data."""
+    none of ``given`` (config file, flags) sets; without a public series, the model
+    ``name`` from a given ``instrument`` (a 6E model's version starts with 6E, not NQ)."""
+    from env.contracts import contract_root
     from env.public_series import is_public_source, public_series
 
-    if data is None or not is_public_source(data):
+    unset = [k for k in ("instrument", "name") if not any(k in g for g in given)]
+    if data is not None and is_public_source(data):
+        root = public_series(data).contract
+        return {k: root for k in unset}
+    instrument = next((g["instrument"] for g in reversed(given) if "instrument" in g), None)
+    if "name" not in unset or not isinstance(instrument, str):
         return {}
-    root = public_series(data).contract
-    return {k: root for k in ("instrument", "name") if not any(k in g for g in given)}
+    root = contract_root(instrument)
+    return {"name": root} if root and not any(c in root for c in "/\\ ") else {}
 
 
 def _echo_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
@@ -380,7 +387,9 @@ def contract_options(command: Callable[..., Any]) -> Callable[..., Any]:
 )
 @click.option("--eval-episodes", type=int, help="Episodes per held-out evaluation [50].")
 @click.option("--torch-threads", type=int, help="torch threads, 0 = torch's default [1].")
-@click.option("--name", help="Model name, first part of the version string [NQ].")
+@click.option(
+    "--name", help="Model name, first part of the version string [the --instrument's root: NQ]."
+)
 @click.option(
     "--synthetic-days", type=int, help="Sessions of synthetic bars when no --data is given [60]."
 )
@@ -496,8 +505,8 @@ def validate(
     risk_config: Path | None,
 ) -> None:
     """Post-training validation on held-out episodes; exit 0 on pass, 1 on fail."""
-    from env.bars import NoBarsError, TooFewBarsError, load_bars
-    from env.risk import RiskConfig
+    from env.bars import BarsFileError, TooFewBarsError, load_bars
+    from env.risk import RiskConfig, RiskConfigError
     from train import bundle as bundle_io
     from train.validation import card_summary
     from train.validation import validate as run_validation
@@ -507,6 +516,10 @@ def validate(
     files = resolve_model_options(_one_bundle(bundle_arg, bundle), model, vecnorm)
     if episodes < 1:
         raise click.UsageError("--episodes must be >= 1")
+    try:  # before the model and the bars load; exit 2 as serve's, not 1 ("the model failed")
+        risk = None if risk_config is None else RiskConfig.load(risk_config)
+    except RiskConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--risk-config") from None
     try:
         if files.bundle is not None:
             loaded = bundle_io.load_bundle(files.bundle)
@@ -530,12 +543,12 @@ def validate(
                 bars=bars,
                 deterministic=not stochastic,
                 episode_bars=episode_bars,
-                risk=None if risk_config is None else RiskConfig.load(risk_config),
+                risk=risk,
             )
-    except NoBarsError as exc:
-        if data is None:  # the card's own data file, emptied since training
+    except BarsFileError as exc:
+        if data is None:  # the card's own data file, emptied or changed since training
             raise click.ClickException(str(exc)) from None
-        raise click.BadParameter(str(exc), param_hint="--data") from None
+        raise _data_error(exc, data) from None
     except TooFewBarsError as exc:
         raise _data_error(exc, data) from None
     except (bundle_io.BundleError, ValueError) as exc:

@@ -91,14 +91,37 @@ def holdout_for_card(card: dict[str, Any] | None, bars: Bars | None) -> Bars:
     source = str(data.get("source", ""))
     if not source or source.startswith("synthetic:"):
         days = re.search(r"days=(\d+)", source)
-        full, _ = load_data(None, int(days.group(1)) if days else DEFAULT_DAYS)
+        full, sha256 = load_data(None, int(days.group(1)) if days else DEFAULT_DAYS)
     else:
-        full, _ = load_data(source, **card_bars_options(card))
+        full, sha256 = load_data(source, **card_bars_options(card))
     split = data.get("holdout_start_index")
     if split is None:
         split = round(len(full) * 0.8)
     end = data.get("holdout_end_index")
-    return full[int(split) - (WARMUP_BARS - 1) : None if end is None else int(end)]
+    if data.get("sha256") not in (None, sha256) and data.get("holdout_start"):
+        split, end = _card_span_by_time(full, data, sha256)
+    return full[max(int(split) - (WARMUP_BARS - 1), 0) : None if end is None else int(end)]
+
+
+def _card_span_by_time(full: Bars, data: dict[str, Any], sha256: str) -> tuple[int, int | None]:
+    """The card's held-out span in ``full`` by its times, for data that changed since
+    training (the file was edited, the synthetic generator changed): the card's indices
+    would point at other bars, earlier ones the model may have trained on among them."""
+    import warnings
+
+    times = full.time.astype("datetime64[s]")
+    split = int(np.searchsorted(times, np.datetime64(data["holdout_start"], "s")))
+    end = None
+    if data.get("end"):
+        end = int(np.searchsorted(times, np.datetime64(data["end"], "s"), side="right"))
+    warnings.warn(
+        f"{full.source or 'the data'} is not the data the model card records "
+        f"({data.get('n_bars')} bars, sha256 {str(data['sha256'])[:12]}; now {len(full)} bars, "
+        f"sha256 {sha256[:12]}): it changed since training; validating on its "
+        f"bars from the card's held-out start {data['holdout_start']} by time",
+        stacklevel=3,
+    )
+    return split, end
 
 
 def after_training(bars: Bars, card: dict[str, Any] | None) -> Bars:
