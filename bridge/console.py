@@ -33,6 +33,8 @@ from typing import Any, TextIO
 
 import structlog
 
+from bridge.footprint import missing_folders, open_append, remove_if_empty
+
 DEFAULT_QUEUE_LINES = 10_000  # per sink; a line is about 400 bytes, so at most ~4 MB each
 STOP_WAIT_S = 0.5  # how long shutdown waits for a sink to drain
 
@@ -231,15 +233,12 @@ def configure_queued_logging(
     _CREATED_LOG.clear()
     _MADE_LOG_FOLDERS.clear()
     if log_file is not None:
-        missing = [p for p in log_file.parents if not p.exists()]
+        missing = missing_folders(log_file.parent)
         log_file.parent.mkdir(parents=True, exist_ok=True)
         _MADE_LOG_FOLDERS.extend(missing)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
-        try:  # O_EXCL: whether this process created the file (see abandon_log_file)
-            fd = os.open(log_file, flags | os.O_EXCL, 0o644)
+        fd, created = open_append(log_file)
+        if created:  # see abandon_log_file
             _CREATED_LOG.append(log_file)
-        except FileExistsError:
-            fd = os.open(log_file, flags, 0o644)
 
         def write_file(line: str) -> None:
             os.write(fd, line.encode("utf-8"))
@@ -271,15 +270,7 @@ def abandon_log_file() -> None:
     the folders made for it while they are empty, as the journal's are: a typo in
     --log-file leaves no empty tree. A file or folder that was there before stays."""
     stop_queued_logging()
-    for path in _CREATED_LOG:
-        with contextlib.suppress(OSError):  # gone already, or not ours: nothing to tidy
-            if path.stat().st_size == 0:
-                path.unlink()
-    for folder in _MADE_LOG_FOLDERS:  # deepest first; rmdir refuses one holding anything
-        try:
-            folder.rmdir()
-        except OSError:
-            break
+    remove_if_empty(_CREATED_LOG[0] if _CREATED_LOG else None, _MADE_LOG_FOLDERS)
     _CREATED_LOG.clear()
     _MADE_LOG_FOLDERS.clear()
 

@@ -26,13 +26,13 @@ from pathlib import Path
 import structlog
 
 from bridge.dispatch import Outcome
+from bridge.footprint import missing_folders, open_append, remove_if_empty
 
 log = structlog.get_logger()
 
 MAX_CACHED_VERSIONS = 64  # model versions whose JSON string is kept
 MAX_UNPARSED_BYTES = 65536  # of a request that is not a JSON object (bad_json, too_large)
 _TAIL_CHUNK = 1 << 16
-_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 
 
 class JournalError(Exception):
@@ -85,7 +85,7 @@ class Journal:
                 "--no-journal"
             )
         try:
-            missing = [p for p in (self.folder, *self.folder.parents) if not p.exists()]
+            missing = missing_folders(self.folder)
             latest = sorted(self.folder.glob("journal-*.jsonl")) if self.folder.is_dir() else []
             if latest:
                 self.torn.extend(repair_torn_tail(latest[-1]))
@@ -129,17 +129,7 @@ class Journal:
         created, self._created = self._created, None
         folders, self._made_folders = self._made_folders, []
         self.close()
-        if created is not None:
-            try:
-                if created.stat().st_size == 0:
-                    created.unlink()
-            except OSError:  # gone already, or not ours to remove: nothing to tidy
-                pass
-        for folder in folders:  # deepest first; rmdir refuses a folder that holds anything
-            try:
-                folder.rmdir()
-            except OSError:
-                break
+        remove_if_empty(created, folders)
 
     def close(self) -> None:
         """Close the current file (reopened on the next record)."""
@@ -156,12 +146,9 @@ class Journal:
             self.folder.mkdir(parents=True, exist_ok=True)
             path = self.path_for(day)
             self.torn.extend(repair_torn_tail(path))
-            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | _BINARY
-            try:  # O_EXCL: whether this process created the file (see abandon)
-                self._fd = os.open(path, flags | os.O_EXCL, 0o644)
+            self._fd, created = open_append(path)
+            if created:  # see abandon
                 self._created = path
-            except FileExistsError:
-                self._fd = os.open(path, flags, 0o644)
             self._day = day
         return self._fd
 
