@@ -313,6 +313,7 @@ def cli(ctx: click.Context, log_level: str) -> None:
     """Run a masked reinforcement-learning futures policy live from NinjaTrader 8."""
     ctx.ensure_object(dict)
     ctx.obj["log_level"] = log_level
+    logging.getLogger().setLevel(log_level.upper())  # the sinks main() set up
 
 
 def _register() -> None:
@@ -353,6 +354,10 @@ def main(args: list[str] | None = None, serve_when_bare: bool = False) -> None:
     from bridge.console import ensure_std_streams
 
     ensure_std_streams()  # closed streams, cp1252 consoles and redirected output
+    # Log lines go to stderr (JSON lines unless on a terminal), so that stdout holds only
+    # a command's results, which a script may read; the group applies --log-level, and
+    # serve replaces this with its own queued sinks.
+    configure_logging(None, "info")
     args = sys.argv[1:] if args is None else args
     if serve_when_bare and not args:
         args = ["serve"]
