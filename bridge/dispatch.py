@@ -231,9 +231,7 @@ class Dispatcher:
         period = protocol.parse_bar_period(obj.get("bar_period"))
         if period is not None:
             trained = self.policy.bar_period
-            if protocol.period_seconds(period) != protocol.period_seconds(trained) or (
-                protocol.period_seconds(period) == 0 and period != trained
-            ):
+            if not protocol.same_period(period, trained):
                 raise ProtocolError(
                     protocol.BAD_MESSAGE,
                     f"this chart's bars are {protocol.describe_period(period)} but model "

@@ -245,6 +245,15 @@ def masked_decision(logits: np.ndarray, mask: Sequence[int]) -> tuple[int, list[
     return action, [e / total for e in exps]
 
 
+def card_bar_period(card: dict[str, Any]) -> dict[str, Any]:
+    """A model card's ``bar_period`` (``{"type": "minute", "value": 1}``); 1-minute bars
+    for a card without one (every model before bar periods were recorded)."""
+    period = card.get("bar_period")
+    if isinstance(period, dict) and period.get("type") and period.get("value"):
+        return {"type": str(period["type"]).lower(), "value": int(period["value"])}
+    return dict(DEFAULT_BAR_PERIOD)
+
+
 @dataclass(frozen=True)
 class LoadedPolicy:
     """A checked policy, ready to serve.
@@ -298,10 +307,7 @@ class LoadedPolicy:
 
     @cached_property
     def _bar_period(self) -> dict[str, Any]:
-        period = self.card.get("bar_period")
-        if isinstance(period, dict) and period.get("type") and period.get("value"):
-            return {"type": str(period["type"]).lower(), "value": int(period["value"])}
-        return dict(DEFAULT_BAR_PERIOD)
+        return card_bar_period(self.card)
 
     @cached_property
     def period_seconds(self) -> int:

@@ -336,6 +336,13 @@ def period_seconds(period: dict[str, Any]) -> int:
         return 0
 
 
+def same_period(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two bar periods are the same: equal seconds for time-based periods (``60``
+    seconds as ``minute:1`` or ``second:60``), else equal as given (tick, volume, range)."""
+    seconds = period_seconds(a)
+    return seconds == period_seconds(b) and (seconds != 0 or a == b)
+
+
 def describe_period(period: dict[str, Any]) -> str:
     """``1-minute``, ``5-minute``, ``1-day`` ... for messages."""
     return f"{period.get('value')}-{period.get('type')}"

@@ -484,9 +484,22 @@ class BridgeServer:
         sys.setswitchinterval(loading.switch_interval)
         current = self.dispatcher.policy
         reply: dict[str, Any]
+        message = ""
         if loading.policy is None:
             exc = loading.error
             message = str(exc) if isinstance(exc, PolicyLoadError) else repr(exc)
+        elif not protocol.same_period(loading.policy.bar_period, current.bar_period):
+            # The connected charts send bars of the served model's period (hello checked
+            # it); a model of another period would be fed bars it was never trained on.
+            new, served = loading.policy.bar_period, current.bar_period
+            message = (
+                f"model {loading.policy.version} was trained on "
+                f"{protocol.describe_period(new)} bars; this daemon serves "
+                f"{protocol.describe_period(served)} bars to its charts: serve it from "
+                "another daemon (ai-trading-bridge serve --bind ... --bundle ...) for charts "
+                "of that period"
+            )
+        if message:
             log.error(
                 "reload_failed",
                 source=loading.source.describe(),
@@ -496,6 +509,7 @@ class BridgeServer:
             )
             reply = {"ok": False, "error": message, "model": current.info()}
         else:
+            assert loading.policy is not None  # no message: it loaded
             previous = self.dispatcher.swap_policy(loading.policy)
             log.info(
                 "model_reloaded",

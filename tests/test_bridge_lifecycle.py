@@ -188,6 +188,39 @@ def test_bad_reload_keeps_serving_and_a_good_one_swaps(tiny_bundle, tiny_policy,
     assert any(e["event"] == "model_reloaded" for e in logs)
 
 
+def test_reload_of_a_model_of_another_bar_period_is_refused(
+    tiny_bundle, tiny_policy, tmp_path
+) -> None:
+    """The connected charts send bars of the served model's period (hello checked it): a
+    daily model reloaded under them would decide on 1-minute bars. The daemon keeps
+    serving the model it has and says why, and the reply names the way out."""
+    daily = copy_bundle(tiny_bundle, tmp_path / "daily", "tiny-daily")
+    card = json.loads((daily / "model.json").read_text())
+    card["bar_period"] = {"type": "day", "value": 1}
+    (daily / "model.json").write_text(json.dumps(card))
+    same = copy_bundle(tiny_bundle, tmp_path / "same", "tiny-60s")
+    card = json.loads((same / "model.json").read_text())
+    card["bar_period"] = {"type": "second", "value": 60}  # one minute, written otherwise
+    (same / "model.json").write_text(json.dumps(card))
+    with running_server(serve_config(tiny_bundle, tmp_path), tiny_policy) as server:
+        client = Client(server.endpoint)
+        client.ask(history_message(BARS, 0, WARMUP_BARS))
+        token = server.token
+        refused = control_request(
+            server.control_endpoint, {"type": "reload", "bundle": str(daily), "token": token}
+        )
+        assert refused["ok"] is False and refused["model"]["version"] == tiny_policy.version
+        assert "trained on 1-day bars" in refused["error"]
+        assert "serves 1-minute bars" in refused["error"] and "another daemon" in refused["error"]
+        reply = client.ask(bar_message(BARS, WARMUP_BARS, seq=1))
+        assert reply["ok"] and reply["model_version"] == tiny_policy.version
+        accepted = control_request(
+            server.control_endpoint, {"type": "reload", "bundle": str(same), "token": token}
+        )
+        assert accepted["ok"] is True and accepted["model"]["version"] == "tiny-60s"
+        client.close()
+
+
 def test_reload_command_reports_success_and_failure(tiny_bundle, tiny_policy, tmp_path) -> None:
     runner = CliRunner()
     state = ["--state-dir", str(tmp_path / "state")]

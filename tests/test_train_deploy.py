@@ -85,6 +85,23 @@ def test_deploy_layout_mismatch_refused_even_with_force(tmp_path: Path, kwargs: 
     assert deployed_bundle(target).version == "A"
 
 
+def test_deploy_over_a_model_of_another_bar_period_needs_allow_layout_change(
+    tmp_path: Path,
+) -> None:
+    """The charts are set up for the live model's bars; a daily model deployed over a
+    1-minute one would be fed 1-minute bars, or refuse them."""
+    target = tmp_path / "live"
+    deploy(make_fake_bundle(tmp_path / "a", "A"), target)  # no bar_period: 1-minute
+    daily = make_fake_bundle(tmp_path / "b", "B", bar_period={"type": "day", "value": 1})
+    with pytest.raises(DeployError, match="B was trained on 1-day bars, the deployed A on 1-min"):
+        deploy(daily, target, force=True)
+    assert deployed_bundle(target).version == "A"
+    same = make_fake_bundle(tmp_path / "c", "C", bar_period={"type": "second", "value": 60})
+    deploy(same, target)  # one minute, written otherwise
+    deploy(daily, target, allow_layout_change=True)
+    assert deployed_bundle(target).version == "B"
+
+
 def test_deploy_tampered_bundle_refused(tmp_path: Path) -> None:
     bundle = make_fake_bundle(tmp_path / "a", "A")
     (bundle / "model.zip").write_bytes(b"changed after the card was written")

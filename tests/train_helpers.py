@@ -16,6 +16,7 @@ def make_fake_bundle(
     feature_version: str | None = None,
     size: int | None = None,
     trading: dict | None = None,
+    bar_period: dict | None = None,
 ) -> Path:
     """A bundle whose model files are placeholder bytes (deploy never unpickles them);
     ``passed=None`` leaves the card without a validation; ``trading`` is the validation
@@ -43,6 +44,8 @@ def make_fake_bundle(
         card["observation"]["feature_version"] = feature_version
     if size is not None:
         card["observation"]["size"] = size
+    if bar_period is not None:
+        card["bar_period"] = bar_period
     (folder / bundle_io.CARD_FILE).write_text(json.dumps(card), encoding="utf-8")
     return folder
 

@@ -53,6 +53,8 @@ from typing import Any
 import structlog
 
 from bridge.plain import PLAIN_NORMALIZER, PLAIN_POLICY
+from bridge.policy import card_bar_period
+from bridge.protocol import describe_period, same_period
 from env.config import COMPATIBLE_FEATURE_VERSIONS
 from train import bundle as bundle_io
 
@@ -409,6 +411,14 @@ def check_deployable(
                     f"bundle observation {key} {obs.get(key)!r} differs from the deployed "
                     f"{current.version}'s {live.get(key)!r} (--allow-layout-change to override)"
                 )
+        period, live_period = card_bar_period(new.card), card_bar_period(current.card)
+        if not same_period(period, live_period):  # the charts send the live model's bars
+            problems.append(
+                f"bundle {new.version} was trained on {describe_period(period)} bars, the "
+                f"deployed {current.version} on {describe_period(live_period)} bars: the "
+                "daemon would refuse the charts sending them (--allow-layout-change if the "
+                "charts change too)"
+            )
     return problems
 
 
