@@ -38,6 +38,19 @@ class TooFewBarsError(ValueError):
     for the episode length asked for."""
 
 
+class PriceScaleError(ValueError):
+    """Bars whose prices are on another scale than the contract they are traded as (a
+    6E file trained as NQ): every order, stop and R-multiple would be meaningless."""
+
+
+# The median bar range, in ticks of the traded contract, outside which the bars cannot
+# be that contract's: under one tick, the contract could not express a typical bar (6E's
+# 0.0015 against NQ's 0.25); over this many, it would be a price far finer than any
+# contract's (NQ's 10 points in 6E's 0.00005 ticks is 200,000). Real futures bars, from
+# 1-minute to daily, lie between a few ticks and a few thousand.
+MAX_MEDIAN_RANGE_TICKS = 20_000
+
+
 @dataclass(frozen=True, eq=False)
 class Bars:
     """A time-ordered OHLCV series.
@@ -373,6 +386,29 @@ def utc_seconds(bars: Bars) -> np.ndarray:
         )
     return (
         local.tz_convert("UTC").tz_localize(None).to_numpy(dtype="datetime64[s]").astype(np.int64)
+    )
+
+
+def check_price_scale(bars: Bars, spec: ContractSpec) -> None:
+    """Refuse bars that cannot be ``spec``'s: a median bar range (high - low, bars with a
+    range) under one tick or over ``MAX_MEDIAN_RANGE_TICKS`` ticks.
+
+    Raises:
+        PriceScaleError: one line naming the data, the contract, the scale found and the
+            options that give the right contract.
+    """
+    ranges = bars.high - bars.low
+    ranges = ranges[ranges > 0]
+    if ranges.size == 0:
+        return
+    ticks = float(np.median(ranges)) / spec.tick_size
+    if 1.0 <= ticks <= MAX_MEDIAN_RANGE_TICKS:
+        return
+    raise PriceScaleError(
+        f"{bars.source or 'the bars'}: a typical bar spans {ticks:.3g} ticks of "
+        f"{spec.symbol} (tick {spec.tick_size:g}; median high - low "
+        f"{float(np.median(ranges)):.6g}): these are another contract's prices; give the "
+        "contract they trade as (--instrument, e.g. 6E), or its --tick-size and --point-value"
     )
 
 

@@ -119,6 +119,37 @@ def test_too_few_bars_names_the_flag(tmp_path: Path) -> None:
     assert "error: --data: " in result.output and "--episode-bars" in result.output
 
 
+@pytest.mark.parametrize("command", ["train", "walkforward"])
+def test_bars_of_another_price_scale_are_refused_naming_the_instrument(
+    tmp_path: Path, command: str
+) -> None:
+    """A 6E file trained without --instrument would be traded on NQ's 0.25 tick: a
+    typical 6E bar (0.0018) is 0.007 of a tick, so every bracket and R is meaningless."""
+    out = tmp_path / "o"
+    budget = ["--timesteps", "256", "--n-steps", "128", "--n-envs", "2", "--validate-episodes", "4"]
+    result = CliRunner().invoke(cli, [command, "--data", str(EURO_FX), "--out", str(out), *budget])
+    assert result.exit_code == 2 and "Traceback" not in result.output  # a usage error
+    [line] = [x for x in result.output.splitlines() if x.startswith("error: ")]
+    assert line.startswith("error: --instrument: ") and "ticks of NQ (tick 0.25" in line
+    assert "--instrument, e.g. 6E" in line
+    assert not out.exists()  # refused before anything is written
+
+
+def test_price_scale_bounds() -> None:
+    from env.bars import MAX_MEDIAN_RANGE_TICKS, PriceScaleError, check_price_scale
+    from env.contracts import resolve_contract
+
+    euro = load_bars(EURO_FX, contract=resolve_contract("6E"))
+    check_price_scale(euro, resolve_contract("6E"))  # its own contract
+    nq = load_bars(NT_EXPORT)
+    check_price_scale(nq, resolve_contract("NQ"))
+    check_price_scale(nq, resolve_contract("ES"))  # same tick: prices cannot tell these
+    with pytest.raises(PriceScaleError, match="ticks of 6E"):  # NQ points in 6E ticks
+        check_price_scale(nq, resolve_contract("6E"))
+    ranges = nq.high - nq.low
+    assert np.median(ranges[ranges > 0]) / 0.00005 > MAX_MEDIAN_RANGE_TICKS
+
+
 @pytest.mark.parametrize("bad", [42, 3.5, [1, 2], b"NQ.txt"])
 def test_env_bars_of_another_type_is_a_type_error(bad: object) -> None:
     with pytest.raises(TypeError, match="Bars series or the path of a bar file"):

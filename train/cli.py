@@ -411,7 +411,7 @@ def train(
     **overrides: Any,
 ) -> None:
     """Train MaskablePPO with the guide's settings and write a model bundle to --out."""
-    from env.bars import NoBarsError, TooFewBarsError
+    from env.bars import NoBarsError, PriceScaleError, TooFewBarsError
     from train.config import TrainConfig, load_config_file
     from train.training import check_device
     from train.training import train as run_training
@@ -438,6 +438,8 @@ def train(
             )
     except (NoBarsError, TooFewBarsError) as exc:
         raise _data_error(exc, data) from None
+    except PriceScaleError as exc:
+        raise click.BadParameter(str(exc), param_hint="--instrument") from None
     except ValueError as exc:  # a bad data file, a bad contract spec
         raise click.ClickException(str(exc)) from None
     validation = bundle.card.get("validation")
@@ -714,7 +716,7 @@ def walkforward(
 ) -> None:
     """Walk-forward folds x seeds: train on the past, validate on the next slice, one
     report (pass rate, spread, out-of-sample backtest); exit 0 when every job passed."""
-    from env.bars import NoBarsError, TooFewBarsError
+    from env.bars import NoBarsError, PriceScaleError, TooFewBarsError
     from train.config import TrainConfig, load_config_file
     from train.walkforward import format_report
     from train.walkforward import walkforward as run_walkforward
@@ -746,6 +748,8 @@ def walkforward(
             )
     except (NoBarsError, TooFewBarsError) as exc:
         raise _data_error(exc, data) from None
+    except PriceScaleError as exc:
+        raise click.BadParameter(str(exc), param_hint="--instrument") from None
     except (ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(format_report(report))

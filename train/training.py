@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import structlog
 
-from env.bars import Bars, TooFewBarsError, load_bars
+from env.bars import Bars, TooFewBarsError, check_price_scale, load_bars
 from env.config import ACTION_NAMES, WARMUP_BARS
 from env.public_series import is_public_source, series_sha256
 from env.synthetic import DEFAULT_DAYS, default_bars
@@ -396,6 +396,7 @@ def train(
         bars = split.bars
         config = config.for_bars(bars)
     env_config = env_config_for(config)
+    check_price_scale(bars, env_config.instrument)
     learn_bars, calibration_bars = calibration_split(
         split, config.calibration_fraction if config.calibrates else 0.0, config.episode_bars
     )
