@@ -640,7 +640,14 @@ def monitor(logfile: Path, once: bool, refresh: float) -> None:
             raise click.BadParameter(
                 f"{logfile} {problem}; give the daemon's --log-file", param_hint="LOGFILE"
             )
-        console.print(render(snapshot(logfile)))
+        state = snapshot(logfile)
+        console.print(render(state))
+        if state.events == 0:  # the journal, or any other file: an empty view says nothing
+            click.echo(
+                f"warning: {logfile} holds no daemon log lines; give the file the daemon "
+                "writes with --log-file (its JSON lines), not the journal",
+                err=True,
+            )
         return
     if not logfile.exists():
         click.echo(
@@ -667,7 +674,12 @@ def halt(reason: str, state_dir: Path | None) -> None:
     try:
         record, engaged = switch.halt(reason)
     except OSError as exc:
-        click.secho(f"error: cannot write {switch.path}: {exc}", fg="red", err=True)
+        click.secho(
+            f"error: cannot write {switch.path} ({exc.strerror or exc}); give --state-dir a "
+            "folder this user can write (the daemon must use the same one)",
+            fg="red",
+            err=True,
+        )
         sys.exit(1)
     if not engaged:
         click.echo(

@@ -39,6 +39,7 @@ class MonitorState:
     retries: int = 0
     model_version: str = ""
     unreadable_lines: int = 0
+    events: int = 0  # lines that are log events (JSON objects with an "event")
     risk: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     refusals: dict[str, int] = field(default_factory=dict)
     kill_switch: str = "off"
@@ -54,6 +55,7 @@ class MonitorState:
                 self.unreadable_lines += 1
                 continue
             if isinstance(event, dict):
+                self.events += "event" in event
                 self._event(event)
 
     def _event(self, event: dict[str, Any]) -> None:

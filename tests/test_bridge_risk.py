@@ -242,6 +242,28 @@ def test_halt_over_an_unreadable_halt_file_writes_a_readable_one(tmp_path) -> No
     assert record["reason"] == "news" and record["halted_at"]
 
 
+def test_halt_that_cannot_write_says_which_folder_to_give(tmp_path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["halt", "--state-dir", str(blocker / "state")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    [line] = result.output.splitlines()
+    assert line.startswith(f"error: cannot write {blocker / 'state' / 'halt.json'} (")
+    assert "[Errno" not in line and "give --state-dir a folder this user can write" in line
+
+
+def test_monitor_once_on_a_file_without_log_lines_says_so(tmp_path) -> None:
+    journal = tmp_path / "journal-2025-01-06.jsonl"  # JSON lines, but not log events
+    journal.write_text('{"seq": 1, "request": {}, "reply": {}}\n', encoding="utf-8")
+    shown = CliRunner().invoke(cli, ["monitor", "--once", str(journal)])
+    assert shown.exit_code == 0
+    assert f"warning: {journal} holds no daemon log lines" in shown.stderr
+    log_file = tmp_path / "daemon.log"
+    log_file.write_text('{"event": "serving", "model_version": "m1"}\n', encoding="utf-8")
+    shown = CliRunner().invoke(cli, ["monitor", "--once", str(log_file)])
+    assert shown.exit_code == 0 and "warning" not in shown.stderr
+
+
 def test_session_loss_limit_stops_entries_until_the_next_session(rig_factory) -> None:
     with rig_factory(session_loss_limit=500.0) as server:
         rig = Rig(server, Client(server.endpoint))
