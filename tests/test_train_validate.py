@@ -135,6 +135,25 @@ def test_validate_collapsed_policy_fails(tmp_path: Path, action: int, failing: s
     assert card["validation"]["passed"] is False
 
 
+def test_validate_write_card_on_fewer_episodes_warns_that_it_replaced_a_larger_verdict(
+    tmp_path: Path,
+) -> None:
+    """deploy decides on the card's verdict: a quick check on a few episodes that replaces
+    one on many says so, and how to put the larger sample back."""
+    folder = tmp_path / "demo"
+    shutil.copytree(DEMO, folder)
+    before = bundle_io.read_card(folder / "model.json")["validation"]["episodes"]
+    args = ["validate", str(folder), "--episodes", "10", "--write-card"]
+    result = CliRunner().invoke(cli, [*args, "--report-dir", str(tmp_path / "r")])
+    assert result.exit_code in (0, 1), result.output
+    [line] = [x for x in result.stderr.splitlines() if x.startswith("warning: the card")]
+    assert f"on {before} episodes) was replaced by this one on 10" in line
+    assert f"--episodes {before}" in line
+    assert bundle_io.read_card(folder / "model.json")["validation"]["episodes"] == 10
+    again = CliRunner().invoke(cli, [*args, "--report-dir", str(tmp_path / "r")])
+    assert "warning: the card" not in again.stderr  # 10 over 10: nothing was lost
+
+
 def test_validate_guide_two_file_form(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         cli,

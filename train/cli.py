@@ -562,9 +562,18 @@ def validate(
     )
     if write_card and files.bundle is not None:
         updated = dict(loaded.card)
+        earlier = updated.get("validation")
         updated["validation"] = card_summary(report)
         bundle_io.write_card(loaded.path, updated)
         click.echo(f"validation summary written to {loaded.card_path}")
+        before = earlier.get("episodes") if isinstance(earlier, dict) else None
+        if isinstance(before, int) and before > episodes:  # deploy reads the card's verdict
+            _echo_warning(
+                f"the card's verdict ({'PASSED' if earlier.get('passed') else 'FAILED'} on "
+                f"{before} episodes) was replaced by this one on {episodes}; deploy decides "
+                f"on it: re-run with --episodes {before} to keep the larger sample",
+                UserWarning,
+            )
     elif write_card:
         from train.deploy import write_validation_record
 
