@@ -233,6 +233,15 @@ def test_held_out_loss_only_when_the_interval_is_wholly_below_zero(
         assert "-14.0 R" in message and "-0.210 to -0.020" in message and "120 trades" in message
 
 
+def test_held_out_loss_names_the_confidence_the_validation_used() -> None:
+    """The validation's bootstrap records its confidence (90% by default); the line says
+    that, not a level the interval was never computed at."""
+    trading = held_out_trading(-0.3, -0.1)
+    recorded = {"passed": True, "trading": trading, "backtest": {"bootstrap": {"confidence": 0.9}}}
+    assert "90% interval -0.300 to -0.100" in str(held_out_loss(recorded))
+    assert "bootstrap interval -0.300" in str(held_out_loss({"passed": True, "trading": trading}))
+
+
 def test_deploy_of_a_model_that_lost_held_out_warns_and_records_it(tmp_path: Path) -> None:
     """A passing model that lost money held out is deployed (the trader decides), with the
     loss on the console, in the pointer and in the deploy log."""

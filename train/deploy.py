@@ -345,7 +345,8 @@ def held_out_loss(validation: Any) -> str | None:
 
     The guide's criteria are about behaviour (how often each action is taken), not
     profit: a model can pass them and lose on every held-out trade. A model is called
-    losing here when the 95% bootstrap interval of its mean R per trade on the
+    losing here when the bootstrap interval (90% by default, as the validation's
+    ``backtest.bootstrap.confidence`` records) of its mean R per trade on the
     contiguous held-out walk (``train.backtest``, in the validation summary's
     ``trading``) lies wholly below 0. Deploy does not refuse it (the trader decides);
     it says so on the console, in the pointer and in the deploy log.
@@ -360,11 +361,14 @@ def held_out_loss(validation: Any) -> str | None:
     if not isinstance(interval, (list, tuple)) or len(interval) != 2 or interval[1] >= 0:
         return None
     low, high = interval
+    bootstrap = (validation.get("backtest") or {}).get("bootstrap") or {}
+    confidence = bootstrap.get("confidence")
+    level = f"{confidence:.0%}" if isinstance(confidence, (int, float)) else "bootstrap"
     return (
         f"the model lost {trading.get('net_pnl_r', 0):+.1f} R "
         f"({trading.get('net_pnl_usd', 0):+,.0f} in account currency) over "
         f"{trading.get('trades', 0)} trades on its held-out walk: mean "
-        f"{trading.get('mean_r_per_trade', 0):+.3f} R per trade, 95% interval {low:+.3f} to "
+        f"{trading.get('mean_r_per_trade', 0):+.3f} R per trade, {level} interval {low:+.3f} to "
         f"{high:+.3f} (the guide's criteria check behaviour, not profit)"
     )
 
