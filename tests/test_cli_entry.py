@@ -486,7 +486,7 @@ def test_ctrl_c_while_a_command_waits_prints_the_same_line_and_exits_130(tmp_pat
         )
         try:
             assert process.stderr is not None
-            assert process.stderr.readline().startswith("loading")
+            assert process.stderr.readline().startswith("asking the daemon to load")
             assert silent.poll(START_TIMEOUT_S * 1000), "the reload request never came"
             process.send_signal(signal.SIGINT)
             stdout, stderr = process.communicate(timeout=START_TIMEOUT_S)
