@@ -80,38 +80,40 @@ class PublicSeries:
     futures_hours_only: bool = False
 
 
+def _arch_daily(series: str, description: str, proxies: tuple[str, ...]) -> PublicSeries:
+    """A daily index file of the ``arch`` package (``arch/data/NAME/NAME.csv.gz``, Yahoo
+    columns, US trading dates), traded as ``proxies[0]``."""
+    return PublicSeries(
+        name=f"arch/{series}",
+        distribution="arch",
+        resource=f"arch/data/{series}/{series}.csv.gz",
+        description=description,
+        license="NCSA",
+        contract=proxies[0],
+        proxies=proxies,
+        time_column="Date",
+        time_format="%m/%d/%Y",
+        columns=("Open", "High", "Low", "Close", "Volume"),
+        data_timezone="America/New_York",
+    )
+
+
 SERIES: dict[str, PublicSeries] = {
     s.name: s
     for s in (
-        PublicSeries(
-            name="arch/sp500",
-            distribution="arch",
-            resource="arch/data/sp500/sp500.csv.gz",
-            description="S&P 500 index, daily OHLC and share volume, 1999-01-04..2018-12-31 "
+        _arch_daily(
+            "sp500",
+            "S&P 500 index, daily OHLC and share volume, 1999-01-04..2018-12-31 "
             "(NYSE trading dates)",
-            license="NCSA",
-            contract="ES",
-            proxies=("ES", "MES"),
-            time_column="Date",
-            time_format="%m/%d/%Y",
-            columns=("Open", "High", "Low", "Close", "Volume"),
-            data_timezone="America/New_York",
+            ("ES", "MES"),
         ),
-        PublicSeries(
-            name="arch/nasdaq",
-            distribution="arch",
-            resource="arch/data/nasdaq/nasdaq.csv.gz",
-            description="NASDAQ Composite index, daily OHLC and share volume, "
-            "1999-01-04..2018-12-31 (Nasdaq trading dates)",
-            license="NCSA",
-            # The Composite, not the Nasdaq-100 that NQ tracks: the closest daily index
-            # series a package ships (same exchange, most of the same weight).
-            contract="NQ",
-            proxies=("NQ", "MNQ"),
-            time_column="Date",
-            time_format="%m/%d/%Y",
-            columns=("Open", "High", "Low", "Close", "Volume"),
-            data_timezone="America/New_York",
+        # The Composite, not the Nasdaq-100 that NQ tracks: the closest daily index series
+        # a package ships (same exchange, most of the same weight).
+        _arch_daily(
+            "nasdaq",
+            "NASDAQ Composite index, daily OHLC and share volume, 1999-01-04..2018-12-31 "
+            "(Nasdaq trading dates)",
+            ("NQ", "MNQ"),
         ),
         PublicSeries(
             name="gym-anytrading/eurusd",

@@ -343,6 +343,30 @@ def test_serve_with_a_file_as_journal_dir_says_a_folder_is_needed(tmp_path: Path
     assert journal.read_text(encoding="utf-8") == "{}\n"  # left as it was
 
 
+def failed_start(
+    tmp_path: Path, args: list[str], failure: str
+) -> tuple[subprocess.CompletedProcess[str], int]:
+    """Run ``serve ARGS`` so that it fails after opening its journal and log file: the
+    model does not load, or (``failure == "endpoint taken"``) its port is taken; returns
+    the run and that port."""
+    if failure != "endpoint taken":
+        (tmp_path / "NQ_o1.zip").write_bytes(b"not a zip")
+        (tmp_path / "vecnorm.pkl").write_bytes(b"not a pickle")
+        args = [*args, "--model", "NQ_o1.zip", "--vecnorm", "vecnorm.pkl"]
+    with zmq.Context() as context, context.socket(zmq.REP) as taken:
+        port = taken.bind_to_random_port("tcp://127.0.0.1")
+        bind = f"tcp://127.0.0.1:{port}" if failure == "endpoint taken" else "tcp://127.0.0.1:*"
+        result = subprocess.run(
+            [sys.executable, str(SCRIPT), *args, "--bind", bind],
+            cwd=tmp_path,
+            env=clean_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=START_TIMEOUT_S,
+        )
+    return result, port
+
+
 @pytest.mark.parametrize("failure", ["model does not load", "endpoint taken", "journal there"])
 def test_serve_that_fails_to_start_leaves_no_empty_journal(tmp_path: Path, failure: str) -> None:
     """The journal is opened before the model loads (a folder that cannot be written is
@@ -355,21 +379,7 @@ def test_serve_that_fails_to_start_leaves_no_empty_journal(tmp_path: Path, failu
     if failure == "journal there":
         journal.mkdir(parents=True)
         today.touch()
-    if failure != "endpoint taken":
-        (tmp_path / "NQ_o1.zip").write_bytes(b"not a zip")
-        (tmp_path / "vecnorm.pkl").write_bytes(b"not a pickle")
-        args += ["--model", "NQ_o1.zip", "--vecnorm", "vecnorm.pkl"]
-    with zmq.Context() as context, context.socket(zmq.REP) as taken:
-        port = taken.bind_to_random_port("tcp://127.0.0.1")
-        bind = f"tcp://127.0.0.1:{port}" if failure == "endpoint taken" else "tcp://127.0.0.1:*"
-        result = subprocess.run(
-            [sys.executable, str(SCRIPT), *args, "--bind", bind],
-            cwd=tmp_path,
-            env=clean_env(tmp_path),
-            capture_output=True,
-            text=True,
-            timeout=START_TIMEOUT_S,
-        )
+    result, port = failed_start(tmp_path, args, failure)
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     [line] = [x for x in result.stderr.splitlines() if x.startswith("error: ")]
@@ -392,21 +402,7 @@ def test_serve_that_fails_to_start_leaves_no_empty_log_file(tmp_path: Path, fail
     if failure == "log there":
         log_file.parent.mkdir(parents=True)
         log_file.touch()
-    if failure != "endpoint taken":
-        (tmp_path / "NQ_o1.zip").write_bytes(b"not a zip")
-        (tmp_path / "vecnorm.pkl").write_bytes(b"not a pickle")
-        args += ["--model", "NQ_o1.zip", "--vecnorm", "vecnorm.pkl"]
-    with zmq.Context() as context, context.socket(zmq.REP) as taken:
-        port = taken.bind_to_random_port("tcp://127.0.0.1")
-        bind = f"tcp://127.0.0.1:{port}" if failure == "endpoint taken" else "tcp://127.0.0.1:*"
-        result = subprocess.run(
-            [sys.executable, str(SCRIPT), *args, "--bind", bind],
-            cwd=tmp_path,
-            env=clean_env(tmp_path),
-            capture_output=True,
-            text=True,
-            timeout=START_TIMEOUT_S,
-        )
+    result, _ = failed_start(tmp_path, args, failure)
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     if failure == "log there":
         assert log_file.is_file()
