@@ -622,12 +622,22 @@ class Dispatcher:
         self, envelope: Envelope, stream: InstrumentSession, bar: protocol.Bar, what: str
     ) -> None:
         """Refuse bars closer together than the model's period, and a run of equal gaps
-        longer than it (a 5-minute chart on a 1-minute model); longer gaps are sessions."""
+        longer than it (a 5-minute chart on a 1-minute model); longer gaps are sessions.
+        Daily (and longer) bars are refused only closer than half their period: a
+        session's bar may be stamped at an early close, hours short of a whole day."""
         period = self.policy.period_seconds
         previous, stream.seen_time = stream.seen_time, bar.local_time
-        if previous is None or period == 0 or period >= 86400:
+        if previous is None or period == 0:
             return
         gap = (bar.local_time - previous).total_seconds()
+        if period >= 86400:
+            if 0 < gap < period / 2:
+                raise ProtocolError(
+                    protocol.BAD_MESSAGE,
+                    f"{what} comes {_duration(gap)} after the previous one; "
+                    f"{self._period_advice(envelope)}",
+                )
+            return
         if 0 < gap < period:
             raise ProtocolError(
                 protocol.BAD_MESSAGE,

@@ -215,6 +215,33 @@ def test_bars_closer_than_the_period_are_refused(buyer) -> None:
     assert reply["error"]["code"] == "bad_message" and "30 s after" in reply["error"]["message"]
 
 
+def test_minute_bars_on_a_daily_model_are_refused_and_an_early_close_is_not(
+    tiny_bundle, tiny_policy, tmp_path
+) -> None:
+    """A chart that sends no bar period in hello is caught by the spacing: 1-minute bars
+    are refused on a daily model; a session stamped at an early close (hours short of a
+    day after the previous one) is a daily bar."""
+    import dataclasses
+
+    card = {**tiny_policy.card, "bar_period": {"type": "day", "value": 1}}
+    daily = with_actor(dataclasses.replace(tiny_policy, card=card), StubActor(BUY_LOGITS))
+    with running_server(serve_config(tiny_bundle, tmp_path), daily) as server:
+        client = Client(server.endpoint)
+        day = bar_message(BARS, 10, 1, client="daily")
+        day["bar"]["time"] = "2025-01-02T16:00:00"
+        assert client.ask(day)["ok"]
+        early = bar_message(BARS, 11, 2, client="daily")
+        early["bar"]["time"] = "2025-01-03T12:15:00"  # 20.25 h later: an early close
+        assert client.ask(early)["ok"]
+        minute = bar_message(BARS, 12, 3, client="daily")
+        minute["bar"]["time"] = "2025-01-03T12:16:00"
+        reply = client.ask(minute)
+        client.close()
+    assert reply["error"]["code"] == "bad_message"
+    assert "60 s after the previous one" in reply["error"]["message"]
+    assert "1-day" in reply["error"]["message"]
+
+
 def test_session_gaps_are_not_a_period_mismatch(buyer) -> None:
     times = [0, 100, 200, 300, 301, 302]  # gaps of 100 minutes (a halt), then 1 minute
     replies = [buyer.ask(bar_message(BARS, i, n + 1, client="gap")) for n, i in enumerate(times)]
