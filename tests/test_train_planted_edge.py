@@ -65,3 +65,18 @@ def test_oracle_beats_every_baseline_on_the_same_path() -> None:
     for baseline in ("always_flat", "random_valid", "momentum"):
         assert stats["oracle"]["net_pnl_r"] > stats[baseline]["net_pnl_r"] + 50
     assert stats["random_valid"]["net_pnl_r"] < 0  # coin-flip trades pay the costs
+
+
+def test_train_with_defaults_learns_the_planted_edge_at_a_small_budget(tmp_path) -> None:
+    """`train`'s defaults at 1% of their budget (51,200 steps) on a 10,000-bar series:
+    the model makes money held out and beats every baseline on the same walk. The
+    stated share (at least half the oracle's net R) is for the full budget, measured by
+    benchmarks/planted_edge.py (docs/validation.md section 3); here the model recovers
+    a smaller part of it (9-20% over seeds 0-2 when this test was written)."""
+    from train.planted_edge import learn_the_edge
+
+    result = learn_the_edge(50_000, seed=0, n_bars=10_000, edge=0.8, out=tmp_path / "b")
+    assert result["oracle_walk"]["net_r"] == pytest.approx(result["oracle_known"]["net_r"])
+    assert result["model"]["trades"] > 50
+    assert result["model"]["net_pnl_r"] > 0 and result["beats_every_baseline"]
+    assert 0.05 < result["share_of_oracle_r"] < 1.0

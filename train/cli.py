@@ -566,7 +566,8 @@ def validate(
         updated["validation"] = card_summary(report)
         bundle_io.write_card(loaded.path, updated)
         click.echo(f"validation summary written to {loaded.card_path}")
-        before = earlier.get("episodes") if isinstance(earlier, dict) else None
+        earlier = earlier if isinstance(earlier, dict) else {}
+        before = earlier.get("episodes")
         if isinstance(before, int) and before > episodes:  # deploy reads the card's verdict
             _echo_warning(
                 f"the card's verdict ({'PASSED' if earlier.get('passed') else 'FAILED'} on "

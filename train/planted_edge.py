@@ -28,7 +28,10 @@ generator's record of the signals, and in expectation
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -156,3 +159,75 @@ def oracle_policy(obs: np.ndarray, masks: np.ndarray) -> np.ndarray:
     actions[signal & (obs[:, _BODY] > 0)] = Action.BUY
     actions[signal & (obs[:, _BODY] < 0)] = Action.SELL
     return actions
+
+
+def learn_the_edge(steps: int, seed: int, n_bars: int, edge: float, out: Path) -> dict[str, Any]:
+    """Train with `train`'s defaults (``steps`` steps, ``seed``) on the first 80% of a
+    planted-edge series of ``n_bars`` bars, and walk the held-out 20% once with the
+    model, the oracle and the baselines (``train.backtest``).
+
+    Returns:
+        The figures ``benchmarks/planted_edge.py`` prints: the oracle's known net R, the
+        model's, the share of the oracle's it recovered (``share_of_oracle_r``), each
+        baseline's, and ``beats_every_baseline``.
+    """
+    from train.backtest import backtest
+    from train.config import TrainConfig
+    from train.evaluation import (
+        PolicyFn,
+        RandomValidPolicy,
+        always_flat_policy,
+        momentum_policy,
+    )
+    from train.training import DataSplit, train
+    from train.validation import load_policy, policies_for
+
+    planted = planted_edge_bars(n_bars=n_bars, edge=edge, seed=seed)
+    split = DataSplit(planted.bars, round(n_bars * 0.8))
+    config = TrainConfig(timesteps=steps, seed=seed, checkpoint_every=0, eval_every=0)
+    started = time.perf_counter()
+    bundle = train(config, out, progress_bar=False, validate_episodes=0, data=(split, "planted"))
+    duration = time.perf_counter() - started
+    from env.trading_env import EnvConfig, TradingEnv
+
+    env_config = EnvConfig.from_dict(bundle.card["env"])
+    holdout = split.holdout
+    model, vecnorm = load_policy(bundle.model_path, bundle.vecnorm_path, TradingEnv(holdout))
+    policies: dict[str, PolicyFn] = {
+        "model": policies_for(model, vecnorm, seed)["model"],
+        "oracle": oracle_policy,
+        "always_flat": always_flat_policy,
+        "random_valid": RandomValidPolicy(seed),
+        "momentum": momentum_policy,
+    }
+    section, walks = backtest(policies, holdout, env_config, seed=seed)
+    stats = section["policies"]
+    oracle_trades, oracle_r = planted.oracle_r(split.split, len(planted.bars) - 2)
+    baselines = ("always_flat", "random_valid", "momentum")
+    model_r = stats["model"]["net_pnl_r"]
+    flat_bars = walks["model"].actions.size  # decisions (flat or not)
+    return {
+        "seed": seed,
+        "steps": steps,
+        "train_s": round(duration, 1),
+        "edge": edge,
+        "expected_oracle_r_per_trade": round(expected_r_per_trade(edge), 4),
+        "oracle_known": {"trades": oracle_trades, "net_r": round(oracle_r, 3)},
+        "oracle_walk": {"trades": stats["oracle"]["trades"], "net_r": stats["oracle"]["net_pnl_r"]},
+        "model": {
+            k: stats["model"][k]
+            for k in (
+                "trades",
+                "net_pnl_r",
+                "mean_r_per_trade",
+                "win_rate_pct",
+                "sharpe_annualised",
+            )
+        },
+        "baselines_net_r": {b: stats[b]["net_pnl_r"] for b in baselines},
+        "share_of_oracle_r": round(model_r / oracle_r, 4) if oracle_r else None,
+        "beats_every_baseline": all(model_r > stats[b]["net_pnl_r"] for b in baselines),
+        "decisions": flat_bars,
+        "shaping": bundle.card.get("shaping", {}).get("final_terms"),
+        "holdout_span": section["span"],
+    }
