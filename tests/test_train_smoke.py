@@ -268,37 +268,31 @@ def test_train_logs_the_rounded_budget_and_why_once(
         assert "requested" not in started and "rounded" not in started
 
 
+@pytest.mark.parametrize("given", ["flag", "config file"])
 @pytest.mark.parametrize("device", ["cuda", "CUDA", "Cuda"])
-def test_train_device_cuda_without_cuda_is_a_usage_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, device: str
+def test_train_device_cuda_without_cuda_is_a_usage_error_naming_it_as_typed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, device: str, given: str
 ) -> None:
-    """SB3 trains on the CPU when CUDA is missing; the run must not pretend otherwise."""
+    """SB3 trains on the CPU when CUDA is missing; the run must not pretend otherwise.
+    The one line names the device where and as it was given (flag or config file)."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     out = tmp_path / "bundle"
-    args = ["train", "--out", str(out), "--device", device, "--timesteps", "256"]
+    args = ["train", "--out", str(out), "--timesteps", "256"]
+    if given == "flag":
+        args += ["--device", device]
+        named = f"--device {device}"
+    else:
+        config = tmp_path / "train.toml"
+        config.write_text(f'device = "{device}"\n')
+        args += ["--config", str(config)]
+        named = f'device = "{device}" in {config}'
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2, result.output
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and "Traceback" not in result.output
-    assert lines[0].startswith(f"error: --device {device}: this torch ")  # as typed
-    assert "cannot use CUDA" in lines[0] and torch.__version__ in lines[0]
-    assert "--device cpu" in lines[0] and "install a CUDA build of torch" in lines[0]
-    assert not out.exists()
-
-
-@pytest.mark.parametrize("device", ["cuda", "CUDA", "Cuda"])
-def test_train_config_device_cuda_any_case_without_cuda_names_it_as_written(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, device: str
-) -> None:
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    config = tmp_path / "train.toml"
-    config.write_text(f'device = "{device}"\n')
-    out = tmp_path / "bundle"
-    result = CliRunner().invoke(cli, ["train", "--config", str(config), "--out", str(out)])
-    assert result.exit_code == 2, result.output
     [line] = result.stderr.splitlines()
-    assert line.startswith(f'error: device = "{device}" in {config}: this torch ')
-    assert "cannot use CUDA" in line and "--device cpu" in line
+    assert "Traceback" not in result.output
+    assert line.startswith(f"error: {named}: this torch ")
+    assert "cannot use CUDA" in line and torch.__version__ in line
+    assert "--device cpu" in line and "install a CUDA build of torch" in line
     assert not out.exists()
 
 
