@@ -116,7 +116,12 @@ def _echo_warning(message: Warning | str, category: type[Warning], *_: Any, **__
 
 def _data_error(exc: Exception, data: str | None) -> click.UsageError:
     """Data that cannot be used as given, as a usage error: naming --data when the user
-    gave it (exit 2, like any bad option; not exit 1, validate's "the model failed")."""
+    gave it (exit 2, like any bad option; not exit 1, validate's "the model failed");
+    bars of another contract's price scale name --instrument, the option that fixes them."""
+    from env.bars import PriceScaleError
+
+    if isinstance(exc, PriceScaleError):
+        return click.BadParameter(str(exc), param_hint="--instrument")
     if data is None:
         return click.UsageError(str(exc))
     return click.BadParameter(str(exc), param_hint="--data")
@@ -436,10 +441,8 @@ def train(
                 progress_bar=progress,
                 validate_episodes=validate_episodes,
             )
-    except (NoBarsError, TooFewBarsError) as exc:
+    except (NoBarsError, TooFewBarsError, PriceScaleError) as exc:
         raise _data_error(exc, data) from None
-    except PriceScaleError as exc:
-        raise click.BadParameter(str(exc), param_hint="--instrument") from None
     except ValueError as exc:  # a bad data file, a bad contract spec
         raise click.ClickException(str(exc)) from None
     validation = bundle.card.get("validation")
@@ -756,10 +759,8 @@ def walkforward(
                 validate_episodes=validate_episodes,
                 ray_address=ray_address,
             )
-    except (NoBarsError, TooFewBarsError) as exc:
+    except (NoBarsError, TooFewBarsError, PriceScaleError) as exc:
         raise _data_error(exc, data) from None
-    except PriceScaleError as exc:
-        raise click.BadParameter(str(exc), param_hint="--instrument") from None
     except (ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(format_report(report))
