@@ -10,6 +10,9 @@ and times each one twice:
 - hot: the best mean of repeated back-to-back calls (``timeit``);
 - cold: the median of single calls, each after ``--pause-ms`` of sleep.
 
+Last, whole bars after the same pause, split into those that change the rails' state (an
+entry or a closed trade, whose log line the daemon writes after the reply) and the others.
+
 The sum of the cold column overstates a whole cold request (steps share interpreter and
 numpy code that the first step warms for the rest); its use is to rank the steps by what
 they cost after a pause, which is what a shorter bar path has to cut. The bare echo's
@@ -130,6 +133,36 @@ def main() -> None:
     print(f"{'step':28s} {'hot us':>8s} {'cold us':>8s}")
     for name, step in steps:
         print(f"{name:28s} {hot_us(step):8.2f} {cold_us(step, args.calls, pause_s):8.1f}")
+    # Whole bars, each after the pause: those whose rails change (an entry, a closed
+    # trade: a risk_state line, kept until after the reply in the daemon) and the others.
+    changed, others = [], []
+    # (getattr: the script also runs on commits before the lines were deferred)
+    flush = getattr(dispatcher, "flush_logs", lambda: None)
+    for i in range(latency.WARMUP_BARS + 300, latency.WARMUP_BARS + 300 + 10 * args.calls):
+        replayer.position.on_bar(i, bars.open[i], bars.high[i], bars.low[i], bars.close[i])
+        message = {
+            **replayer.head,
+            "type": "bar",
+            "seq": i,
+            "bar": latency.bar_object(bars, i),
+            "position": latency.position_message(replayer.position, bars),
+        }
+        raw = json.dumps(message).encode()
+        before = stream.risk_state
+        time.sleep(pause_s)
+        started = time.perf_counter_ns()
+        outcome = dispatcher.handle(raw)
+        journal.record(raw, outcome, 1)
+        elapsed = (time.perf_counter_ns() - started) / 1000
+        (changed if stream.risk_state != before else others).append(elapsed)
+        reply = json.loads(outcome.reply)
+        latency.execute(reply, replayer.position, float(bars.close[i]), float(replayer.atr[i]))
+        flush()  # as the daemon does once the reply is sent
+    print(
+        f"whole bar (handle + journal) after a pause, median: {np.median(changed):.0f} us on "
+        f"{len(changed)} bars whose rails changed, {np.median(others):.0f} us on the "
+        f"{len(others)} others"
+    )
     server.close()
 
 
