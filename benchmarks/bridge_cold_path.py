@@ -62,6 +62,20 @@ def cold_us(step: Callable[[], object], calls: int, pause_s: float) -> float:
     return float(np.median(times)) / 1000
 
 
+def bar_request(replayer: latency.Replayer, i: int) -> bytes:
+    """Bar ``i`` with the position NinjaTrader would send (its fills executed first)."""
+    bars = replayer.bars
+    replayer.position.on_bar(i, bars.open[i], bars.high[i], bars.low[i], bars.close[i])
+    message = {
+        **replayer.head,
+        "type": "bar",
+        "seq": i,
+        "bar": latency.bar_object(bars, i),
+        "position": latency.position_message(replayer.position, bars),
+    }
+    return json.dumps(message).encode()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE)
@@ -86,15 +100,7 @@ def main() -> None:
     bars = replayer.bars
     raw, outcome = b"", None
     for i in range(latency.WARMUP_BARS, latency.WARMUP_BARS + 300):  # a realistic stream
-        replayer.position.on_bar(i, bars.open[i], bars.high[i], bars.low[i], bars.close[i])
-        message = {
-            **replayer.head,
-            "type": "bar",
-            "seq": i,
-            "bar": latency.bar_object(bars, i),
-            "position": latency.position_message(replayer.position, bars),
-        }
-        raw = json.dumps(message).encode()
+        raw = bar_request(replayer, i)
         outcome = dispatcher.handle(raw)
         reply = json.loads(outcome.reply)
         latency.execute(reply, replayer.position, float(bars.close[i]), float(replayer.atr[i]))
@@ -139,15 +145,7 @@ def main() -> None:
     # (getattr: the script also runs on commits before the lines were deferred)
     flush = getattr(dispatcher, "flush_logs", lambda: None)
     for i in range(latency.WARMUP_BARS + 300, latency.WARMUP_BARS + 300 + 10 * args.calls):
-        replayer.position.on_bar(i, bars.open[i], bars.high[i], bars.low[i], bars.close[i])
-        message = {
-            **replayer.head,
-            "type": "bar",
-            "seq": i,
-            "bar": latency.bar_object(bars, i),
-            "position": latency.position_message(replayer.position, bars),
-        }
-        raw = json.dumps(message).encode()
+        raw = bar_request(replayer, i)
         before = stream.risk_state
         time.sleep(pause_s)
         started = time.perf_counter_ns()
@@ -158,6 +156,9 @@ def main() -> None:
         reply = json.loads(outcome.reply)
         latency.execute(reply, replayer.position, float(bars.close[i]), float(replayer.atr[i]))
         flush()  # as the daemon does once the reply is sent
+    if not changed:
+        print("no bar changed the rails' state; give more --calls (300 gives about 40)")
+        changed = [float("nan")]
     print(
         f"whole bar (handle + journal) after a pause, median: {np.median(changed):.0f} us on "
         f"{len(changed)} bars whose rails changed, {np.median(others):.0f} us on the "
