@@ -122,7 +122,7 @@ def main() -> None:
         ("envelope", lambda: protocol.parse_envelope(obj)),
         ("bar", lambda: protocol.parse_bar(obj["bar"], "bar", zone)),
         ("position", lambda: protocol.parse_position(obj["position"], zone)),
-        ("clock (exchange time now)", dispatcher._now_local),
+        ("clock (now)", dispatcher.now_s),
         ("session calendar", lambda: dispatcher.calendars.point(terms.instrument, bar.local_time)),
         ("observation", lambda: stream.features.observation(position_features)),
         ("normalisation", lambda: policy.normalizer.checked(obs)),

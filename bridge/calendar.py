@@ -102,13 +102,19 @@ class Calendars:
         ).start()
         return None
 
-    def point(self, spec: ContractSpec, local_time: datetime) -> SessionPoint:
-        """The session and minutes to its close of a naive exchange-local bar time."""
+    def point(
+        self, spec: ContractSpec, local_time: datetime, utc_s: float | None = None
+    ) -> SessionPoint:
+        """The session and minutes to its close of a naive exchange-local bar time;
+        ``utc_s``, when the caller has it, is that time in UTC seconds since the epoch."""
         calendar = self.get(spec)
         if calendar is None:
             return globex_point(local_time)
-        # UTC seconds of the instant just before the bar's close, converted once.
-        t_utc = (local_time.replace(tzinfo=self.zone) - _STAMP_EPOCH).total_seconds()
+        # UTC seconds of the instant just before the bar's close.
+        if utc_s is None:
+            t_utc = (local_time.replace(tzinfo=self.zone) - _STAMP_EPOCH).total_seconds()
+        else:
+            t_utc = utc_s - _BAR_STAMP.seconds
         last = self._last.get(spec.calendar)
         if last is None or not last[0] <= t_utc < last[1] or last[4] is not calendar:
             last = self._last[spec.calendar] = _session_at(calendar, t_utc)  # bisect

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
-from typing import Any
+from typing import Any, NoReturn
 
 import structlog
 
@@ -34,6 +34,7 @@ from env.trading_env import EnvConfig, entry_blocked_at
 log = structlog.get_logger()
 
 ACTIONS = list(ACTION_NAMES)
+_UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 MAX_SCALE_RATIO = 10.0  # tick sizes an order of magnitude apart: another price scale
 ODD_GAP_RUN = 3  # equal gaps longer than the period in a row: the chart's period differs
 SESSION_GAP_S = 3600.0  # longer gaps are session breaks, not a bar period
@@ -92,8 +93,9 @@ class Dispatcher:
         max_message_bytes: Larger requests get ``too_large``.
         max_sessions: Client+instrument states kept (least recently used dropped).
         clock: Monotonic seconds, for ``uptime_s``.
-        wall_clock: The current time (aware), for the clock-skew check.
-        max_clock_skew_s: A bar this far ahead of ``wall_clock`` is refused.
+        now_s: The current time, UTC seconds since the epoch (``time.time``), for the
+            clock-skew check.
+        max_clock_skew_s: A bar this far ahead of ``now_s`` is refused.
         allow_other_scale: Serve instruments whose tick size is an order of magnitude
             from the model's contract (refused by default).
         risk: Limits of the risk rails.
@@ -108,7 +110,7 @@ class Dispatcher:
         max_message_bytes: int,
         max_sessions: int,
         clock: Callable[[], float] = time.monotonic,
-        wall_clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        now_s: Callable[[], float] = time.time,
         max_clock_skew_s: float = DEFAULT_MAX_CLOCK_SKEW_S,
         allow_other_scale: bool = False,
         risk: RiskConfig | None = None,
@@ -125,7 +127,7 @@ class Dispatcher:
         self.defer_logs = False
         self._deferred: list[tuple[int, str, dict[str, Any]]] = []
         self.calendars = Calendars(exchange_tz)
-        self.wall_clock = wall_clock
+        self.now_s = now_s
         self.max_clock_skew_s = max_clock_skew_s
         self.allow_other_scale = allow_other_scale
         self.zone = exchange_tz
@@ -268,7 +270,9 @@ class Dispatcher:
         bars = protocol.parse_bars(obj.get("bars"), self.zone)
         now = self._now_local()
         for i, bar in enumerate(bars):
-            self._check_clock(bar, now, f"bars[{i}]")
+            ahead = (bar.local_time - now).total_seconds()
+            if ahead > self.max_clock_skew_s:
+                self._refuse_ahead(bar, ahead, f"bars[{i}]")
         new = [bar for bar in bars if stream.is_new(bar)]
         saved = (stream.seen_time, stream.odd_gap_s, stream.odd_gap_run)
         try:
@@ -301,7 +305,12 @@ class Dispatcher:
         )
         debug = protocol.parse_debug(obj)
         pnl = protocol.parse_realized_pnl(obj, position)
-        self._check_clock(bar, self._now_local(), "bar")
+        # The bar's close in UTC seconds, converted once for the clock check and the
+        # session calendar (a time zone conversion costs microseconds after a pause).
+        bar_utc = (bar.local_time.replace(tzinfo=self.zone) - _UNIX_EPOCH).total_seconds()
+        ahead = bar_utc - self.now_s()
+        if ahead > self.max_clock_skew_s:
+            self._refuse_ahead(bar, ahead, "bar")
         if not stream.is_new(bar):
             last = stream.last_time
             raise ProtocolError(
@@ -318,7 +327,7 @@ class Dispatcher:
         stream.add_bar(bar)
         stream.last_bar_at, stream.stale = self.clock(), False
         rails = self._rails(stream)
-        point = self.calendars.point(terms.instrument, bar.local_time)
+        point = self.calendars.point(terms.instrument, bar.local_time, bar_utc)
         rails.on_bar(point.session, bar.local_time, point.minutes_to_close)
         # The mask the model was trained with: no entries near or at the session close
         # on intraday bars (the env's rule, from the same calendar).
@@ -603,20 +612,20 @@ class Dispatcher:
         return stale
 
     def _now_local(self) -> datetime:
-        return self.wall_clock().astimezone(self.zone).replace(tzinfo=None)
+        """The exchange-local wall clock now (naive)."""
+        return datetime.fromtimestamp(self.now_s(), self.zone).replace(tzinfo=None)
 
-    def _check_clock(self, bar: protocol.Bar, now_local: datetime, path: str) -> None:
-        """A bar from the future (a client clock or time-zone mistake) is refused before it
-        can move the stream's last bar time."""
-        ahead = (bar.local_time - now_local).total_seconds()
-        if ahead > self.max_clock_skew_s:
-            raise ProtocolError(
-                protocol.BAD_MESSAGE,
-                f"{path}.time {bar.time} is {_duration(ahead)} ahead of the daemon's clock "
-                f"({now_local.isoformat(timespec='seconds')} exchange time; the limit is "
-                f"{_duration(self.max_clock_skew_s)}); check the computer's clock and the "
-                "time zone of the bar times (send UTC with Z)",
-            )
+    def _refuse_ahead(self, bar: protocol.Bar, ahead_s: float, path: str) -> NoReturn:
+        """Refuse a bar more than ``max_clock_skew_s`` in the future (a client clock or
+        time-zone mistake), before it can move the stream's last bar time."""
+        now_local = self._now_local()
+        raise ProtocolError(
+            protocol.BAD_MESSAGE,
+            f"{path}.time {bar.time} is {_duration(ahead_s)} ahead of the daemon's clock "
+            f"({now_local.isoformat(timespec='seconds')} exchange time; the limit is "
+            f"{_duration(self.max_clock_skew_s)}); check the computer's clock and the "
+            "time zone of the bar times (send UTC with Z)",
+        )
 
     def _check_spacing(
         self, envelope: Envelope, stream: InstrumentSession, bar: protocol.Bar, what: str
