@@ -135,6 +135,9 @@ class Dispatcher:
         self.sessions = SessionStore(max_sessions)
         self.clock = clock
         self.started = clock()
+        # Bar requests of the usual shape are read by protocol.read_bar_request (False:
+        # every request takes the general path; tests compare the two).
+        self.fast_bars = True
         self._handlers: dict[
             str, Callable[[Envelope, dict[str, Any], InstrumentSession], Outcome]
         ] = {
@@ -160,13 +163,17 @@ class Dispatcher:
                     f"request of {len(raw)} bytes is over the limit of {self.max_message_bytes} "
                     "bytes; send history in smaller batches",
                 )
+            request = protocol.read_bar_request(raw, self.zone) if self.fast_bars else None
+            if request is not None:  # the usual bar request, read and checked in one pass
+                envelope = request.envelope
+                return self._dispatch(envelope, None, raw, request)
             obj = protocol.decode(raw)
             envelope = protocol.parse_envelope(obj)
-            return self._dispatch(envelope, obj)
+            return self._dispatch(envelope, obj, raw)
         except ProtocolError as exc:
             return self._error(exc.code, exc.message, obj, envelope)
         except Exception as exc:
-            seq = protocol.request_seq(obj) if obj is not None else None
+            seq = _seq(obj, envelope)
             log.exception(
                 "internal_error",
                 error=repr(exc),
@@ -185,7 +192,14 @@ class Dispatcher:
 
     # -- request types -------------------------------------------------------------
 
-    def _dispatch(self, envelope: Envelope, obj: dict[str, Any]) -> Outcome:
+    def _dispatch(
+        self,
+        envelope: Envelope,
+        obj: dict[str, Any] | None,
+        raw: bytes,
+        request: protocol.BarRequest | None = None,
+    ) -> Outcome:
+        """``obj``: the decoded request, None when ``request`` holds it read and checked."""
         if envelope.type == "ping":
             reply = protocol.ok_reply(
                 "ping",
@@ -202,7 +216,7 @@ class Dispatcher:
         # (A hello that reuses the last seq is a restarted client, not a retry.)
         seq = envelope.seq
         if seq is not None and seq == stream.last_seq:
-            if envelope.type == stream.last_type and obj == stream.last_request:
+            if envelope.type == stream.last_type and _same_request(raw, obj, stream):
                 return Outcome(
                     stream.last_reply,
                     ok=True,
@@ -220,10 +234,15 @@ class Dispatcher:
                     f"{envelope.client} / {envelope.instrument}; give each new request the "
                     "next seq, and resend a timed-out request unchanged",
                 )
-        outcome = self._handlers[envelope.type](envelope, obj, stream)
+        if request is not None:
+            outcome = self._bar_request(request, stream)
+        else:
+            assert obj is not None
+            outcome = self._handlers[envelope.type](envelope, obj, stream)
         if seq is not None and outcome.ok:
             stream.last_seq = seq
             stream.last_type = envelope.type
+            stream.last_raw = raw
             stream.last_request = obj
             stream.last_reply = outcome.reply
         return outcome
@@ -298,13 +317,10 @@ class Dispatcher:
         return self._ok(envelope, protocol.ok_reply("position", envelope.seq))
 
     def _bar(self, envelope: Envelope, obj: dict[str, Any], stream: InstrumentSession) -> Outcome:
-        bar = protocol.parse_bar(obj.get("bar"), "bar", self.zone)
-        raw_position = obj.get("position")
-        position = (
-            None if raw_position is None else protocol.parse_position(raw_position, self.zone)
-        )
-        debug = protocol.parse_debug(obj)
-        pnl = protocol.parse_realized_pnl(obj, position)
+        return self._bar_request(protocol.parse_bar_request(obj, envelope, self.zone), stream)
+
+    def _bar_request(self, request: protocol.BarRequest, stream: InstrumentSession) -> Outcome:
+        envelope, bar, position = request.envelope, request.bar, request.position
         # The bar's close in UTC seconds, converted once for the clock check and the
         # session calendar (a time zone conversion costs microseconds after a pause).
         bar_utc = (bar.local_time.replace(tzinfo=self.zone) - _UNIX_EPOCH).total_seconds()
@@ -335,7 +351,8 @@ class Dispatcher:
             self.policy.feature_terms[1] and entry_blocked_at(point.minutes_to_close, terms)
         )
         if position is not None:
-            rails.on_position(position.side, pnl)
+            rails.on_position(position.side, request.realized_pnl)
+        debug = request.debug
         if not stream.ready:
             return self._warming_up(envelope, bar.time, stream, debug)
         return self._decide(envelope, bar.time, stream, debug, terms)
@@ -742,7 +759,7 @@ class Dispatcher:
     def _error(
         self, code: str, message: str, obj: dict[str, Any] | None, envelope: Envelope | None
     ) -> Outcome:
-        seq = protocol.request_seq(obj) if obj is not None else None
+        seq = _seq(obj, envelope)
         return Outcome(
             protocol.error_reply(code, message, seq),
             ok=False,
@@ -753,8 +770,25 @@ class Dispatcher:
             error_code=code,
             error_message=message,
             model_version=self.policy.version,
-            parsed=obj is not None,
+            parsed=obj is not None or envelope is not None,
         )
+
+
+def _seq(obj: dict[str, Any] | None, envelope: Envelope | None) -> int | None:
+    """The request's valid ``seq`` to echo in a reply (the envelope's once parsed)."""
+    if envelope is not None:
+        return envelope.seq
+    return protocol.request_seq(obj) if obj is not None else None
+
+
+def _same_request(raw: bytes, obj: dict[str, Any] | None, stream: InstrumentSession) -> bool:
+    """Whether a request is the stream's last processed one: the same bytes, or the same
+    JSON object (a client may resend it with other spacing or key order)."""
+    if raw == stream.last_raw:
+        return True
+    if stream.last_request is None:  # read by read_bar_request: decoded only now
+        stream.last_request = protocol.decode(stream.last_raw)
+    return (obj if obj is not None else protocol.decode(raw)) == stream.last_request
 
 
 def _duration(seconds: float) -> str:

@@ -31,7 +31,8 @@ class InstrumentSession:
         # Idempotent retries: the last successful request with a seq and its exact reply.
         self.last_seq: int | None = None
         self.last_type = ""
-        self.last_request: dict[str, Any] | None = None
+        self.last_raw = b""  # the last processed request as received
+        self.last_request: dict[str, Any] | None = None  # decoded; None until needed
         self.last_reply = b""
         # Contract terms orders are priced with (set by hello or on first use), and the
         # execution settings built from them for the policy being served.
