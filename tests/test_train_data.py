@@ -129,7 +129,9 @@ def test_bars_of_another_price_scale_are_refused_naming_the_instrument(
     budget = ["--timesteps", "256", "--n-steps", "128", "--n-envs", "2", "--validate-episodes", "4"]
     result = CliRunner().invoke(cli, [command, "--data", str(EURO_FX), "--out", str(out), *budget])
     assert result.exit_code == 2 and "Traceback" not in result.output  # a usage error
-    [line] = [x for x in result.output.splitlines() if x.startswith("error: ")]
+    # the real cause only: not first the closed-market warning (a time-zone hint) that
+    # 6E's hours read on NQ's calendar would give
+    [line] = result.stderr.splitlines()
     assert line.startswith("error: --instrument: ") and "ticks of NQ (tick 0.25" in line
     assert "--instrument, e.g. 6E" in line
     assert not out.exists()  # refused before anything is written
