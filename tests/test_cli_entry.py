@@ -260,9 +260,10 @@ def test_bad_config_file_refuses_to_start_with_one_line(
     config_file.write_text(text, encoding="utf-8")
     monkeypatch.setenv("AITB_CONFIG", str(config_file))
     result = CliRunner().invoke(cli, ["serve"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # bad input, as a bad flag
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and str(config_file) in lines[0], result.output
+    assert lines[0].startswith("error: --config: "), lines[0]
     for name in names:
         assert name in lines[0]
     assert result.exception is None or isinstance(result.exception, SystemExit)
@@ -270,7 +271,8 @@ def test_bad_config_file_refuses_to_start_with_one_line(
 
 def test_missing_named_config_file_is_an_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["--config", str(tmp_path / "nope.toml"), "serve"])
-    assert result.exit_code == 1 and "nope.toml does not exist" in result.output
+    assert result.exit_code == 2 and "nope.toml does not exist" in result.output
+    assert result.output.startswith("error: --config: ")
 
 
 def test_group_option_from_config(config_file: Path) -> None:

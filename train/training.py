@@ -347,11 +347,16 @@ def checkpoint_callback(config: TrainConfig, out: Path, dual: Any) -> Any:
     )
 
 
+class ResumeMismatchError(ValueError):
+    """A run that would resume a bundle on other data or another contract than its own;
+    the message names the option that gives the bundle's."""
+
+
 def resume_card(checkpoint: Path, bars: Bars, env_config: EnvConfig) -> dict[str, Any] | None:
     """The card of a bundle being resumed (None for a checkpoint, which has none).
 
     Raises:
-        ValueError: when the bundle trained on other data or another contract than
+        ResumeMismatchError: when the bundle trained on other data or another contract than
             this run's: resuming would silently continue on different bars (pass the
             bundle's ``--data`` and ``--instrument``).
     """
@@ -362,12 +367,12 @@ def resume_card(checkpoint: Path, bars: Bars, env_config: EnvConfig) -> dict[str
     source = str((card.get("data") or {}).get("source", ""))
     symbol = str(((card.get("env") or {}).get("instrument") or {}).get("symbol", ""))
     if source and source != bars.source:
-        raise ValueError(
+        raise ResumeMismatchError(
             f"{checkpoint.parent} trained on {source}, this run's data is {bars.source}; "
             f"resume with the bundle's data (--data)"
         )
     if symbol and symbol != env_config.instrument.symbol:
-        raise ValueError(
+        raise ResumeMismatchError(
             f"{checkpoint.parent} trades {symbol}, this run {env_config.instrument.symbol}; "
             f"resume with --instrument {symbol}"
         )
