@@ -269,8 +269,8 @@ class OneLineErrorsGroup(click.Group):
             raise one_line_usage_error(exc) from None
 
     def invoke(self, ctx: click.Context) -> Any:
-        started()  # the imports are done: Ctrl+C is a KeyboardInterrupt again
-        try:
+        try:  # started() inside: a Ctrl+C right after it is caught below, not by click
+            started()  # the imports are done: Ctrl+C is a KeyboardInterrupt again
             return super().invoke(ctx)
         except OneLineUsageError:
             raise

@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -463,6 +464,46 @@ def test_ctrl_c_while_the_modules_import_prints_one_line_and_exits_130(
     assert "Traceback" not in rest and "KeyboardInterrupt" not in rest, rest
     assert lines == ["interrupted (Ctrl+C)"], lines
     assert process.returncode == 130 and stdout == ""
+
+
+@posix_only
+@pytest.mark.parametrize("delay_ms", [0, 2, 10, 30, 100, 300, 1000])
+def test_ctrl_c_at_any_moment_of_the_start_is_one_line_and_130(
+    tmp_path: Path, delay_ms: int
+) -> None:
+    """SIGINT at several moments after click is imported: in the later imports, as the
+    group hands Ctrl+C back to the commands, while the command starts or waits (reload,
+    for a daemon that does not answer). Never a traceback nor click's "Aborted!"."""
+    state = tmp_path / "state"
+    with zmq.Context() as context, context.socket(zmq.ROUTER) as silent:
+        endpoint = fake_daemon_record(state, silent)
+        args = ["reload", "--endpoint", endpoint, "--state-dir", str(state)]
+        process = subprocess.Popen(
+            [sys.executable, str(SCRIPT), *args],
+            cwd=tmp_path,
+            env=clean_env(tmp_path, PYTHONPROFILEIMPORTTIME="1"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=sigint_as_a_terminal_sends_it,
+        )
+        assert process.stderr is not None
+        stderr = []
+        for line in process.stderr:  # until click's import is reported (at any depth)
+            stderr.append(line)
+            if line.rsplit("|", 1)[-1].strip() == "click":
+                break
+        time.sleep(delay_ms / 1000)
+        process.send_signal(signal.SIGINT)
+        try:
+            stdout, rest = process.communicate(timeout=START_TIMEOUT_S)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    said = [x for x in ("".join(stderr) + rest).splitlines() if not x.startswith("import time")]
+    assert "Traceback" not in rest and "Aborted" not in rest, rest
+    said = [x for x in said if not x.startswith("asking the daemon to load")]  # reload started
+    assert (process.returncode, said, stdout) == (130, ["interrupted (Ctrl+C)"], "")
 
 
 @posix_only
