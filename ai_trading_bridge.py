@@ -193,18 +193,23 @@ def _checked(path: Path, command: click.Command, values: dict[str, Any], where: 
 
 def _read_config(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
     """Eager ``--config`` callback: load the file into ``ctx.default_map`` before the
-    other options are parsed, so flags and environment variables still win over it."""
+    other options are parsed, so flags and environment variables still win over it. A
+    missing or bad file is a usage error naming --config (exit 2), as a bad flag is."""
     explicit = value is not None
     path = Path(value) if value is not None else default_config_path()
     if not explicit and not path.is_file():
         return None
     if explicit and not path.is_file():
-        raise click.ClickException(
+        raise click.BadParameter(
             f"config file {path} does not exist (named by --config or ${CONFIG_ENV}); "
-            "create it or give another path"
+            "create it or give another path",
+            param_hint="--config",
         )
     assert isinstance(ctx.command, click.Group)
-    ctx.default_map = load_config_file(path, ctx.command)
+    try:
+        ctx.default_map = load_config_file(path, ctx.command)
+    except click.ClickException as exc:  # bad input, as a bad flag: exit 2, one line
+        raise click.BadParameter(exc.message, param_hint="--config") from None
     ctx.ensure_object(dict)["config_file"] = path
     return str(path)
 
@@ -232,7 +237,7 @@ def one_line_usage_error(exc: click.UsageError) -> OneLineUsageError:
         else:
             where = ""
         message = f"{where}: {exc.message}" if where else exc.message
-    message = " ".join(line.strip() for line in message.splitlines() if line.strip())
+    message = one_line(message)
     message = message[:1].lower() + message[1:] if message[1:2].islower() else message
     if exc.ctx is not None:
         message = f"{message.rstrip('.')}; see '{exc.ctx.command_path} --help'"
@@ -242,7 +247,9 @@ def one_line_usage_error(exc: click.UsageError) -> OneLineUsageError:
 class OneLineErrorsGroup(click.Group):
     """The command group: a usage error of the group or of any subcommand (a bad choice,
     an unknown option or command, a missing argument, a refusal a command raises as
-    ``click.UsageError``) prints one line; running with no arguments still prints the
+    ``click.UsageError``) prints one line and exits 2; any other ``click.ClickException``
+    (a command that could not do its work) prints one line ``error: ...`` and exits 1,
+    the README's "Errors and exit status"; running with no arguments still prints the
     help."""
 
     def make_context(
@@ -262,19 +269,27 @@ class OneLineErrorsGroup(click.Group):
             raise one_line_usage_error(exc) from None
 
     def invoke(self, ctx: click.Context) -> Any:
-        started()  # the imports are done: Ctrl+C is a KeyboardInterrupt again
-        try:
+        try:  # started() inside: a Ctrl+C right after it is caught below, not by click
+            started()  # the imports are done: Ctrl+C is a KeyboardInterrupt again
             return super().invoke(ctx)
         except OneLineUsageError:
             raise
         except click.UsageError as exc:
             raise one_line_usage_error(exc) from None
+        except click.ClickException as exc:  # a command that could not run: "error: ...", 1
+            click.echo(f"error: {one_line(exc.format_message())}", err=True)
+            sys.exit(exc.exit_code)
         except KeyboardInterrupt:  # one no command handled: one line, as at start-up
             click.echo(INTERRUPTED_LINE, err=True)
             sys.exit(INTERRUPTED_EXIT)
         except OSError as exc:  # e.g. an output folder that cannot be made: one line
             click.echo(f"error: {os_error_line(exc)}", err=True)
             sys.exit(1)
+
+
+def one_line(message: str) -> str:
+    """``message`` on one line: its lines joined, blank ones dropped."""
+    return " ".join(line.strip() for line in message.splitlines() if line.strip())
 
 
 def os_error_line(exc: OSError) -> str:

@@ -34,7 +34,7 @@ from bridge.config import (
 from bridge.killswitch import KillSwitch, default_state_dir, halt_text
 from bridge.startup import INTERRUPTED_EXIT
 from env.config import WARMUP_BARS
-from env.contracts import ContractSpec, UnknownContractError, contract_root, resolve_contract
+from env.contracts import CONTRACTS, ContractSpec, UnknownContractError
 from train.cli import (
     _bars_options,
     _echo_warning,
@@ -425,7 +425,12 @@ def _check_reload_model(
     help="The daemon's endpoint.",
 )
 @click.option("--client", default=None, help="Client id (default: replay-<pid>).")
-@click.option("--instrument", default="NQ 12-25", show_default=True, help="Instrument name sent.")
+@click.option(
+    "--instrument",
+    default=None,
+    help="Instrument name sent, whose contract terms the orders execute on [the model "
+    "card's contract with --bundle (or a deploy target); else NQ 12-25].",
+)
 @click.option(
     "--history",
     type=click.IntRange(min=0),
@@ -467,7 +472,7 @@ def replay(
     data: str,
     endpoint: str,
     client: str | None,
-    instrument: str,
+    instrument: str | None,
     history: int,
     max_bars: int | None,
     bundle: Path | None,
@@ -479,10 +484,11 @@ def replay(
 ) -> None:
     """Replay DATA (a bar file, or 'synthetic') through a running daemon as NinjaTrader
     would, execute its replies, and print trades, PnL and the action histogram. With a
-    model (the one the daemon serves), trades execute with its card's instrument and
-    execution settings; the guide's two files have no card, so the defaults apply."""
+    model (the one the daemon serves), the instrument is its card's contract and trades
+    execute with its card's execution settings; the guide's two files have no card, so
+    the defaults apply. Orders execute on the instrument's contract terms."""
     from ai_trading_bridge import configure_logging
-    from bridge.replay import ReplayConfig, run_replay
+    from bridge.replay import DEFAULT_INSTRUMENT, ReplayConfig, run_replay
     from env.bars import BarsFileError, load_bars
     from env.synthetic import default_bars
     from env.trading_env import EnvConfig
@@ -501,13 +507,13 @@ def replay(
                 raise click.BadParameter(
                     f"{card_path} is not a readable model card ({exc})", param_hint="--bundle"
                 ) from None
-    # DATA is read as training read the model's data: on its contract's clock and
-    # calendar (another --instrument's when one is given), with the card's data time
-    # zone unless --data-timezone says otherwise.
+    if instrument is None:  # the model's own contract, as the daemon serving it expects
+        instrument = env_config.instrument.symbol if card.get("env") else DEFAULT_INSTRUMENT
+    # DATA is read as training read the model's data: on the traded contract's clock and
+    # calendar, with the card's data time zone unless --data-timezone says otherwise.
     recorded_zone = (card.get("data") or {}).get("data_timezone")
     read_as = _bars_options(card, data_timezone or recorded_zone)
-    given = ctx.get_parameter_source("instrument") is not click.core.ParameterSource.DEFAULT
-    read_as["contract"] = _data_contract(instrument, read_as["contract"], given)
+    read_as["contract"] = _traded(instrument, env_config.instrument, bool(card.get("env")))
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _echo_warning
@@ -568,20 +574,26 @@ def replay(
         sys.exit(1)
 
 
-def _data_contract(
-    instrument: str, card_contract: ContractSpec | None, given: bool
-) -> ContractSpec | None:
-    """The contract whose exchange zone and session calendar replay reads DATA on: the
-    model card's, unless ``--instrument`` was given for another contract or there is no
-    card; then the instrument's (None, the default contract, when the table lacks it)."""
-    if card_contract is not None and (
-        not given or card_contract.symbol == contract_root(instrument)
-    ):
-        return card_contract
+def _traded(instrument: str, model_contract: ContractSpec, from_card: bool) -> ContractSpec:
+    """The contract ``instrument`` trades as (``bridge.replay.traded_contract``): DATA is
+    read on its zone and calendar, and the replies executed on its terms.
+
+    Raises:
+        click.BadParameter: naming --instrument, for a name the contract table lacks
+            that is not the model card's contract either.
+    """
+    from bridge.replay import traded_contract
+
     try:
-        return resolve_contract(instrument)
+        return traded_contract(instrument, model_contract)
     except UnknownContractError:
-        return card_contract
+        model = f" and not the model's contract ({model_contract.symbol})" if from_card else ""
+        raise click.BadParameter(
+            f"{instrument!r} is not in the contract table ({', '.join(CONTRACTS)}){model}, "
+            "so its tick size and point value are unknown; give one of those, or the "
+            "--bundle of the model trained on it",
+            param_hint="--instrument",
+        ) from None
 
 
 def _dollars(amount: float) -> str:

@@ -11,7 +11,8 @@ Events (all structured fields, rendered as JSON lines by ``configure_logging``):
   flat bars and in a position.
 - ``risk_refused`` (info): a risk rail turned the model's entry into HOLD (rule, detail,
   model_action as the wire's integer and model_action_name).
-- ``guarded`` (info): the model chose an entry while in a position; HOLD was sent.
+- ``guarded`` (info): the model chose an entry while in a position; HOLD was sent
+  (model_action as the wire's integer and model_action_name, as ``risk_refused``).
 - ``pm_action_while_flat`` (warning): a position-management action sent while flat
   (impossible under the mask: seeing it means a bug).
 - ``hold_share_out_of_band`` (warning): over a full window, HOLD's share of the flat bars
@@ -175,7 +176,9 @@ class Monitor:
                 "guarded",
                 **where,
                 seq=outcome.seq,
-                model_action=ACTION_NAMES[decision.model_action],
+                # As risk_refused: the wire's integer, and the name for people.
+                model_action=decision.model_action,
+                model_action_name=ACTION_NAMES[decision.model_action],
                 side=decision.side,
                 detail="entry chosen while in a position: HOLD sent instead",
             )

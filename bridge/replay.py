@@ -24,12 +24,13 @@ from bridge.calendar import Calendars
 from bridge.server import LazyPirateClient
 from env.bars import EXCHANGE_TZ, Bars
 from env.config import ACTION_NAMES, N_ACTIONS, WARMUP_BARS, Action
-from env.contracts import ContractSpec, UnknownContractError, resolve_contract
+from env.contracts import ContractSpec, UnknownContractError, contract_root, resolve_contract
 from env.execution import SimulatedPosition, Trade
 from env.features import compute_market_features
 from env.trading_env import EnvConfig
 
 HISTORY_CHUNK = 2000  # bars per history message (about 250 KB, well under 1 MiB)
+DEFAULT_INSTRUMENT = "NQ 12-25"  # the instrument replayed when no model card names one
 
 
 @dataclass(frozen=True)
@@ -39,18 +40,20 @@ class ReplayConfig:
     Attributes:
         endpoint: The daemon's endpoint.
         client: Client id (unique per run by default, so old state cannot collide).
-        instrument: Instrument name sent to the daemon.
+        instrument: Instrument name sent to the daemon; the orders execute on its contract
+            terms (:func:`traded_contract`).
         history: Bars sent as history before the first bar message.
         max_bars: Bar messages to send after the history (None: to the end of the data).
         timeout_s: Reply timeout per try.
         retries: Tries per request before acting as HOLD.
         debug: Ask for the observations (``debug`` in each bar request).
-        env: Instrument and execution settings used to execute the replies.
+        env: The model's settings: its contract (the terms of an instrument the contract
+            table lacks) and the execution settings the replies are executed with.
     """
 
     endpoint: str
     client: str = field(default_factory=lambda: f"replay-{os.getpid()}")
-    instrument: str = "NQ 12-25"
+    instrument: str = DEFAULT_INSTRUMENT
     history: int = WARMUP_BARS
     max_bars: int | None = None
     timeout_s: float = 2.0
@@ -185,6 +188,9 @@ def run_replay(
     """
     history = min(config.history, len(bars))
     end = len(bars) if config.max_bars is None else min(len(bars), history + config.max_bars)
+    traded = _traded_contract(config)
+    # The ATR under the entries (their R) is floored at the traded contract's tick, as
+    # the daemon's orders are priced on it: never another contract's.
     _, atr = compute_market_features(
         bars.open,
         bars.high,
@@ -192,10 +198,9 @@ def run_replay(
         bars.close,
         bars.volume,
         bars.minute_of_day,
-        tick_size=config.env.instrument.tick_size,
+        tick_size=traded.tick_size,
     )
     result = ReplayResult()
-    traded = _traded_contract(config)
     position = SimulatedPosition(traded, config.env.execution)
     envelope = {"v": 1, "client": config.client, "instrument": config.instrument}
     seq = 0
@@ -294,11 +299,24 @@ def _record(result: ReplayResult, reply: dict[str, Any] | None, endpoint: str = 
         result.observations.append(np.array(debug["obs"], dtype=np.float32))
 
 
+def traded_contract(instrument: str, model_contract: ContractSpec) -> ContractSpec:
+    """The terms ``instrument`` (e.g. ``"6E 03-26"``) trades on, as a NinjaTrader chart of
+    it reports them: the model's contract (with any terms its card overrides) when the
+    name is of that contract, else the contract table's (``env.contracts``, as the daemon
+    resolves it).
+
+    Raises:
+        UnknownContractError: a name neither of the model's contract nor in the table.
+    """
+    if contract_root(instrument) == contract_root(model_contract.symbol):
+        return model_contract
+    return resolve_contract(instrument)
+
+
 def _traded_contract(config: ReplayConfig) -> ContractSpec:
-    """The terms of the instrument replayed (``config.instrument``, e.g. ``"6E 03-26"``),
-    as a NinjaTrader chart of it would report them; the model's own contract when the
-    name is not in the contract table."""
+    """:func:`traded_contract` of ``config``; the model's contract for a name the table
+    lacks (the command line refuses one before replaying)."""
     try:
-        return resolve_contract(config.instrument)
+        return traded_contract(config.instrument, config.env.instrument)
     except UnknownContractError:
         return config.env.instrument

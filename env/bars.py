@@ -33,6 +33,18 @@ class NoBarsError(BarsFileError):
     given, rather than a bad line in the right one."""
 
 
+class DataOptionError(BarsFileError):
+    """Data that is readable but does not fit an option given with it (a public series'
+    bar period, data time zone or contract); ``option`` is the flag to change."""
+
+    def __init__(self, message: str, option: str) -> None:
+        super().__init__(message)
+        self.option = option
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # pickled by Ray's workers
+        return type(self), (str(self), self.option)
+
+
 class TooFewBarsError(ValueError):
     """Bars that cannot hold one episode (with its warm-up): the data given is too short
     for the episode length asked for."""

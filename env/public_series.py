@@ -210,7 +210,7 @@ def load_public_series(
             underlying, a ``data_timezone`` or ``bar_period`` other than the series'
             own, or a bad bar.
     """
-    from env.bars import Bars, BarsFileError, warn_if_outside_sessions
+    from env.bars import Bars, BarsFileError, DataOptionError, warn_if_outside_sessions
     from env.contracts import CONTRACTS, contract_root, resolve_contract
 
     try:
@@ -222,9 +222,10 @@ def load_public_series(
     spec = contract or resolve_contract(series.contract)
     root = contract_root(spec.symbol)
     if root in CONTRACTS and root not in series.proxies:
-        raise BarsFileError(
+        raise DataOptionError(
             f"{label} is {series.description.split(',')[0]}: trade it as "
-            f"{' or '.join(series.proxies)} (--instrument {series.contract}), not {root}"
+            f"{' or '.join(series.proxies)} (--instrument {series.contract}), not {root}",
+            "--instrument",
         )
     if data_timezone is not None:
         try:
@@ -232,16 +233,18 @@ def load_public_series(
         except ValueError as exc:
             raise BarsFileError(f"{label}: {exc}") from None
     if data_timezone is not None and data_timezone != series.data_timezone:
-        raise BarsFileError(
+        raise DataOptionError(
             f"{label}: its times are known to be {series.data_timezone}; drop the data "
-            f"time zone ({data_timezone!r})"
+            f"time zone ({data_timezone!r})",
+            "--data-timezone",
         )
     times, values, period = _read_series(series, path, label)
     if bar_period is not None and bar_period.seconds != period.seconds:
-        raise BarsFileError(
+        raise DataOptionError(
             f"{label} has bars of {period} ({period.type}:{period.value}), not {bar_period}; "
             "drop the bar period (--bar-period, or bar_period in the config file): a "
-            "public series has its own"
+            "public series has its own",
+            "--bar-period",
         )
     zone = exchange_tz or spec.timezone
     if period.is_intraday:

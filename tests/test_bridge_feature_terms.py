@@ -128,3 +128,63 @@ def test_daily_model_streams_have_no_time_features(tmp_path: Path) -> None:
         stream.add_bar(parse_bar(bar_object(bars, i), "bar", ZoneInfo(bars.timezone)))
     window = stream.features.window().reshape(WINDOW_SIZE, MARKET_FEATURE_COUNT)
     assert np.all(window[:, 9:] == 0.0)
+
+
+@pytest.fixture
+def restore_logging():
+    """The replay command configures logging for the whole process; put it back."""
+    import logging
+
+    import structlog
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    structlog.reset_defaults()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_replay_without_a_card_executes_on_the_instruments_terms(tmp_path: Path) -> None:
+    """6E replayed without the model's card (the guide's two files, EnvConfig's NQ
+    defaults): the trades are the ones replayed with the card, on 6E's tick and point
+    value, not NQ's (whose 0.25 tick floored every entry ATR, so R meant nothing)."""
+    euro = resolve_contract("6E")
+    bars = load_bars(EURO_FX, contract=euro)
+    policy = load_policy(ModelSource(bundle=euro_fx_bundle(tmp_path)))
+    config = serve_config(policy.source.bundle, tmp_path, risk=RiskConfig(enabled=False))
+    with running_server(config) as server:
+        runs = [
+            run_replay(bars, ReplayConfig(server.endpoint, client, "6E 03-26", env=env))
+            for client, env in (("card", policy.env_config), ("no-card", EnvConfig()))
+        ]
+    with_card, without = runs
+    assert without.errors == without.missed == 0 and without.trades, "nothing was traded"
+    assert without.trades == with_card.trades
+    for trade in without.trades:
+        assert trade.entry_atr < resolve_contract("NQ").tick_size
+        dollars_per_r = trade.entry_atr * euro.point_value
+        assert trade.r_multiple == pytest.approx(trade.pnl_dollars / dollars_per_r)
+
+
+def test_replay_sends_the_cards_instrument_by_default(tmp_path: Path, restore_logging) -> None:
+    """Replaying with a 6E model's bundle and no --instrument: the daemon serving it gets
+    6E (not NQ 12-25, another price scale it refuses), and the help says where the
+    default comes from."""
+    from click.testing import CliRunner
+
+    from ai_trading_bridge import cli
+    from bridge.journal import read_journal
+
+    bundle = euro_fx_bundle(tmp_path)
+    config = serve_config(bundle, tmp_path, risk=RiskConfig(enabled=False))
+    with running_server(config) as server:
+        args = ["replay", str(EURO_FX), "--endpoint", server.endpoint, "--bundle", str(bundle)]
+        result = CliRunner().invoke(cli, [*args, "--bars", "20"])
+    assert result.exit_code == 0, result.output
+    entries = read_journal(next((tmp_path / "journal").glob("journal-*.jsonl")))
+    assert entries and {e["request"]["instrument"] for e in entries} == {"6E"}
+    help_text = " ".join(CliRunner().invoke(cli, ["replay", "--help"]).output.split())
+    assert "[the model card's contract with --bundle (or a deploy target); else NQ 12-25]" in (
+        help_text
+    )

@@ -468,7 +468,9 @@ def test_entry_chosen_while_in_a_position_is_never_sent(
     assert reply["action"] == 0 and reply["name"] == "HOLD" and reply["orders"] == {}
     assert reply["guarded"] is True and reply["mask"] == [1, 1, 1, 1, 1, 1]
     guarded = [e for e in logs if e["event"] == "guarded"]
-    assert guarded and guarded[0]["model_action"] == entry
+    # the wire's integer and the name, as risk_refused writes them
+    assert guarded and guarded[0]["model_action"] == ACTION_NAMES.index(entry)
+    assert guarded[0]["model_action_name"] == entry
 
 
 # -- time handling -------------------------------------------------------------------

@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -260,9 +261,10 @@ def test_bad_config_file_refuses_to_start_with_one_line(
     config_file.write_text(text, encoding="utf-8")
     monkeypatch.setenv("AITB_CONFIG", str(config_file))
     result = CliRunner().invoke(cli, ["serve"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # bad input, as a bad flag
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and str(config_file) in lines[0], result.output
+    assert lines[0].startswith("error: --config: "), lines[0]
     for name in names:
         assert name in lines[0]
     assert result.exception is None or isinstance(result.exception, SystemExit)
@@ -270,7 +272,8 @@ def test_bad_config_file_refuses_to_start_with_one_line(
 
 def test_missing_named_config_file_is_an_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["--config", str(tmp_path / "nope.toml"), "serve"])
-    assert result.exit_code == 1 and "nope.toml does not exist" in result.output
+    assert result.exit_code == 2 and "nope.toml does not exist" in result.output
+    assert result.output.startswith("error: --config: ")
 
 
 def test_group_option_from_config(config_file: Path) -> None:
@@ -461,6 +464,46 @@ def test_ctrl_c_while_the_modules_import_prints_one_line_and_exits_130(
     assert "Traceback" not in rest and "KeyboardInterrupt" not in rest, rest
     assert lines == ["interrupted (Ctrl+C)"], lines
     assert process.returncode == 130 and stdout == ""
+
+
+@posix_only
+@pytest.mark.parametrize("delay_ms", [0, 2, 10, 30, 100, 300, 1000])
+def test_ctrl_c_at_any_moment_of_the_start_is_one_line_and_130(
+    tmp_path: Path, delay_ms: int
+) -> None:
+    """SIGINT at several moments after click is imported: in the later imports, as the
+    group hands Ctrl+C back to the commands, while the command starts or waits (reload,
+    for a daemon that does not answer). Never a traceback nor click's "Aborted!"."""
+    state = tmp_path / "state"
+    with zmq.Context() as context, context.socket(zmq.ROUTER) as silent:
+        endpoint = fake_daemon_record(state, silent)
+        args = ["reload", "--endpoint", endpoint, "--state-dir", str(state)]
+        process = subprocess.Popen(
+            [sys.executable, str(SCRIPT), *args],
+            cwd=tmp_path,
+            env=clean_env(tmp_path, PYTHONPROFILEIMPORTTIME="1"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=sigint_as_a_terminal_sends_it,
+        )
+        assert process.stderr is not None
+        stderr = []
+        for line in process.stderr:  # until click's import is reported (at any depth)
+            stderr.append(line)
+            if line.rsplit("|", 1)[-1].strip() == "click":
+                break
+        time.sleep(delay_ms / 1000)
+        process.send_signal(signal.SIGINT)
+        try:
+            stdout, rest = process.communicate(timeout=START_TIMEOUT_S)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    said = [x for x in ("".join(stderr) + rest).splitlines() if not x.startswith("import time")]
+    assert "Traceback" not in rest and "Aborted" not in rest, rest
+    said = [x for x in said if not x.startswith("asking the daemon to load")]  # reload started
+    assert (process.returncode, said, stdout) == (130, ["interrupted (Ctrl+C)"], "")
 
 
 @posix_only

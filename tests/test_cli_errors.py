@@ -118,7 +118,7 @@ def options_of(command: str) -> set[str]:
 )
 def test_walkforward_errors_suggest_only_its_own_flags(tmp_path: Path, args: list[str]) -> None:
     result = CliRunner().invoke(cli, ["walkforward", "--out", str(tmp_path / "wf"), *args])
-    assert result.exit_code in (1, 2) and len(result.stderr.splitlines()) == 1, result.output
+    assert result.exit_code == 2 and len(result.stderr.splitlines()) == 1, result.output
     suggested = flags_in(result.stderr) - {"--help"}  # a usage error ends "see '... --help'"
     assert suggested and suggested <= options_of("walkforward"), result.stderr
 
@@ -146,7 +146,7 @@ def test_validate_series_of_another_contract_says_what_to_do(tmp_path: Path) -> 
 def test_a_refused_training_run_leaves_no_output_folder(tmp_path: Path, args: list[str]) -> None:
     out = tmp_path / "run"
     result = CliRunner().invoke(cli, ["train", "--out", str(out), *args])
-    assert result.exit_code in (1, 2) and "Traceback" not in result.output, result.output
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
     assert len(result.stderr.splitlines()) == 1, result.stderr
     assert not out.exists()
 
@@ -201,7 +201,7 @@ def test_replay_without_a_daemon_says_so_in_one_line() -> None:
 
 
 def test_validate_malformed_data_file_is_a_usage_error_naming_data(tmp_path: Path) -> None:
-    """Exit 2 as for an empty file, not 1: validate's 1 says the model failed."""
+    """Exit 2 as for an empty file: not 3, validate's "the model failed"."""
     data = tmp_path / "bars.txt"
     data.write_text("20250106 143100;1;2;3\n")
     report_dir = tmp_path / "v"
@@ -219,3 +219,63 @@ def test_validate_bad_risk_config_is_a_usage_error_as_in_serve(tmp_path: Path) -
     line = usage_error([*args, "--risk-config", str(config)])
     assert line.startswith("error: --risk-config: ") and "'max_entries'" in line, line
     assert not report_dir.exists()
+
+
+# -- the exit-status convention (README, "Exit status") ------------------------------
+
+
+def _bad_inputs(folder: Path) -> dict[str, Path]:
+    files = {
+        "bars": "garbage line\n",  # no known format
+        "train_config": 'timesteps = "many"\n',
+        "group_config": "[nope]\n",
+    }
+    for name, text in files.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    return {name: folder / name for name in files}
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["train", "--out", "{tmp}/o", "--data", "{bars}"], "--data"),
+        (["walkforward", "--out", "{tmp}/w", "--data", "{bars}"], "--data"),
+        (["validate", str(DEFAULT_BUNDLE), "--data", "{bars}"], "--data"),
+        (["replay", "{bars}"], "DATA"),
+        (["train", "--out", "{tmp}/o", "--config", "{train_config}"], "--config"),
+        (["walkforward", "--out", "{tmp}/w", "--config", "{train_config}"], "--config"),
+        (["--config", "{group_config}", "train", "--out", "{tmp}/o"], "--config"),
+        (["--config", "{tmp}/missing.toml", "rollback", "--target", "{tmp}"], "--config"),
+        (["train", "--out", "{tmp}/o", "--instrument", "FDAX"], "--instrument"),
+        (["walkforward", "--out", "{tmp}/w", "--instrument", "FDAX"], "--instrument"),
+        (["replay", "synthetic", "--instrument", "FDAX"], "--instrument"),
+        (["train", "--out", "{tmp}/o", "--n-envs", "0"], "--n-envs"),
+        (["walkforward", "--out", "{tmp}/w", "--seeds", "0"], "--seeds"),
+        (["rollback", "--target", "{tmp}/missing"], "--target"),
+    ],
+)
+def test_bad_input_is_exit_2_naming_the_option(
+    tmp_path: Path, args: list[str], option: str
+) -> None:
+    """Every command: a value the user gave that cannot be used (a flag, a config file,
+    a data file) is a usage error naming where it came from, not exit 1."""
+    paths = {"tmp": tmp_path, **_bad_inputs(tmp_path)}
+    line = usage_error([a.format(**paths) for a in args])
+    assert line.startswith(f"error: {option}: "), line
+    assert not (tmp_path / "o").exists() and not (tmp_path / "w").exists()
+
+
+def test_a_command_that_cannot_do_its_work_is_exit_1_with_one_error_line(tmp_path: Path) -> None:
+    """A refusal on well-formed input (deploy without a passing validation, rollback
+    with nothing to go back to): one line "error: ...", lower case as every other, exit 1."""
+    target = tmp_path / "live"
+    target.mkdir()
+    unvalidated = make_fake_bundle(tmp_path / "b", "B", passed=None)
+    for args, says in (
+        (["deploy", str(unvalidated), "--target", str(target)], "error: deploy refused: "),
+        (["rollback", "--target", str(target)], f"error: {target}: no previous deployment"),
+    ):
+        result = CliRunner().invoke(cli, args, prog_name="ai-trading-bridge")
+        assert result.exit_code == 1, result.output
+        assert result.stderr.startswith(says) and len(result.stderr.splitlines()) == 1
+        assert result.stdout == "" and "Traceback" not in result.output

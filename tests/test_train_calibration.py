@@ -310,7 +310,8 @@ def test_resume_takes_the_calibration_out_and_refuses_other_data(tmp_path: Path)
         args += ["--timesteps", "2048", "--episode-bars", "120", "--no-progress"]
         args += ["--synthetic-days", "6", *flags]
         result = CliRunner().invoke(cli, args)
-        assert result.exit_code == 1, result.output
+        assert result.exit_code == 2, result.output  # flags the bundle contradicts
+        assert result.stderr.startswith("error: --resume: "), result.output
         assert expected in result.output and "Traceback" not in result.output
 
 

@@ -30,7 +30,7 @@ def test_train_euro_fx_file_end_to_end_records_contract_period_and_zone(tmp_path
     out = tmp_path / "bundle 6E"  # a space, as Windows paths have
     args = ["train", "--data", str(EURO_FX), "--instrument", "6E", "--out", str(out), *TINY]
     result = CliRunner().invoke(cli, args)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code in (0, 3), result.output  # 3: the tiny model failed its validation
     card = json.loads((out / "model.json").read_text())
     assert card["instrument"] == "6E"
     assert card["tick_size"] == 0.00005 and card["point_value"] == 125_000.0
@@ -44,7 +44,7 @@ def test_train_euro_fx_file_end_to_end_records_contract_period_and_zone(tmp_path
     report_dir = tmp_path / "report"
     args = ["validate", str(out), "--data", str(EURO_FX), "--episodes", "4"]
     result = CliRunner().invoke(cli, [*args, "--report-dir", str(report_dir)])
-    assert result.exit_code in (0, 1), result.output  # passed or failed, no crash
+    assert result.exit_code in (0, 3), result.output  # passed or failed, no crash
     assert "Traceback" not in result.output
     report = json.loads((report_dir / "report.json").read_text())
     assert report["episodes"] == 4
@@ -77,9 +77,9 @@ def test_train_bad_file_is_one_line_naming_file_line_and_fix(
     if name == "comma.csv":
         path = path.rename(tmp_path / "bars.csv")
     result = CliRunner().invoke(cli, ["train", "--data", str(path), "--out", str(tmp_path / "o")])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # bad input, as an empty file or a bad flag
     assert "Traceback" not in result.output and result.exception is not None
-    assert expected in result.output
+    assert result.output.startswith("error: --data: ") and expected in result.output
     if name == "comma.csv":
         assert "comma decimals" in result.output
     assert len(result.output.strip().splitlines()) == 1
@@ -129,7 +129,9 @@ def test_bars_of_another_price_scale_are_refused_naming_the_instrument(
     budget = ["--timesteps", "256", "--n-steps", "128", "--n-envs", "2", "--validate-episodes", "4"]
     result = CliRunner().invoke(cli, [command, "--data", str(EURO_FX), "--out", str(out), *budget])
     assert result.exit_code == 2 and "Traceback" not in result.output  # a usage error
-    [line] = [x for x in result.output.splitlines() if x.startswith("error: ")]
+    # the real cause only: not first the closed-market warning (a time-zone hint) that
+    # 6E's hours read on NQ's calendar would give
+    [line] = result.stderr.splitlines()
     assert line.startswith("error: --instrument: ") and "ticks of NQ (tick 0.25" in line
     assert "--instrument, e.g. 6E" in line
     assert not out.exists()  # refused before anything is written

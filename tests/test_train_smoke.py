@@ -105,9 +105,10 @@ def test_train_cli_smoke_writes_a_bundle_plain_sb3_can_load(tmp_path: Path) -> N
         "SMOKE",
     ]
     result = CliRunner().invoke(cli, args)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code in (0, 3), result.output
 
     card = json.loads((out / "model.json").read_text())
+    assert result.exit_code == (0 if card["validation"]["passed"] else 3)
     assert set(bundle_io.REQUIRED_CARD_KEYS) <= set(card)
     assert card["format"] == "ai-trading-bridge/model-card-v1"
     assert card["version"].startswith("SMOKE-")
@@ -332,13 +333,28 @@ def test_train_with_validation_warns_about_closed_market_bars_once(tmp_path: Pat
     args += ["--episode-bars", "60", "--reward", "seed", "--eval-every", "0"]
     args += ["--checkpoint-every", "0", "--validate-episodes", "2", "--no-progress"]
     result = CliRunner().invoke(cli, args)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code in (0, 3), result.output  # 3: the tiny model failed validation
     closed = [line for line in result.stderr.splitlines() if "says the market is closed" in line]
     assert len(closed) == 1 and closed[0].startswith("warning: "), result.stderr
     # Validated on the held-out bars the card names, as a separate validate reads them.
     card = json.loads((out / "model.json").read_text())
     report = json.loads((out / "validation" / "report.json").read_text())
     assert report["holdout_start"] == card["data"]["holdout_start"]
+
+
+def test_train_exits_3_when_its_validation_fails(tmp_path: Path) -> None:
+    """A bundle that fails its post-training validation is written, and the run ends
+    with exit 3 and says so: a script running train && deploy stops there."""
+    out = tmp_path / "bundle"
+    args = ["train", "--out", str(out), "--timesteps", "64", "--n-steps", "64", "--n-envs", "1"]
+    args += ["--batch-size", "32", "--episode-bars", "60", "--reward", "seed", "--seed", "1"]
+    args += ["--eval-every", "0", "--checkpoint-every", "0", "--validate-episodes", "4"]
+    result = CliRunner().invoke(cli, [*args, "--synthetic-days", "3", "--no-progress"])
+    card = json.loads((out / "model.json").read_text())
+    assert card["validation"]["passed"] is False  # 64 steps: far from the guide's bands
+    assert result.exit_code == 3, result.output
+    last = result.stdout.splitlines()[-1]
+    assert last.startswith(f"bundle {card['version']} written to {out} (validation FAILED, exit 3")
 
 
 @pytest.mark.parametrize(("extra", "prefix"), [([], "6E-"), (["--name", "euro-v2"], "euro-v2-")])

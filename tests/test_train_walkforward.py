@@ -59,7 +59,7 @@ def test_walkforward_cli_folds_x_seeds_one_report(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, args)
     report = json.loads((out / "walkforward.json").read_text())
     summary = report["summary"]
-    assert result.exit_code == (0 if summary["passed"] == 4 else 1), result.output
+    assert result.exit_code == (0 if summary["passed"] == 4 else 3), result.output
     assert "walk-forward (expanding, 2 folds x 2 seeds" in result.output
     assert summary["jobs"] == 4 and summary["pass_rate"] == summary["passed"] / 4
     assert sorted((j["fold"], j["seed"]) for j in report["jobs"]) == [
@@ -145,7 +145,7 @@ def test_walkforward_calibrate_reaches_every_jobs_card(
     result = CliRunner().invoke(
         cli, ["walkforward", "--out", str(out), "--folds", "1", *TINY, *args]
     )
-    assert result.exit_code in (0, 1), result.output
+    assert result.exit_code in (0, 3), result.output  # 3: a tiny job failed validation
     report = json.loads((out / "walkforward.json").read_text())
     for job in report["jobs"]:
         card = bundle_io.load_bundle(job["bundle"]).card

@@ -58,7 +58,7 @@ def test_validate_writes_its_report_under_cp1252(tmp_path) -> None:
     code, output = run(
         ["validate", str(copy), "--episodes", "2", "--episode-bars", "60"], tmp_path, 600
     )
-    assert "Traceback" not in output and code in (0, 1), output
+    assert "Traceback" not in output and code in (0, 3), output  # passed or failed
     assert (copy / "validation" / "report.json").is_file()
 
 

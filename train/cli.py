@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
+    from train.config import TrainConfig
     from train.deploy import ModelFiles
+
+# Exit status of train, validate and walkforward when a model failed its validation: the
+# command ran, its result is printed, and a script must not deploy the model (README,
+# "Errors and exit status": 1 is a command that could not run, 2 bad input, 130 Ctrl+C).
+VALIDATION_FAILED_EXIT = 3
 
 # Flag name -> TrainConfig field, for the flags that override the config.
 _OVERRIDES = (
@@ -116,15 +122,55 @@ def _echo_warning(message: Warning | str, category: type[Warning], *_: Any, **__
 
 def _data_error(exc: Exception, data: str | None) -> click.UsageError:
     """Data that cannot be used as given, as a usage error: naming --data when the user
-    gave it (exit 2, like any bad option; not exit 1, validate's "the model failed");
-    bars of another contract's price scale name --instrument, the option that fixes them."""
-    from env.bars import PriceScaleError
+    gave it (exit 2, like any bad option; not 1, a command that could not run);
+    bars of another contract's price scale, or a series an option does not fit, name the
+    option that fixes them."""
+    from env.bars import DataOptionError, PriceScaleError
 
     if isinstance(exc, PriceScaleError):
         return click.BadParameter(str(exc), param_hint="--instrument")
+    if isinstance(exc, DataOptionError):  # the data is fine; an option given with it is not
+        return click.BadParameter(str(exc), param_hint=exc.option)
     if data is None:
         return click.UsageError(str(exc))
     return click.BadParameter(str(exc), param_hint="--data")
+
+
+def _train_settings(
+    config_file: str | None,
+    data: str | None,
+    overrides: dict[str, Any],
+    fixed: dict[str, Any] | None = None,
+) -> tuple[TrainConfig, dict[str, Any], dict[str, Any]]:
+    """Train's and walkforward's settings: ``--config``'s file, then the flags (and
+    ``fixed``); returns the config, the file's values and the flags given.
+
+    Raises:
+        click.BadParameter: a value that cannot be used, naming the option that gave it:
+            ``--config`` for the file's, the flag for a flag's (exit 2).
+    """
+    from env.contracts import UnknownContractError
+    from train.config import TrainConfig, load_config_file
+
+    try:
+        mapping = load_config_file(config_file) if config_file else {}
+        base = TrainConfig.from_mapping(mapping) if config_file else TrainConfig()
+    except ValueError as exc:
+        message = str(exc) if str(exc).startswith(str(config_file)) else f"{config_file}: {exc}"
+        raise click.BadParameter(message, param_hint="--config") from None
+    flags = {k: v for k, v in overrides.items() if k in _OVERRIDES and v is not None}
+    try:
+        values = {**series_contract(data, mapping, flags), **flags, **(fixed or {})}
+        return TrainConfig.from_mapping(values, base), mapping, flags
+    except ValueError as exc:
+        message = str(exc)
+        if isinstance(exc, UnknownContractError):
+            key: str | None = "instrument"
+        else:  # the flag the message is about: "n_envs must be >= 1", "key 'seed' must be"
+            key = next((k for k in flags if message.startswith(k) or f"'{k}'" in message), None)
+        if key in flags:
+            raise click.BadParameter(message, param_hint=f"--{key.replace('_', '-')}") from None
+        raise click.UsageError(message) from None
 
 
 def zone_option(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
@@ -415,17 +461,14 @@ def train(
     progress: bool,
     **overrides: Any,
 ) -> None:
-    """Train MaskablePPO with the guide's settings and write a model bundle to --out."""
-    from env.bars import NoBarsError, PriceScaleError, TooFewBarsError
-    from train.config import TrainConfig, load_config_file
-    from train.training import check_device
+    """Train MaskablePPO with the guide's settings and write a model bundle to --out;
+    exit 3 when the bundle fails its post-training validation."""
+    from env.bars import BarsFileError, PriceScaleError, TooFewBarsError
+    from train.training import ResumeMismatchError, check_device
     from train.training import train as run_training
 
+    config, mapping, flags = _train_settings(config_file, data, overrides)
     try:
-        mapping = load_config_file(config_file) if config_file else {}
-        base = TrainConfig.from_mapping(mapping) if config_file else TrainConfig()
-        flags = {k: v for k, v in overrides.items() if k in _OVERRIDES and v is not None}
-        config = TrainConfig.from_mapping({**series_contract(data, mapping, flags), **flags}, base)
         check_device(config.device, asked=_device_asked(flags, mapping, config_file))
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
@@ -441,16 +484,21 @@ def train(
                 progress_bar=progress,
                 validate_episodes=validate_episodes,
             )
-    except (NoBarsError, TooFewBarsError, PriceScaleError) as exc:
+    except (BarsFileError, TooFewBarsError, PriceScaleError) as exc:
         raise _data_error(exc, data) from None
-    except ValueError as exc:  # a bad data file, a bad contract spec
+    except ResumeMismatchError as exc:
+        raise click.BadParameter(str(exc), param_hint="--resume") from None
+    except ValueError as exc:  # a run that cannot go on: one line, exit 1
         raise click.ClickException(str(exc)) from None
     validation = bundle.card.get("validation")
-    status = (
-        "not validated"
-        if validation is None
-        else ("validation PASSED" if validation["passed"] else "validation FAILED")
-    )
+    if validation is not None and not validation["passed"]:
+        click.echo(
+            f"bundle {bundle.version} written to {bundle.path} (validation FAILED, exit "
+            f"{VALIDATION_FAILED_EXIT}: see {bundle.path / 'validation' / 'report.json'}; "
+            "deploy refuses it without --force)"
+        )
+        sys.exit(VALIDATION_FAILED_EXIT)
+    status = "not validated" if validation is None else "validation PASSED"
     click.echo(f"bundle {bundle.version} written to {bundle.path} ({status})")
 
 
@@ -509,7 +557,7 @@ def validate(
     write_card: bool,
     risk_config: Path | None,
 ) -> None:
-    """Post-training validation on held-out episodes; exit 0 on pass, 1 on fail."""
+    """Post-training validation on held-out episodes; exit 0 on pass, 3 on fail."""
     from env.bars import BarsFileError, TooFewBarsError, load_bars
     from env.risk import RiskConfig, RiskConfigError
     from train import bundle as bundle_io
@@ -583,7 +631,7 @@ def validate(
 
         record = write_validation_record(files.model, files.vecnorm, card_summary(report))
         click.echo(f"validation summary written to {record}")
-    sys.exit(0 if report["passed"] else 1)
+    sys.exit(0 if report["passed"] else VALIDATION_FAILED_EXIT)
 
 
 @click.command()
@@ -728,22 +776,16 @@ def walkforward(
     **overrides: Any,
 ) -> None:
     """Walk-forward folds x seeds: train on the past, validate on the next slice, one
-    report (pass rate, spread, out-of-sample backtest); exit 0 when every job passed."""
-    from env.bars import NoBarsError, PriceScaleError, TooFewBarsError
-    from train.config import TrainConfig, load_config_file
+    report (pass rate, spread, out-of-sample backtest); exit 0 when every job passed, 3
+    when one failed its validation."""
+    from env.bars import BarsFileError, PriceScaleError, TooFewBarsError
     from train.walkforward import format_report
     from train.walkforward import walkforward as run_walkforward
 
     if seeds < 1:
-        raise click.UsageError("--seeds must be >= 1")
-    try:  # settings: wrong values are usage errors, as in train
-        mapping = load_config_file(config_file) if config_file else {}
-        base = TrainConfig.from_mapping(mapping) if config_file else TrainConfig()
-        flags = {k: v for k, v in overrides.items() if v is not None}
-        flags = {**series_contract(data, mapping, flags), **flags}
-        config = TrainConfig.from_mapping({**flags, "checkpoint_every": 0, "eval_every": 0}, base)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise click.BadParameter(f"must be >= 1, got {seeds}", param_hint="--seeds")
+    jobs_only = {"checkpoint_every": 0, "eval_every": 0}
+    config, mapping, _ = _train_settings(config_file, data, overrides, jobs_only)
     _check_config_device(config.device, mapping, config_file)
     try:
         with warnings.catch_warnings():
@@ -759,14 +801,20 @@ def walkforward(
                 validate_episodes=validate_episodes,
                 ray_address=ray_address,
             )
-    except (NoBarsError, TooFewBarsError, PriceScaleError) as exc:
+    except (BarsFileError, TooFewBarsError, PriceScaleError) as exc:
         raise _data_error(exc, data) from None
     except (ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(format_report(report))
-    click.echo(f"report: {Path(out) / 'walkforward.json'}")
     summary = report["summary"]
-    sys.exit(0 if summary["passed"] == summary["jobs"] else 1)
+    failed = summary["jobs"] - summary["passed"]
+    verdict = (
+        f"; {failed} of {summary['jobs']} jobs FAILED validation, exit {VALIDATION_FAILED_EXIT}"
+        if failed
+        else ""
+    )
+    click.echo(f"report: {Path(out) / 'walkforward.json'}{verdict}")
+    sys.exit(VALIDATION_FAILED_EXIT if failed else 0)
 
 
 def _check_config_device(device: str, mapping: dict[str, Any], config_file: str | None) -> None:

@@ -23,8 +23,15 @@ from typing import Any
 import numpy as np
 import structlog
 
-from env.bars import Bars, TooFewBarsError, check_price_scale, load_bars
+from env.bars import (
+    Bars,
+    TooFewBarsError,
+    check_price_scale,
+    load_bars,
+    warn_if_outside_sessions,
+)
 from env.config import ACTION_NAMES, WARMUP_BARS
+from env.contracts import ContractSpec, resolve_contract
 from env.public_series import is_public_source, series_sha256
 from env.synthetic import DEFAULT_DAYS, default_bars
 from env.trading_env import EnvConfig, TradingEnv
@@ -101,7 +108,8 @@ def load_data(
 ) -> tuple[Bars, str]:
     """Bars from ``path`` (NinjaTrader export or CSV), or the synthetic series
     (``synthetic_days`` sessions; the embedded default is 60); and the sha256 of the
-    file's bytes or of the generated arrays."""
+    file's bytes or of the generated arrays. A file or series is checked for its price
+    scale (:func:`load_scale_checked`)."""
     if path is None:
         bars = default_bars(n_days=synthetic_days)
         digest = hashlib.sha256()
@@ -115,9 +123,30 @@ def load_data(
         ):
             digest.update(np.ascontiguousarray(array).tobytes())
         return bars, digest.hexdigest()
+    bars = load_scale_checked(path, **load_options)
     if is_public_source(path):
-        return load_bars(path, **load_options), series_sha256(str(path))
-    return load_bars(path, **load_options), bundle_io.sha256_file(path)
+        return bars, series_sha256(str(path))
+    return bars, bundle_io.sha256_file(path)
+
+
+def load_scale_checked(
+    path: str | Path, contract: ContractSpec | None = None, **load_options: Any
+) -> Bars:
+    """``load_bars``, with the price-scale check before the session check: bars of
+    another contract (6E read as NQ) are refused for what they are, not first warned
+    about as a time-zone problem their off-session closes only seem to be.
+
+    Raises:
+        env.bars.PriceScaleError: the bars are another contract's prices.
+        env.bars.BarsFileError: as ``load_bars``.
+    """
+    check_sessions = load_options.pop("check_sessions", True)
+    bars = load_bars(path, contract=contract, check_sessions=False, **load_options)
+    spec = contract or resolve_contract("NQ")  # load_bars' default contract
+    check_price_scale(bars, spec)
+    if check_sessions:
+        warn_if_outside_sessions(bars, spec)
+    return bars
 
 
 def data_card(data: DataSplit, sha256: str, learn_bars: int | None = None) -> dict[str, Any]:
@@ -318,11 +347,16 @@ def checkpoint_callback(config: TrainConfig, out: Path, dual: Any) -> Any:
     )
 
 
+class ResumeMismatchError(ValueError):
+    """A run that would resume a bundle on other data or another contract than its own;
+    the message names the option that gives the bundle's."""
+
+
 def resume_card(checkpoint: Path, bars: Bars, env_config: EnvConfig) -> dict[str, Any] | None:
     """The card of a bundle being resumed (None for a checkpoint, which has none).
 
     Raises:
-        ValueError: when the bundle trained on other data or another contract than
+        ResumeMismatchError: when the bundle trained on other data or another contract than
             this run's: resuming would silently continue on different bars (pass the
             bundle's ``--data`` and ``--instrument``).
     """
@@ -333,12 +367,12 @@ def resume_card(checkpoint: Path, bars: Bars, env_config: EnvConfig) -> dict[str
     source = str((card.get("data") or {}).get("source", ""))
     symbol = str(((card.get("env") or {}).get("instrument") or {}).get("symbol", ""))
     if source and source != bars.source:
-        raise ValueError(
+        raise ResumeMismatchError(
             f"{checkpoint.parent} trained on {source}, this run's data is {bars.source}; "
             f"resume with the bundle's data (--data)"
         )
     if symbol and symbol != env_config.instrument.symbol:
-        raise ValueError(
+        raise ResumeMismatchError(
             f"{checkpoint.parent} trades {symbol}, this run {env_config.instrument.symbol}; "
             f"resume with --instrument {symbol}"
         )

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from env.bars import TooFewBarsError, check_price_scale
+from env.bars import TooFewBarsError
 from env.config import WARMUP_BARS
 from train.config import TrainConfig
 
@@ -199,12 +199,11 @@ def walkforward(
 ) -> dict[str, Any]:
     """Plan, run and report ``folds x seeds`` jobs (seeds ``config.seed`` onwards);
     writes ``out/walkforward.json`` and each job's bundle under ``out/fold<k>_seed<s>``."""
-    from train.training import env_config_for, load_data
+    from train.training import load_data
 
     out = Path(out)
-    bars, _ = load_data(data_path, config.synthetic_days, **config.bars_options())
+    bars, _ = load_data(data_path, config.synthetic_days, **config.bars_options())  # scale checked
     config = config.for_bars(bars)
-    check_price_scale(bars, env_config_for(config).instrument)
     try:
         plan = make_folds(
             len(bars), folds, test_fraction, mode, min_bars=WARMUP_BARS + config.episode_bars + 1
