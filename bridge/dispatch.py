@@ -39,7 +39,7 @@ MAX_SCALE_RATIO = 10.0  # tick sizes an order of magnitude apart: another price 
 ODD_GAP_RUN = 3  # equal gaps longer than the period in a row: the chart's period differs
 SESSION_GAP_S = 3600.0  # longer gaps are session breaks, not a bar period
 WARMUP_PROBS = (1.0, 0.0, 0.0, 0.0, 0.0, 0.0)  # the model is not asked: HOLD for certain
-PROB_DIGITS = 6
+PROB_SCALE = 1e6  # probabilities in replies have 6 decimals
 # The mask of each (side, entries allowed) as the reply's list and the log's tuple, built
 # once from env.mask.action_mask (read only: never changed after this).
 _MASKS: dict[tuple[int, bool], tuple[list[int], tuple[int, ...]]] = {
@@ -391,7 +391,10 @@ class Dispatcher:
         if refusal is not None and refusal.rule == "kill_switch":
             refusal = self._with_halt_reason(refusal)
         orders = price_orders(action, position, features.close, features.atr, terms)
-        prob_list = [round(p, PROB_DIGITS) for p in probs]
+        # Rounded half up at the 6th decimal. round(p, 6) differs only for a p within
+        # about 1e-10 of a half-way point, and costs about 12 µs more per bar after a
+        # pause (its correctly rounded decimal conversion).
+        prob_list = [int(p * PROB_SCALE + 0.5) / PROB_SCALE if p else 0.0 for p in probs]
         reply = {  # protocol.ok_reply("bar", ...), written out: this runs on every bar
             "v": protocol.PROTOCOL_VERSION,
             "type": "bar",

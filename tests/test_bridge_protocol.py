@@ -171,6 +171,8 @@ def test_debug_returns_the_raw_and_normalised_observation(client, tiny_policy) -
     assert obs.shape == normalized.shape == (TOTAL_OBSERVATION_SIZE,)
     np.testing.assert_array_equal(normalized, tiny_policy.normalizer(obs))
     np.testing.assert_array_equal(obs[-8:], [0, 1, 0, 0, 0, 1, 0, 0])
+    _, probs = tiny_policy.decide(normalized, reply["mask"])
+    assert reply["probs"] == [round(p, 6) for p in probs]  # 6 decimals, the model's own
 
 
 # -- retries and ordering ------------------------------------------------------------
