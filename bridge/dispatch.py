@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 import structlog
 
@@ -50,8 +50,7 @@ _MASKS: dict[tuple[int, bool], tuple[list[int], tuple[int, ...]]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """What was decided for one bar (for the log, the histogram and tests)."""
 
     time: str

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from datetime import datetime, tzinfo
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import msgspec
 import orjson
@@ -59,8 +58,7 @@ class ProtocolError(Exception):
         self.message = message
 
 
-@dataclass(frozen=True, slots=True)
-class Envelope:
+class Envelope(NamedTuple):
     """The fields every request shares."""
 
     type: str
@@ -69,8 +67,7 @@ class Envelope:
     seq: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class Bar:
+class Bar(NamedTuple):
     """One closed bar, checked.
 
     Attributes:
@@ -92,8 +89,7 @@ class Bar:
         return self.local_time.hour * 60 + self.local_time.minute
 
 
-@dataclass(frozen=True, slots=True)
-class Position:
+class Position(NamedTuple):
     """The position as NinjaTrader reports it (the source of truth)."""
 
     side: int = 0
@@ -160,8 +156,7 @@ def decode(raw: bytes) -> dict[str, Any]:
     return obj
 
 
-@dataclass(frozen=True, slots=True)
-class BarRequest:
+class BarRequest(NamedTuple):
     """A checked ``bar`` request: what :func:`read_bar_request` gives."""
 
     envelope: Envelope
