@@ -3,9 +3,9 @@ back to back (hot) and alone after a sleep (cold), in this process.
 
 A live bar arrives a minute after the last one, so the daemon always serves it "cold":
 the CPU caches and branch predictors hold other work. `bridge_latency.py` measures the
-whole request; this script splits the daemon's part into its steps (decode, envelope,
-bar, position, clock, session calendar, observation, normalisation, actor, journal line)
-and times each one twice:
+whole request; this script splits the daemon's part into its steps (reading the request,
+clock, session calendar, observation, normalisation, actor, journal line) and times each one twice (the daemon reads a bar request with ``read_bar_request``; the
+general path's steps, taken by any other request, are timed too):
 
 - hot: the best mean of repeated back-to-back calls (``timeit``);
 - cold: the median of single calls, each after ``--pause-ms`` of sleep.
@@ -118,10 +118,10 @@ def main() -> None:
     normalized = policy.normalizer.checked(obs)
     mask = _MASKS[stream.position.side, True][0]
     steps: list[tuple[str, Callable[[], object]]] = [
-        ("decode (orjson)", lambda: protocol.decode(raw)),
-        ("envelope", lambda: protocol.parse_envelope(obj)),
-        ("bar", lambda: protocol.parse_bar(obj["bar"], "bar", zone)),
-        ("position", lambda: protocol.parse_position(obj["position"], zone)),
+        ("read bar request (msgspec)", lambda: protocol.read_bar_request(raw, zone)),
+        ("general: decode (orjson)", lambda: protocol.decode(raw)),
+        ("general: envelope", lambda: protocol.parse_envelope(obj)),
+        ("general: bar + position", lambda: protocol.parse_bar_request(obj, envelope, zone)),
         ("clock (now)", dispatcher.now_s),
         ("session calendar", lambda: dispatcher.calendars.point(terms.instrument, bar.local_time)),
         ("observation", lambda: stream.features.observation(position_features)),
