@@ -4,8 +4,9 @@ back to back (hot) and alone after a sleep (cold), in this process.
 A live bar arrives a minute after the last one, so the daemon always serves it "cold":
 the CPU caches and branch predictors hold other work. `bridge_latency.py` measures the
 whole request; this script splits the daemon's part into its steps (reading the request,
-clock, session calendar, observation, normalisation, actor, journal line) and times each one twice (the daemon reads a bar request with ``read_bar_request``; the
-general path's steps, taken by any other request, are timed too):
+clock, session calendar, observation, normalisation, actor, journal line) and times each
+one twice (the daemon reads a bar request with ``read_bar_request``; the general path's
+steps, taken by any other request, are timed too):
 
 - hot: the best mean of repeated back-to-back calls (``timeit``);
 - cold: the median of single calls, each after ``--pause-ms`` of sleep.
