@@ -211,11 +211,18 @@ def read_bar_request(raw: bytes, zone: tzinfo) -> BarRequest | None:
     path checks them. This function only ever accepts: on None the caller runs the general
     path, which decides and words any error. What it accepts, the general path accepts
     with the same result (tests/test_bridge_fast_path.py). Unknown keys are ignored, as
-    there; a repeated key counts with its last value, as in ``json.loads``.
+    there; a repeated key counts with its last value, as in ``json.loads``; a request
+    that is not UTF-8 (anywhere, unknown keys included) or nests too deep for msgspec
+    goes the general way.
     """
+    if not raw.isascii():  # msgspec does not check the UTF-8 of values it skips
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
     try:
         wire = _READ_BAR_REQUEST.decode(raw)
-    except msgspec.DecodeError:  # also its ValidationError: a field of another type
+    except (msgspec.DecodeError, RecursionError):  # DecodeError: also a field's type
         return None
     client, instrument, seq, bar = wire.client, wire.instrument, wire.seq, wire.bar
     if (

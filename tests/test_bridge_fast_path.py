@@ -170,6 +170,12 @@ def test_what_the_fast_reader_accepts_the_general_path_accepts_alike(base, chang
         json.dumps(FLAT).encode() + b" x",
         b"\xef\xbb\xbf" + json.dumps(FLAT).encode(),
         json.dumps(FLAT).replace('"test-client"', '"t\xe9st"').encode("latin-1"),
+        json.dumps(FLAT).encode()[:-1] + b', "note": "\xff"}',
+        json.dumps(FLAT).encode()[:-1] + b', "\xff": 1}',
+        json.dumps(FLAT).encode()[:-1] + b', "note": "\xed\xa0\x80"}',
+        json.dumps(FLAT).encode()[:-1] + b', "note": "\xc0\xaf"}',
+        json.dumps(FLAT).encode()[:-1] + b', "x": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        json.dumps(FLAT).encode()[:-1] + b', "x": ' + b"[" * 990 + b"]" * 990 + b"}",
     ],
     ids=[
         "nan",
@@ -180,9 +186,34 @@ def test_what_the_fast_reader_accepts_the_general_path_accepts_alike(base, chang
         "trailing",
         "bom",
         "latin-1",
+        "unknown-value-not-utf8",
+        "unknown-key-not-utf8",
+        "encoded-surrogate",
+        "overlong",
+        "deep-5000",
+        "deep-990",
     ],
 )
 def test_literals_json_reads_differently_agree_or_go_the_general_way(raw) -> None:
+    fast = protocol.read_bar_request(raw, ZONE)
+    assert fast is None or fast == general(raw)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from([FLAT, LONG]),
+    st.integers(min_value=0, max_value=10_000),
+    st.integers(min_value=0, max_value=3),
+    st.binary(min_size=0, max_size=6) | st.sampled_from([b"\xff", b"\xc0\xaf", b"\\u", b"["]),
+)
+def test_bytes_spliced_into_a_request_never_make_the_fast_reader_disagree(
+    base, where, cut, splice
+) -> None:
+    """Bytes of any kind spliced in anywhere (inside strings, keys, numbers, between
+    tokens): the fast reader refuses or agrees with the general path."""
+    raw = json.dumps({**base, "note": "n"}).encode()
+    at = where % (len(raw) + 1)
+    raw = raw[:at] + splice + raw[at + cut :]
     fast = protocol.read_bar_request(raw, ZONE)
     assert fast is None or fast == general(raw)
 
