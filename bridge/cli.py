@@ -46,6 +46,10 @@ from train.cli import model_options as _model_options
 
 _PATH = click.Path(path_type=Path)
 STATUS_TIMEOUT_S = 30.0  # `reload --status`, and the margin added to a reload's wait
+REPLAY_PRICE_SCALE_FIX = (
+    "replay them as the contract they trade as (--instrument), or with the --bundle of the "
+    "model trained on them"
+)
 
 
 def _state_dir_option(command: Callable[..., None]) -> Callable[..., None]:
@@ -489,7 +493,13 @@ def replay(
     the defaults apply. Orders execute on the instrument's contract terms."""
     from ai_trading_bridge import configure_logging
     from bridge.replay import DEFAULT_INSTRUMENT, ReplayConfig, run_replay
-    from env.bars import BarsFileError, load_bars
+    from env.bars import (
+        BarsFileError,
+        PriceScaleError,
+        check_price_scale,
+        load_bars,
+        warn_if_outside_sessions,
+    )
     from env.synthetic import default_bars
     from env.trading_env import EnvConfig
 
@@ -513,11 +523,19 @@ def replay(
     # calendar, with the card's data time zone unless --data-timezone says otherwise.
     recorded_zone = (card.get("data") or {}).get("data_timezone")
     read_as = _bars_options(card, data_timezone or recorded_zone)
-    read_as["contract"] = _traded(instrument, env_config.instrument, bool(card.get("env")))
+    traded = read_as["contract"] = _traded(instrument, env_config.instrument, bool(card.get("env")))
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _echo_warning
-            bars = default_bars() if data == "synthetic" else load_bars(data, **read_as)
+            if data == "synthetic":
+                bars = default_bars()
+            else:  # the price scale first: a 6E file read as NQ is not a time-zone problem
+                bars = load_bars(data, check_sessions=False, **read_as)
+            check_price_scale(bars, traded, fix=REPLAY_PRICE_SCALE_FIX)
+            if data != "synthetic":
+                warn_if_outside_sessions(bars, traded)
+    except PriceScaleError as exc:
+        raise click.BadParameter(str(exc), param_hint="--instrument") from None
     except BarsFileError as exc:
         raise click.BadParameter(str(exc), param_hint="DATA") from None
     if history >= len(bars):

@@ -18,6 +18,7 @@ from bridge.config import DEFAULT_BUNDLE
 from env.trading_env import EnvConfig
 
 ROOT = Path(__file__).resolve().parent.parent
+EURO_FX = ROOT / "tests" / "data" / "6E_hourly_zero_volume.Last.txt"
 
 
 def usage_error(args: list[str]) -> str:
@@ -249,6 +250,8 @@ def _bad_inputs(folder: Path) -> dict[str, Path]:
         (["train", "--out", "{tmp}/o", "--instrument", "FDAX"], "--instrument"),
         (["walkforward", "--out", "{tmp}/w", "--instrument", "FDAX"], "--instrument"),
         (["replay", "synthetic", "--instrument", "FDAX"], "--instrument"),
+        (["replay", "{euro_fx}"], "--instrument"),  # 6E bars as the default NQ 12-25
+        (["replay", "synthetic", "--instrument", "6E 03-26"], "--instrument"),
         (["train", "--out", "{tmp}/o", "--n-envs", "0"], "--n-envs"),
         (["walkforward", "--out", "{tmp}/w", "--seeds", "0"], "--seeds"),
         (["rollback", "--target", "{tmp}/missing"], "--target"),
@@ -259,9 +262,11 @@ def test_bad_input_is_exit_2_naming_the_option(
 ) -> None:
     """Every command: a value the user gave that cannot be used (a flag, a config file,
     a data file) is a usage error naming where it came from, not exit 1."""
-    paths = {"tmp": tmp_path, **_bad_inputs(tmp_path)}
+    paths = {"tmp": tmp_path, "euro_fx": EURO_FX, **_bad_inputs(tmp_path)}
     line = usage_error([a.format(**paths) for a in args])
     assert line.startswith(f"error: {option}: "), line
+    if "another contract's prices" in line:  # replay has no --tick-size to suggest
+        assert "--tick-size" not in line and "--bundle" in line, line
     assert not (tmp_path / "o").exists() and not (tmp_path / "w").exists()
 
 
