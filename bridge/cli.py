@@ -57,8 +57,37 @@ def _state_dir_option(command: Callable[..., None]) -> Callable[..., None]:
         "--state-dir",
         type=_PATH,
         envvar="AITB_STATE_DIR",
+        callback=_check_state_dir,
         help="Folder of the persistent kill switch (default: the per-user data folder).",
     )(command)
+
+
+def _check_state_dir(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """A --state-dir that is a file is refused at once (exit 2): a daemon given one would
+    serve with its kill switch stuck on and no control file for `reload`, and halt and
+    resume would fail on it with an OS error."""
+    if value is not None and value.exists() and not value.is_dir():
+        raise click.BadParameter(
+            f"{value} is a file, not a folder; give the folder of the kill switch and the "
+            "daemon files (created if missing), the same for the daemon and the commands"
+        )
+    return value
+
+
+def _check_model_paths(bundle: Path | None, model: Path | None, vecnorm: Path | None) -> None:
+    """Refuse a model option naming nothing (exit 2, naming the option) before the slow
+    start that would fail on it: loading torch, opening the journal, asking a daemon."""
+    if bundle is not None and not bundle.is_dir():
+        what = "is a file, not a folder" if bundle.is_file() else "does not exist"
+        raise click.BadParameter(
+            f"{bundle} {what}; --bundle takes a folder holding model.zip, vecnormalize.pkl "
+            "and model.json, or a deploy target",
+            param_hint="--bundle",
+        )
+    for option, path in (("--model", model), ("--vecnorm", vecnorm)):
+        if path is not None and not path.is_file():
+            what = "is a folder; give it as --bundle" if path.is_dir() else "does not exist"
+            raise click.BadParameter(f"{path} {what}", param_hint=option)
 
 
 @click.command()
@@ -220,6 +249,7 @@ def serve(
 
     control_source = ctx.get_parameter_source("control")
     bundle, model, vecnorm = pick_model_arguments(ctx, bundle, model, vecnorm)
+    _check_model_paths(bundle, model, vecnorm)
     try:
         risk = RiskConfig.load(risk_config) if risk_config is not None else RiskConfig()
     except RiskConfigError as exc:
@@ -327,6 +357,8 @@ def reload(
 
     bundle, model, vecnorm = pick_model_arguments(ctx, bundle, model, vecnorm)
     _check_reload_model(ctx, status, bundle, model, vecnorm)
+    if not status:
+        _check_model_paths(bundle, model, vecnorm)
     try:
         daemon = find_daemon(state_dir or default_state_dir(), endpoint, control)
     except FileNotFoundError as exc:

@@ -227,9 +227,13 @@ def test_reload_command_reports_success_and_failure(tiny_bundle, tiny_policy, tm
     with running_server(serve_config(tiny_bundle, tmp_path), tiny_policy) as server:
         ok = runner.invoke(cli, ["reload", "--endpoint", server.endpoint, *state])
         assert ok.exit_code == 0 and f"serving {tiny_policy.version}" in ok.output
+        (tmp_path / "no-model").mkdir()  # there, but the daemon finds no model in it
         bad = runner.invoke(
             cli,
-            ["reload", "--control", server.control_endpoint, *state, "--bundle", "none"],
+            [
+                *("reload", "--control", server.control_endpoint, *state),
+                *("--bundle", str(tmp_path / "no-model")),
+            ],
         )
         assert (
             bad.exit_code == 1 and "reload failed" in bad.output and "still serving" in bad.output
@@ -757,6 +761,9 @@ def test_replay_accepts_a_deploy_target_as_bundle(
 
 
 def test_serve_without_a_usable_model_exits_1_with_the_reason(tmp_path, restore_logging) -> None:
+    """A folder that is there but holds no model (a missing one is bad input, exit 2:
+    tests/test_cli_errors.py)."""
+    (tmp_path / "empty").mkdir()
     result = CliRunner().invoke(
         cli,
         [
@@ -767,10 +774,10 @@ def test_serve_without_a_usable_model_exits_1_with_the_reason(tmp_path, restore_
             "none",
             "--no-journal",
             "--bundle",
-            str(tmp_path / "missing"),
+            str(tmp_path / "empty"),
         ],
     )
-    assert result.exit_code == 1 and "does not exist" in result.output
+    assert result.exit_code == 1 and "model.zip not found" in result.output
 
 
 @pytest.mark.parametrize(

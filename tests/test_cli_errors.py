@@ -225,6 +225,10 @@ def test_validate_bad_risk_config_is_a_usage_error_as_in_serve(tmp_path: Path) -
 # -- the exit-status convention (README, "Exit status") ------------------------------
 
 
+# serve options that keep a refused start from touching the per-user folders
+QUIET_SERVE = ["--no-journal", "--log-file", "none", "--control", "none"]
+
+
 def _bad_inputs(folder: Path) -> dict[str, Path]:
     files = {
         "bars": "garbage line\n",  # no known format
@@ -255,6 +259,13 @@ def _bad_inputs(folder: Path) -> dict[str, Path]:
         (["train", "--out", "{tmp}/o", "--n-envs", "0"], "--n-envs"),
         (["walkforward", "--out", "{tmp}/w", "--seeds", "0"], "--seeds"),
         (["rollback", "--target", "{tmp}/missing"], "--target"),
+        (["serve", "--bundle", "{tmp}/missing", *QUIET_SERVE], "--bundle"),
+        (["serve", "--model", "{tmp}/m.zip", "--vecnorm", "{tmp}/v.pkl", *QUIET_SERVE], "--model"),
+        (["reload", "--bundle", "{tmp}/missing", "--state-dir", "{tmp}"], "--bundle"),
+        (["serve", "--state-dir", "{bars}", *QUIET_SERVE], "--state-dir"),
+        (["halt", "--state-dir", "{bars}"], "--state-dir"),
+        (["resume", "--state-dir", "{bars}"], "--state-dir"),
+        (["reload", "--status", "--state-dir", "{bars}"], "--state-dir"),
     ],
 )
 def test_bad_input_is_exit_2_naming_the_option(
