@@ -357,6 +357,14 @@ def reload(
 
     bundle, model, vecnorm = pick_model_arguments(ctx, bundle, model, vecnorm)
     _check_reload_model(ctx, status, bundle, model, vecnorm)
+    for option, value in (("--endpoint", endpoint), ("--control", control)):
+        try:  # not a daemon to look for: an endpoint no daemon could serve
+            if value is not None:
+                check_endpoint(value, option)
+        except ConfigError as exc:
+            raise click.BadParameter(
+                str(exc).removeprefix(f"{option} "), param_hint=option
+            ) from None
     if not status:
         _check_model_paths(bundle, model, vecnorm)
     try:

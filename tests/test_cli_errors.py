@@ -262,6 +262,11 @@ def _bad_inputs(folder: Path) -> dict[str, Path]:
         (["serve", "--bundle", "{tmp}/missing", *QUIET_SERVE], "--bundle"),
         (["serve", "--model", "{tmp}/m.zip", "--vecnorm", "{tmp}/v.pkl", *QUIET_SERVE], "--model"),
         (["reload", "--bundle", "{tmp}/missing", "--state-dir", "{tmp}"], "--bundle"),
+        (
+            ["reload", "--status", "--endpoint", "localhost:5555", "--state-dir", "{tmp}"],
+            "--endpoint",
+        ),
+        (["reload", "--status", "--control", "garbage", "--state-dir", "{tmp}"], "--control"),
         (["serve", "--state-dir", "{bars}", *QUIET_SERVE], "--state-dir"),
         (["halt", "--state-dir", "{bars}"], "--state-dir"),
         (["resume", "--state-dir", "{bars}"], "--state-dir"),
