@@ -76,7 +76,10 @@ def _check_state_dir(ctx: click.Context, param: click.Parameter, value: Path | N
 
 def _check_model_paths(bundle: Path | None, model: Path | None, vecnorm: Path | None) -> None:
     """Refuse a model option naming nothing (exit 2, naming the option) before the slow
-    start that would fail on it: loading torch, opening the journal, asking a daemon."""
+    start that would fail on it: loading torch, opening the journal, asking a daemon.
+    One of --model and --vecnorm alone is left to the check that asks for both."""
+    if (model is None) != (vecnorm is None):
+        return
     if bundle is not None and not bundle.is_dir():
         what = "is a file, not a folder" if bundle.is_file() else "does not exist"
         raise click.BadParameter(
