@@ -689,13 +689,29 @@ def _print_replay(result) -> None:  # type: ignore[no-untyped-def]
 
 
 SNAPSHOT_WIDTH = 200  # monitor's columns when its output is not a terminal
+MAX_REFRESH_S = 3600.0  # monitor's longest --refresh
+
+
+def _refresh_seconds(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    """monitor's --refresh: 0 would spin a core, and a negative, NaN or endless one ended
+    in a traceback from time.sleep (click's FloatRange lets NaN through)."""
+    if not 0 < value <= MAX_REFRESH_S:
+        raise click.BadParameter(
+            f"{value} is not a number of seconds in 0 < x <= {MAX_REFRESH_S:g}"
+        )
+    return value
 
 
 @click.command()
 @click.argument("logfile", type=_PATH, default=DEFAULT_LOG_FILE)
 @click.option("--once", is_flag=True, help="Print one snapshot of the whole file and exit.")
 @click.option(
-    "--refresh", type=float, default=1.0, show_default=True, help="Seconds between reads."
+    "--refresh",
+    type=float,
+    callback=_refresh_seconds,
+    default=1.0,
+    show_default=True,
+    help="Seconds between reads.",
 )
 def monitor(logfile: Path, once: bool, refresh: float) -> None:
     """Live view of a daemon's --log-file (default: the daemon's default log file):

@@ -59,6 +59,9 @@ def usage_error(args: list[str]) -> str:
         (["train", "--out", "o", "--episode-bars", "0"], ["--episode-bars", "x>=1"]),
         (["reload", "--timeout", "-5"], ["--timeout", "x>0"]),
         (["--log-level", "loud", "check"], ["--log-level", "'loud'"]),
+        (["monitor", "--refresh", "-1"], ["--refresh", "0 < x <= 3600"]),
+        (["monitor", "--refresh", "nan"], ["--refresh"]),
+        (["monitor", "--refresh", "inf"], ["--refresh"]),
     ],
 )
 def test_usage_error_is_one_line_naming_the_option(args: list[str], names: list[str]) -> None:
