@@ -36,6 +36,7 @@ from bridge.startup import INTERRUPTED_EXIT
 from env.config import WARMUP_BARS
 from env.contracts import CONTRACTS, ContractSpec, UnknownContractError
 from train.cli import (
+    FloatRange,
     _bars_options,
     _echo_warning,
     pick_model_arguments,
@@ -336,7 +337,7 @@ def serve(
 @click.option("--status", is_flag=True, help="Only show what the daemon serves.")
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FloatRange(min=0, min_open=True),
     default=None,
     help="Seconds to wait [a reload: as long as the daemon lets a load run, plus 30 s; "
     "--status: 30].",
@@ -495,7 +496,7 @@ def _check_reload_model(
 @_model_options
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FloatRange(min=0, min_open=True),
     default=2.0,
     show_default=True,
     help="Reply timeout per try (s).",

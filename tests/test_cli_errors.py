@@ -62,6 +62,12 @@ def usage_error(args: list[str]) -> str:
         (["monitor", "--refresh", "-1"], ["--refresh", "0 < x <= 3600"]),
         (["monitor", "--refresh", "nan"], ["--refresh"]),
         (["monitor", "--refresh", "inf"], ["--refresh"]),
+        (["replay", "synthetic", "--timeout", "nan"], ["--timeout", "'nan' is not a number"]),
+        (["reload", "--timeout", "nan"], ["--timeout", "'nan' is not a number"]),
+        (["walkforward", "--out", "o", "--test-fraction", "nan"], ["--test-fraction", "'nan'"]),
+        (["train", "--out", "o", "--calibration-fraction", "nan"], ["--calibration-fraction"]),
+        (["train", "--out", "o", "--ent-coef", "nan"], ["--ent-coef", "finite"]),
+        (["train", "--out", "o", "--ent-coef", "inf"], ["--ent-coef", "finite"]),
     ],
 )
 def test_usage_error_is_one_line_naming_the_option(args: list[str], names: list[str]) -> None:
