@@ -61,13 +61,14 @@ _OVERRIDES = (
 
 
 class FloatRange(click.FloatRange):
-    """click's FloatRange, refusing NaN (which compares False with every bound, so
-    click lets it through to a traceback further on)."""
+    """click's FloatRange of finite numbers: NaN compares False with every bound, so click
+    lets it through, and an open-ended range takes infinity; both ended in a traceback
+    further on (a timeout of inf seconds cannot be waited in milliseconds)."""
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         number = super().convert(value, param, ctx)
-        if math.isnan(number):
-            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
         return number
 
 
