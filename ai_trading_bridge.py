@@ -52,6 +52,9 @@ CONFIG_ENV = "AITB_CONFIG"
 CONFIG_FILE_NAME = "config.toml"
 
 
+QUIET_LIBRARY_LOGGERS = ("matplotlib", "PIL")  # their INFO lines are not shown
+
+
 def configure_logging(
     log_file: Path | None = None, level: str = "info", stream: TextIO | None = None
 ) -> None:
@@ -90,6 +93,10 @@ def configure_logging(
     for handler in handlers:
         root.addHandler(handler)
     root.setLevel(level.upper())
+    # Libraries' own notices are not this program's output: matplotlib's one-off "generated
+    # new fontManager" on a machine's first validate would be a stray line among ours.
+    for library in QUIET_LIBRARY_LOGGERS:
+        logging.getLogger(library).setLevel(max(logging.WARNING, root.level))
     structlog.configure(
         processors=[
             *shared,

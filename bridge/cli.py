@@ -36,6 +36,7 @@ from bridge.startup import INTERRUPTED_EXIT
 from env.config import WARMUP_BARS
 from env.contracts import CONTRACTS, ContractSpec, UnknownContractError
 from train.cli import (
+    FloatRange,
     _bars_options,
     _echo_warning,
     pick_model_arguments,
@@ -46,6 +47,10 @@ from train.cli import model_options as _model_options
 
 _PATH = click.Path(path_type=Path)
 STATUS_TIMEOUT_S = 30.0  # `reload --status`, and the margin added to a reload's wait
+REPLAY_PRICE_SCALE_FIX = (
+    "replay them as the contract they trade as (--instrument), or with the --bundle of the "
+    "model trained on them"
+)
 
 
 def _state_dir_option(command: Callable[..., None]) -> Callable[..., None]:
@@ -53,8 +58,40 @@ def _state_dir_option(command: Callable[..., None]) -> Callable[..., None]:
         "--state-dir",
         type=_PATH,
         envvar="AITB_STATE_DIR",
+        callback=_check_state_dir,
         help="Folder of the persistent kill switch (default: the per-user data folder).",
     )(command)
+
+
+def _check_state_dir(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """A --state-dir that is a file is refused at once (exit 2): a daemon given one would
+    serve with its kill switch stuck on and no control file for `reload`, and halt and
+    resume would fail on it with an OS error."""
+    if value is not None and value.exists() and not value.is_dir():
+        raise click.BadParameter(
+            f"{value} is a file, not a folder; give the folder of the kill switch and the "
+            "daemon files (created if missing), the same for the daemon and the commands"
+        )
+    return value
+
+
+def _check_model_paths(bundle: Path | None, model: Path | None, vecnorm: Path | None) -> None:
+    """Refuse a model option naming nothing (exit 2, naming the option) before the slow
+    start that would fail on it: loading torch, opening the journal, asking a daemon.
+    One of --model and --vecnorm alone is left to the check that asks for both."""
+    if (model is None) != (vecnorm is None):
+        return
+    if bundle is not None and not bundle.is_dir():
+        what = "is a file, not a folder" if bundle.is_file() else "does not exist"
+        raise click.BadParameter(
+            f"{bundle} {what}; --bundle takes a folder holding model.zip, vecnormalize.pkl "
+            "and model.json, or a deploy target",
+            param_hint="--bundle",
+        )
+    for option, path in (("--model", model), ("--vecnorm", vecnorm)):
+        if path is not None and not path.is_file():
+            what = "is a folder; give it as --bundle" if path.is_dir() else "does not exist"
+            raise click.BadParameter(f"{path} {what}", param_hint=option)
 
 
 @click.command()
@@ -216,6 +253,7 @@ def serve(
 
     control_source = ctx.get_parameter_source("control")
     bundle, model, vecnorm = pick_model_arguments(ctx, bundle, model, vecnorm)
+    _check_model_paths(bundle, model, vecnorm)
     try:
         risk = RiskConfig.load(risk_config) if risk_config is not None else RiskConfig()
     except RiskConfigError as exc:
@@ -299,7 +337,7 @@ def serve(
 @click.option("--status", is_flag=True, help="Only show what the daemon serves.")
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FloatRange(min=0, min_open=True),
     default=None,
     help="Seconds to wait [a reload: as long as the daemon lets a load run, plus 30 s; "
     "--status: 30].",
@@ -323,6 +361,16 @@ def reload(
 
     bundle, model, vecnorm = pick_model_arguments(ctx, bundle, model, vecnorm)
     _check_reload_model(ctx, status, bundle, model, vecnorm)
+    for option, value in (("--endpoint", endpoint), ("--control", control)):
+        try:  # not a daemon to look for: an endpoint no daemon could serve
+            if value is not None:
+                check_endpoint(value, option)
+        except ConfigError as exc:
+            raise click.BadParameter(
+                str(exc).removeprefix(f"{option} "), param_hint=option
+            ) from None
+    if not status:
+        _check_model_paths(bundle, model, vecnorm)
     try:
         daemon = find_daemon(state_dir or default_state_dir(), endpoint, control)
     except FileNotFoundError as exc:
@@ -448,7 +496,7 @@ def _check_reload_model(
 @_model_options
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FloatRange(min=0, min_open=True),
     default=2.0,
     show_default=True,
     help="Reply timeout per try (s).",
@@ -489,7 +537,13 @@ def replay(
     the defaults apply. Orders execute on the instrument's contract terms."""
     from ai_trading_bridge import configure_logging
     from bridge.replay import DEFAULT_INSTRUMENT, ReplayConfig, run_replay
-    from env.bars import BarsFileError, load_bars
+    from env.bars import (
+        BarsFileError,
+        PriceScaleError,
+        check_price_scale,
+        load_bars,
+        warn_if_outside_sessions,
+    )
     from env.synthetic import default_bars
     from env.trading_env import EnvConfig
 
@@ -513,11 +567,19 @@ def replay(
     # calendar, with the card's data time zone unless --data-timezone says otherwise.
     recorded_zone = (card.get("data") or {}).get("data_timezone")
     read_as = _bars_options(card, data_timezone or recorded_zone)
-    read_as["contract"] = _traded(instrument, env_config.instrument, bool(card.get("env")))
+    traded = read_as["contract"] = _traded(instrument, env_config.instrument, bool(card.get("env")))
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _echo_warning
-            bars = default_bars() if data == "synthetic" else load_bars(data, **read_as)
+            if data == "synthetic":
+                bars = default_bars()
+            else:  # the price scale first: a 6E file read as NQ is not a time-zone problem
+                bars = load_bars(data, check_sessions=False, **read_as)
+            check_price_scale(bars, traded, fix=REPLAY_PRICE_SCALE_FIX)
+            if data != "synthetic":
+                warn_if_outside_sessions(bars, traded)
+    except PriceScaleError as exc:
+        raise click.BadParameter(str(exc), param_hint="--instrument") from None
     except BarsFileError as exc:
         raise click.BadParameter(str(exc), param_hint="DATA") from None
     if history >= len(bars):
@@ -628,13 +690,29 @@ def _print_replay(result) -> None:  # type: ignore[no-untyped-def]
 
 
 SNAPSHOT_WIDTH = 200  # monitor's columns when its output is not a terminal
+MAX_REFRESH_S = 3600.0  # monitor's longest --refresh
+
+
+def _refresh_seconds(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    """monitor's --refresh: 0 would spin a core, and a negative, NaN or endless one ended
+    in a traceback from time.sleep (click's FloatRange lets NaN through)."""
+    if not 0 < value <= MAX_REFRESH_S:
+        raise click.BadParameter(
+            f"{value} is not a number of seconds in 0 < x <= {MAX_REFRESH_S:g}"
+        )
+    return value
 
 
 @click.command()
 @click.argument("logfile", type=_PATH, default=DEFAULT_LOG_FILE)
 @click.option("--once", is_flag=True, help="Print one snapshot of the whole file and exit.")
 @click.option(
-    "--refresh", type=float, default=1.0, show_default=True, help="Seconds between reads."
+    "--refresh",
+    type=float,
+    callback=_refresh_seconds,
+    default=1.0,
+    show_default=True,
+    help="Seconds between reads.",
 )
 def monitor(logfile: Path, once: bool, refresh: float) -> None:
     """Live view of a daemon's --log-file (default: the daemon's default log file):

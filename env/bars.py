@@ -401,9 +401,15 @@ def utc_seconds(bars: Bars) -> np.ndarray:
     )
 
 
-def check_price_scale(bars: Bars, spec: ContractSpec) -> None:
+PRICE_SCALE_FIX = (
+    "give the contract they trade as (--instrument, e.g. 6E), or its --tick-size and --point-value"
+)
+
+
+def check_price_scale(bars: Bars, spec: ContractSpec, fix: str = PRICE_SCALE_FIX) -> None:
     """Refuse bars that cannot be ``spec``'s: a median bar range (high - low, bars with a
-    range) under one tick or over ``MAX_MEDIAN_RANGE_TICKS`` ticks.
+    range) under one tick or over ``MAX_MEDIAN_RANGE_TICKS`` ticks; ``fix`` ends the
+    message (what the command's user can change).
 
     Raises:
         PriceScaleError: one line naming the data, the contract, the scale found and the
@@ -419,8 +425,7 @@ def check_price_scale(bars: Bars, spec: ContractSpec) -> None:
     raise PriceScaleError(
         f"{bars.source or 'the bars'}: a typical bar spans {ticks:.3g} ticks of "
         f"{spec.symbol} (tick {spec.tick_size:g}; median high - low "
-        f"{float(np.median(ranges)):.6g}): these are another contract's prices; give the "
-        "contract they trade as (--instrument, e.g. 6E), or its --tick-size and --point-value"
+        f"{float(np.median(ranges)):.6g}): these are another contract's prices; {fix}"
     )
 
 

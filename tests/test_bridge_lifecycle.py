@@ -227,9 +227,13 @@ def test_reload_command_reports_success_and_failure(tiny_bundle, tiny_policy, tm
     with running_server(serve_config(tiny_bundle, tmp_path), tiny_policy) as server:
         ok = runner.invoke(cli, ["reload", "--endpoint", server.endpoint, *state])
         assert ok.exit_code == 0 and f"serving {tiny_policy.version}" in ok.output
+        (tmp_path / "no-model").mkdir()  # there, but the daemon finds no model in it
         bad = runner.invoke(
             cli,
-            ["reload", "--control", server.control_endpoint, *state, "--bundle", "none"],
+            [
+                *("reload", "--control", server.control_endpoint, *state),
+                *("--bundle", str(tmp_path / "no-model")),
+            ],
         )
         assert (
             bad.exit_code == 1 and "reload failed" in bad.output and "still serving" in bad.output
@@ -683,28 +687,31 @@ def test_replay_reads_data_on_the_cards_clock(
     assert sent and sent == expected[: len(sent)]
 
 
-@pytest.mark.parametrize(
-    ("given", "calendar"),
-    [
-        (["--instrument", "6E 03-26"], "6E's calendar (CMEGlobex_FX)"),
-        ([], "NQ's calendar"),  # the default --instrument, NQ 12-25
-    ],
-)
-def test_replay_reads_data_on_the_given_instruments_calendar(
-    given: list[str], calendar: str, restore_logging
-) -> None:
-    """6E hourly bars with some in the daily halt: the warning names the calendar of the
-    instrument replayed, not NQ's whatever was given. No daemon: the warning comes first."""
+def test_replay_reads_data_on_the_given_instruments_calendar(restore_logging) -> None:
+    """6E hourly bars with some in the daily halt, replayed as 6E: the warning names 6E's
+    calendar, not NQ's. No daemon: the warning comes first."""
     data = ROOT / "tests" / "data" / "6E_hourly_zero_volume.Last.txt"
     with zmq.Context() as context, context.socket(zmq.REP) as probe:
         port = probe.bind_to_random_port("tcp://127.0.0.1")
     args = ["replay", str(data), "--endpoint", f"tcp://127.0.0.1:{port}"]
+    given = ["--instrument", "6E 03-26"]
     result = CliRunner().invoke(cli, [*args, "--timeout", "0.1", "--retries", "1", *given])
     assert result.exit_code == 1, result.output
     [warning] = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
-    assert calendar in warning and "says the market is closed" in warning
-    if given:
-        assert "NQ" not in warning
+    assert "6E's calendar (CMEGlobex_FX)" in warning and "says the market is closed" in warning
+    assert "NQ" not in warning
+
+
+def test_replay_of_another_contracts_prices_is_refused_before_any_calendar_warning(
+    restore_logging,
+) -> None:
+    """The same 6E bars replayed as the default NQ 12-25: refused for what they are
+    (exit 2 naming --instrument), not warned about as a time-zone problem first."""
+    data = ROOT / "tests" / "data" / "6E_hourly_zero_volume.Last.txt"
+    result = CliRunner().invoke(cli, ["replay", str(data), "--endpoint", "tcp://127.0.0.1:9"])
+    assert result.exit_code == 2, result.output
+    [line] = result.stderr.splitlines()
+    assert line.startswith("error: --instrument: ") and "another contract's prices" in line
 
 
 def test_replay_declares_its_bar_period_as_ninjatrader_does(
@@ -754,6 +761,9 @@ def test_replay_accepts_a_deploy_target_as_bundle(
 
 
 def test_serve_without_a_usable_model_exits_1_with_the_reason(tmp_path, restore_logging) -> None:
+    """A folder that is there but holds no model (a missing one is bad input, exit 2:
+    tests/test_cli_errors.py)."""
+    (tmp_path / "empty").mkdir()
     result = CliRunner().invoke(
         cli,
         [
@@ -764,10 +774,10 @@ def test_serve_without_a_usable_model_exits_1_with_the_reason(tmp_path, restore_
             "none",
             "--no-journal",
             "--bundle",
-            str(tmp_path / "missing"),
+            str(tmp_path / "empty"),
         ],
     )
-    assert result.exit_code == 1 and "does not exist" in result.output
+    assert result.exit_code == 1 and "model.zip not found" in result.output
 
 
 @pytest.mark.parametrize(

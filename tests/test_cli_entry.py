@@ -533,3 +533,30 @@ def test_ctrl_c_while_a_command_waits_prints_the_same_line_and_exits_130(tmp_pat
             if process.poll() is None:
                 process.kill()
     assert (process.returncode, stdout, stderr) == (130, "", "interrupted (Ctrl+C)\n")
+
+
+def test_library_info_notices_are_not_among_the_commands_lines() -> None:
+    """matplotlib's "generated new fontManager" (a machine's first validate) is not printed;
+    a library's warning still is, and so are the program's own info lines."""
+    import io
+    import logging
+
+    import structlog
+
+    from ai_trading_bridge import configure_logging
+
+    root, font_log = logging.getLogger(), logging.getLogger("matplotlib.font_manager")
+    saved = (list(root.handlers), root.level, logging.getLogger("matplotlib").level)
+    stream = io.StringIO()
+    try:
+        configure_logging(None, "info", stream=stream)
+        font_log.info("generated new fontManager")
+        font_log.warning("findfont: Font family 'x' not found.")
+        structlog.get_logger().info("validating")
+    finally:
+        structlog.reset_defaults()
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        logging.getLogger("matplotlib").setLevel(saved[2])
+    events = [json.loads(line)["event"] for line in stream.getvalue().splitlines()]
+    assert events == ["findfont: Font family 'x' not found.", "validating"]

@@ -18,6 +18,7 @@ from bridge.config import DEFAULT_BUNDLE
 from env.trading_env import EnvConfig
 
 ROOT = Path(__file__).resolve().parent.parent
+EURO_FX = ROOT / "tests" / "data" / "6E_hourly_zero_volume.Last.txt"
 
 
 def usage_error(args: list[str]) -> str:
@@ -58,6 +59,20 @@ def usage_error(args: list[str]) -> str:
         (["train", "--out", "o", "--episode-bars", "0"], ["--episode-bars", "x>=1"]),
         (["reload", "--timeout", "-5"], ["--timeout", "x>0"]),
         (["--log-level", "loud", "check"], ["--log-level", "'loud'"]),
+        (["monitor", "--refresh", "-1"], ["--refresh", "0 < x <= 3600"]),
+        (["monitor", "--refresh", "nan"], ["--refresh"]),
+        (["monitor", "--refresh", "inf"], ["--refresh"]),
+        (["replay", "synthetic", "--timeout", "nan"], ["--timeout", "'nan' is not a finite"]),
+        (["replay", "synthetic", "--timeout", "inf"], ["--timeout", "'inf' is not a finite"]),
+        (["reload", "--timeout", "nan"], ["--timeout", "'nan' is not a finite number"]),
+        (["reload", "--timeout", "inf"], ["--timeout", "'inf' is not a finite number"]),
+        (["train", "--out", "o", "--learning-rate", "inf"], ["--learning-rate", "finite"]),
+        (["train", "--out", "o", "--clip-range", "inf"], ["--clip-range", "finite"]),
+        (["train", "--out", "o", "--dual-lr", "inf"], ["--dual-lr", "finite"]),
+        (["walkforward", "--out", "o", "--test-fraction", "nan"], ["--test-fraction", "'nan'"]),
+        (["train", "--out", "o", "--calibration-fraction", "nan"], ["--calibration-fraction"]),
+        (["train", "--out", "o", "--ent-coef", "nan"], ["--ent-coef", "finite"]),
+        (["train", "--out", "o", "--ent-coef", "inf"], ["--ent-coef", "finite"]),
     ],
 )
 def test_usage_error_is_one_line_naming_the_option(args: list[str], names: list[str]) -> None:
@@ -224,6 +239,10 @@ def test_validate_bad_risk_config_is_a_usage_error_as_in_serve(tmp_path: Path) -
 # -- the exit-status convention (README, "Exit status") ------------------------------
 
 
+# serve options that keep a refused start from touching the per-user folders
+QUIET_SERVE = ["--no-journal", "--log-file", "none", "--control", "none"]
+
+
 def _bad_inputs(folder: Path) -> dict[str, Path]:
     files = {
         "bars": "garbage line\n",  # no known format
@@ -249,9 +268,23 @@ def _bad_inputs(folder: Path) -> dict[str, Path]:
         (["train", "--out", "{tmp}/o", "--instrument", "FDAX"], "--instrument"),
         (["walkforward", "--out", "{tmp}/w", "--instrument", "FDAX"], "--instrument"),
         (["replay", "synthetic", "--instrument", "FDAX"], "--instrument"),
+        (["replay", "{euro_fx}"], "--instrument"),  # 6E bars as the default NQ 12-25
+        (["replay", "synthetic", "--instrument", "6E 03-26"], "--instrument"),
         (["train", "--out", "{tmp}/o", "--n-envs", "0"], "--n-envs"),
         (["walkforward", "--out", "{tmp}/w", "--seeds", "0"], "--seeds"),
         (["rollback", "--target", "{tmp}/missing"], "--target"),
+        (["serve", "--bundle", "{tmp}/missing", *QUIET_SERVE], "--bundle"),
+        (["serve", "--model", "{tmp}/m.zip", "--vecnorm", "{tmp}/v.pkl", *QUIET_SERVE], "--model"),
+        (["reload", "--bundle", "{tmp}/missing", "--state-dir", "{tmp}"], "--bundle"),
+        (
+            ["reload", "--status", "--endpoint", "localhost:5555", "--state-dir", "{tmp}"],
+            "--endpoint",
+        ),
+        (["reload", "--status", "--control", "garbage", "--state-dir", "{tmp}"], "--control"),
+        (["serve", "--state-dir", "{bars}", *QUIET_SERVE], "--state-dir"),
+        (["halt", "--state-dir", "{bars}"], "--state-dir"),
+        (["resume", "--state-dir", "{bars}"], "--state-dir"),
+        (["reload", "--status", "--state-dir", "{bars}"], "--state-dir"),
     ],
 )
 def test_bad_input_is_exit_2_naming_the_option(
@@ -259,9 +292,11 @@ def test_bad_input_is_exit_2_naming_the_option(
 ) -> None:
     """Every command: a value the user gave that cannot be used (a flag, a config file,
     a data file) is a usage error naming where it came from, not exit 1."""
-    paths = {"tmp": tmp_path, **_bad_inputs(tmp_path)}
+    paths = {"tmp": tmp_path, "euro_fx": EURO_FX, **_bad_inputs(tmp_path)}
     line = usage_error([a.format(**paths) for a in args])
     assert line.startswith(f"error: {option}: "), line
+    if "another contract's prices" in line:  # replay has no --tick-size to suggest
+        assert "--tick-size" not in line and "--bundle" in line, line
     assert not (tmp_path / "o").exists() and not (tmp_path / "w").exists()
 
 

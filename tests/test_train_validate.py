@@ -154,6 +154,26 @@ def test_validate_write_card_on_fewer_episodes_warns_that_it_replaced_a_larger_v
     assert "warning: the card" not in again.stderr  # 10 over 10: nothing was lost
 
 
+def test_validate_into_a_report_dir_it_cannot_write_fails_before_the_episodes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A --report-dir under a file: exit 1 with one line at once, not after the whole
+    run (1000 episodes by default) has been thrown away."""
+    import train.validation
+
+    def episodes_ran(*args, **kwargs):
+        raise AssertionError("the episodes ran before the report folder was checked")
+
+    monkeypatch.setattr(train.validation, "run_all", episodes_ran)
+    (tmp_path / "a-file").write_text("x", encoding="utf-8")
+    report_dir = tmp_path / "a-file" / "report"
+    args = ["validate", str(DEMO), "--episodes", "5", "--report-dir", str(report_dir)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1, result.output
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"error: {report_dir}: ") and "may write there" in line, line
+
+
 def test_validate_guide_two_file_form(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         cli,

@@ -131,6 +131,26 @@ def test_walkforward_ray_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatc
         run_jobs([job], "auto")
 
 
+def test_walkforward_ray_without_a_cluster_is_one_line_naming_our_option(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--ray auto with no cluster running: one line, exit 1, naming --ray and what to do
+    (not Ray's own text, which points at an --address flag this command does not have)."""
+    pytest.importorskip("ray", reason="the optional 'ray' extra")
+    from click.testing import CliRunner
+
+    from ai_trading_bridge import cli
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path / "ray"))  # no cluster recorded there
+    args = ["walkforward", "--out", str(tmp_path / "w"), "--ray", "auto", "--timesteps", "64"]
+    result = CliRunner().invoke(cli, [*args, "--synthetic-days", "3", "--episode-bars", "60"])
+    assert result.exit_code == 1, result.output
+    [line] = result.stderr.splitlines()
+    assert line.startswith("error: --ray auto: no running Ray cluster found"), line
+    assert "--address" not in line and "Traceback" not in result.output
+
+
 @pytest.mark.parametrize(
     ("args", "calibrated"),
     [

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import shlex
 import sys
 import warnings
@@ -57,6 +58,18 @@ _OVERRIDES = (
     "data_timezone",
     "bar_period",
 )
+
+
+class FloatRange(click.FloatRange):
+    """click's FloatRange of finite numbers: NaN compares False with every bound, so click
+    lets it through, and an open-ended range takes infinity; both ended in a traceback
+    further on (a timeout of inf seconds cannot be waited in milliseconds)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
 
 
 class _DataSource(click.ParamType):
@@ -332,7 +345,7 @@ calibrate_option = click.option(
 )
 calibration_fraction_option = click.option(
     "--calibration-fraction",
-    type=click.FloatRange(min=0, max=1, max_open=True),
+    type=FloatRange(min=0, max=1, max_open=True),
     help="Trailing share of the training bars kept out of learning, on which the band "
     "calibration is solved [0.2; 0: calibrate on the bars learned from].",
 )
@@ -739,7 +752,7 @@ def rollback(target: str) -> None:
 )
 @click.option(
     "--test-fraction",
-    type=click.FloatRange(min=0, max=1, min_open=True, max_open=True),
+    type=FloatRange(min=0, max=1, min_open=True, max_open=True),
     default=0.4,
     show_default=True,
     help="Trailing share of the bars covered by the test slices.",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,17 +146,16 @@ class TrainConfig:
                 f"calibration_fraction must be in [0, 1), got {self.calibration_fraction!r}"
             )
         for key in ("learning_rate", "clip_range"):
-            if not getattr(self, key) > 0:
-                raise ValueError(f"{key} must be > 0, got {getattr(self, key)!r}")
+            if not 0 < getattr(self, key) < math.inf:
+                raise ValueError(f"{key} must be a finite number > 0, got {getattr(self, key)!r}")
         for key in ("gamma", "gae_lambda"):
             if not 0.0 < getattr(self, key) <= 1.0:
                 raise ValueError(f"{key} must be in (0, 1], got {getattr(self, key)!r}")
-        if self.ent_coef < 0:
-            raise ValueError(f"ent_coef must be >= 0, got {self.ent_coef!r}")
-        if not self.dual_kp >= 0:
-            raise ValueError(f"dual_kp must be >= 0, got {self.dual_kp!r}")
-        if not self.dual_lr >= 0:
-            raise ValueError(f"dual_lr must be >= 0, got {self.dual_lr!r}")
+        if not 0 <= self.ent_coef < math.inf:  # NaN too: it reached PPO's loss
+            raise ValueError(f"ent_coef must be a finite number >= 0, got {self.ent_coef!r}")
+        for key in ("dual_kp", "dual_lr"):
+            if not 0 <= getattr(self, key) < math.inf:
+                raise ValueError(f"{key} must be a finite number >= 0, got {getattr(self, key)!r}")
         for key in ("checkpoint_every", "eval_every", "eval_episodes", "torch_threads"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key} must be >= 0, got {getattr(self, key)!r}")

@@ -405,6 +405,8 @@ def validate(
     episodes run with the daemon's risk rails on (``EnvConfig.risk``): what is validated
     is what will trade; the report's ``risk_rails`` holds the limits (None: off)."""
     started = time.perf_counter()
+    if report_dir is not None:  # a folder that cannot be written fails now, not after the run
+        report_dir.mkdir(parents=True, exist_ok=True)
     env_config = EnvConfig.from_dict(card["env"]) if card and card.get("env") else EnvConfig()
     if episode_bars is not None:
         env_config = EnvConfig.from_dict({**env_config.to_dict(), "episode_bars": episode_bars})
@@ -438,7 +440,6 @@ def validate(
     refusals = results["model"].risk_refusals
     report["risk_refusals"] = None if env_config.risk is None else dict(sorted(refusals.items()))
     if report_dir is not None:
-        report_dir.mkdir(parents=True, exist_ok=True)
         report["plots"] = [str(p) for p in write_plots(report, walks, report_dir)]
         (report_dir / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     text = format_report(report)

@@ -125,7 +125,8 @@ def run_jobs(jobs: list[Job], ray_address: str | None = None) -> list[dict[str, 
     """Run the jobs in this process (``ray_address`` None) or as Ray tasks, one CPU each.
 
     Raises:
-        RuntimeError: when ``ray_address`` is given and Ray is not installed.
+        RuntimeError: when ``ray_address`` is given and Ray is not installed, or no Ray
+            cluster answers there.
     """
     if ray_address is None:
         return [run_job(job) for job in jobs]
@@ -137,7 +138,14 @@ def run_jobs(jobs: list[Job], ray_address: str | None = None) -> list[dict[str, 
             "the jobs in this process)"
         ) from None
     if not ray.is_initialized():
-        ray.init(address=ray_address)
+        try:
+            ray.init(address=ray_address)
+        except ConnectionError:  # Ray's own text names its CLI's --address flag, not ours
+            raise RuntimeError(
+                f"--ray {ray_address}: no running Ray cluster found; start one (`ray start "
+                "--head`) and give its address (--ray HOST:PORT, or auto on its head node), "
+                "or omit --ray to run the jobs in this process"
+            ) from None
     remote = ray.remote(num_cpus=1)(run_job)
     return list(ray.get([remote.remote(job) for job in jobs]))
 
