@@ -9,6 +9,9 @@ plugin, and its asserts are plain enough without rewriting.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +34,20 @@ from env.trading_env import EnvConfig, TradingEnv
 
 TINY_STEPS = 128
 REPLY_TIMEOUT_MS = 5000
+
+# The signals that ask a daemon process a test started to stop gracefully (what
+# bridge.server's install_signal_handlers handles), by name. POSIX: SIGTERM and SIGINT.
+# Windows: Ctrl+Break (SIGBREAK), the one such signal Windows can send to one process,
+# and only to one started in a process group of its own (NEW_PROCESS_GROUP); there
+# send_signal(SIGTERM) is TerminateProcess (exit 1, no handler runs) and SIGINT raises.
+if os.name == "nt":
+    STOP_SIGNALS = {"CTRL_BREAK_EVENT": signal.CTRL_BREAK_EVENT}
+else:
+    STOP_SIGNALS = {"SIGTERM": signal.SIGTERM, "SIGINT": signal.SIGINT}
+NEW_PROCESS_GROUP = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)  # Popen creationflags
+# The exit status Popen reports after Popen.kill(): SIGKILL on POSIX, TerminateProcess's
+# exit code 1 on Windows.
+KILLED_STATUS = -signal.SIGKILL if os.name == "posix" else 1
 
 
 def tiny_bars() -> Bars:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -14,7 +13,13 @@ from pathlib import Path
 
 import pytest
 import zmq
-from bridge_helpers import bar_message, history_message
+from bridge_helpers import (
+    KILLED_STATUS,
+    NEW_PROCESS_GROUP,
+    STOP_SIGNALS,
+    bar_message,
+    history_message,
+)
 
 from bridge.journal import Journal, read_journal, repair_torn_tail
 from env.config import WARMUP_BARS
@@ -50,6 +55,7 @@ def launch(bundle: Path, tmp_path: Path, **popen) -> tuple[subprocess.Popen, str
             str(log_file),
         ],
         cwd=ROOT,
+        creationflags=NEW_PROCESS_GROUP,  # Windows sends Ctrl+Break only to a group
         **popen,
     )
     deadline = time.monotonic() + 90
@@ -83,7 +89,7 @@ class Req:
 
 def stop_within(process: subprocess.Popen, limit_s: float = 2.0) -> None:
     started = time.monotonic()
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(next(iter(STOP_SIGNALS.values())))  # SIGTERM; Ctrl+Break on Windows
     try:
         code = process.wait(timeout=10)
     finally:
@@ -139,6 +145,8 @@ def test_serves_with_stdout_and_stderr_closed(tiny_bundle, tmp_path) -> None:
 
 
 def test_sigkill_in_a_burst_loses_no_replied_request(tiny_bundle, tmp_path) -> None:
+    """Killed outright (SIGKILL; TerminateProcess on Windows), the daemon has still
+    journaled every request it replied to."""
     rng = random.Random(7)
     replied: list[tuple[str, int]] = []  # (client, seq) of every request that got a reply
     i = WARMUP_BARS
@@ -158,7 +166,7 @@ def test_sigkill_in_a_burst_loses_no_replied_request(tiny_bundle, tmp_path) -> N
         try:
             for n in range(1, 10_000):
                 if n == kill_after:
-                    process.send_signal(signal.SIGKILL)
+                    process.kill()
                 socket.send(json.dumps(bar_message(BARS, i, n, client_id)).encode())
                 i += 1
                 if not socket.poll(1000):
@@ -169,7 +177,7 @@ def test_sigkill_in_a_burst_loses_no_replied_request(tiny_bundle, tmp_path) -> N
             socket.close(linger=0)
             process.kill()
             process.wait()
-        assert process.returncode == -signal.SIGKILL
+        assert process.returncode == KILLED_STATUS
     journal: list[dict] = []
     for path in sorted((tmp_path / "journal").glob("journal-*.jsonl")):
         for line in path.read_text(encoding="utf-8").splitlines():
