@@ -565,7 +565,8 @@ def replay(
         instrument = env_config.instrument.symbol if card.get("env") else DEFAULT_INSTRUMENT
     # DATA is read as training read the model's data: on the traded contract's clock and
     # calendar, with the card's data time zone unless --data-timezone says otherwise.
-    recorded_zone = (card.get("data") or {}).get("data_timezone")
+    # ("" in the card: the model learned synthetic bars, read in no zone of a file's)
+    recorded_zone = (card.get("data") or {}).get("data_timezone") or None
     read_as = _bars_options(card, data_timezone or recorded_zone)
     traded = read_as["contract"] = _traded(instrument, env_config.instrument, bool(card.get("env")))
     try:

@@ -170,13 +170,17 @@ def test_replay_without_a_card_executes_on_the_instruments_terms(tmp_path: Path)
 def test_replay_sends_the_cards_instrument_by_default(tmp_path: Path, restore_logging) -> None:
     """Replaying with a 6E model's bundle and no --instrument: the daemon serving it gets
     6E (not NQ 12-25, another price scale it refuses), and the help says where the
-    default comes from."""
+    default comes from. The card's empty data time zone (a model of synthetic bars)
+    reads DATA in the default zone, not as a zone named ''."""
     from click.testing import CliRunner
 
     from ai_trading_bridge import cli
     from bridge.journal import read_journal
 
     bundle = euro_fx_bundle(tmp_path)
+    card = json.loads((bundle / "model.json").read_text())
+    card["data"]["data_timezone"] = ""  # as a model of synthetic bars records it
+    (bundle / "model.json").write_text(json.dumps(card))
     config = serve_config(bundle, tmp_path, risk=RiskConfig(enabled=False))
     with running_server(config) as server:
         args = ["replay", str(EURO_FX), "--endpoint", server.endpoint, "--bundle", str(bundle)]
