@@ -104,6 +104,27 @@ def train_bundle(
     return folder
 
 
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """CLI commands configure logging for the whole process; put it back afterwards."""
+    import logging
+
+    import structlog
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    structlog.reset_defaults()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def field_paths(message: dict[str, Any]) -> list[tuple[str, ...]]:
+    """Each field of a request as a path: its keys, then the keys of its objects."""
+    nested = [(k, sub) for k, v in message.items() if isinstance(v, dict) for sub in v]
+    return [(k,) for k in message] + nested
+
+
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny MaskablePPO bundle, trained once per test session."""

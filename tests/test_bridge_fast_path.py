@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 import pytest
-from bridge_helpers import bar_message, history_message, tiny_bars
+from bridge_helpers import bar_message, field_paths, history_message, tiny_bars
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -40,19 +40,7 @@ LONG = bar_message(
     },
 )
 SHORT = {**LONG, "position": {**LONG["position"], "side": -1, "trailing": False}}
-FIELDS = [
-    ("v",),
-    ("type",),
-    ("client",),
-    ("instrument",),
-    ("seq",),
-    ("bar",),
-    ("position",),
-    ("debug",),
-    ("realized_pnl",),
-    *(("bar", k) for k in FLAT["bar"]),
-    *(("position", k) for k in LONG["position"]),
-]
+FIELDS = field_paths({**LONG, "debug": False, "realized_pnl": 0.0})
 json_values = st.recursive(
     st.none()
     | st.booleans()

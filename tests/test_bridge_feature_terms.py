@@ -130,21 +130,6 @@ def test_daily_model_streams_have_no_time_features(tmp_path: Path) -> None:
     assert np.all(window[:, 9:] == 0.0)
 
 
-@pytest.fixture
-def restore_logging():
-    """The replay command configures logging for the whole process; put it back."""
-    import logging
-
-    import structlog
-
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    structlog.reset_defaults()
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
 def test_replay_without_a_card_executes_on_the_instruments_terms(tmp_path: Path) -> None:
     """6E replayed without the model's card (the guide's two files, EnvConfig's NQ
     defaults): the trades are the ones replayed with the card, on 6E's tick and point

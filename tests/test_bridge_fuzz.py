@@ -10,6 +10,7 @@ import pytest
 from bridge_helpers import (
     Client,
     bar_message,
+    field_paths,
     history_message,
     running_server,
     serve_config,
@@ -42,18 +43,7 @@ json_values = st.recursive(
     max_leaves=25,
 )
 VALID = bar_message(BARS, 200, seq=1, client="fuzz-mutant")
-PATHS = [
-    ("v",),
-    ("type",),
-    ("client",),
-    ("instrument",),
-    ("seq",),
-    ("bar",),
-    ("position",),
-    ("debug",),
-    *(("bar", k) for k in VALID["bar"]),
-    *(("position", k) for k in VALID["position"]),
-]
+PATHS = [*field_paths(VALID), ("debug",)]
 
 
 @pytest.fixture(scope="module")

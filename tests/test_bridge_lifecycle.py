@@ -4,7 +4,6 @@ the command line."""
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 import signal
 import subprocess
@@ -14,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-import structlog
 import zmq
 from bridge_helpers import (
     NEW_PROCESS_GROUP,
@@ -44,17 +42,6 @@ ROOT = Path(__file__).resolve().parent.parent
 BARS = tiny_bars()
 EXIT_DEADLINE_S = 2.0
 MONITOR_WARNINGS = {"hold_share_out_of_band", "action_share_high", "pm_action_while_flat"}
-
-
-@pytest.fixture
-def restore_logging():
-    """CLI commands configure logging for the whole process; put it back afterwards."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    structlog.reset_defaults()
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 # -- signals (a real daemon process) ---------------------------------------------------

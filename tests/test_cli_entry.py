@@ -430,19 +430,17 @@ def sigint_as_a_terminal_sends_it() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-@posix_only
-@pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
-def test_ctrl_c_while_the_modules_import_prints_one_line_and_exits_130(
-    tmp_path: Path, launcher: str
-) -> None:
-    """SIGINT as soon as click is imported, while structlog, ZeroMQ, the bridge and torch
-    still import: no traceback, one line, 130. Python reports each finished import on
-    stderr (PYTHONPROFILEIMPORTTIME), so the signal lands in the imports however slow
-    the machine is. Once started, monitor would wait for its file and exit 0 on Ctrl+C."""
+def interrupt_after_click_imports(
+    command: list[str], cwd: Path, delay_s: float = 0.0
+) -> tuple[int, str, list[str], str]:
+    """Start ``command``, send SIGINT ``delay_s`` after Python reports click imported
+    (PYTHONPROFILEIMPORTTIME lines on stderr, so the signal lands at the same point of
+    the start however slow the machine is). Returns the exit status, stdout, stderr's
+    lines other than the import reports, and stderr after the signal."""
     process = subprocess.Popen(
-        [*LAUNCHERS[launcher], "monitor", str(tmp_path / "daemon.log")],
-        cwd=tmp_path,
-        env=clean_env(tmp_path, PYTHONPROFILEIMPORTTIME="1"),
+        command,
+        cwd=cwd,
+        env=clean_env(cwd, PYTHONPROFILEIMPORTTIME="1"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -454,16 +452,31 @@ def test_ctrl_c_while_the_modules_import_prints_one_line_and_exits_130(
         stderr.append(line)
         if line.rsplit("|", 1)[-1].strip() == "click":
             break
+    time.sleep(delay_s)
     process.send_signal(signal.SIGINT)
     try:
         stdout, rest = process.communicate(timeout=START_TIMEOUT_S)
     finally:
         if process.poll() is None:
             process.kill()
-    lines = [x for x in ("".join(stderr) + rest).splitlines() if not x.startswith("import time")]
+    said = [x for x in ("".join(stderr) + rest).splitlines() if not x.startswith("import time")]
+    return process.returncode, stdout, said, rest
+
+
+@posix_only
+@pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
+def test_ctrl_c_while_the_modules_import_prints_one_line_and_exits_130(
+    tmp_path: Path, launcher: str
+) -> None:
+    """SIGINT as soon as click is imported, while structlog, ZeroMQ, the bridge and torch
+    still import: no traceback, one line, 130. Python reports each finished import on
+    stderr (PYTHONPROFILEIMPORTTIME), so the signal lands in the imports however slow
+    the machine is. Once started, monitor would wait for its file and exit 0 on Ctrl+C."""
+    command = [*LAUNCHERS[launcher], "monitor", str(tmp_path / "daemon.log")]
+    status, stdout, lines, rest = interrupt_after_click_imports(command, tmp_path)
     assert "Traceback" not in rest and "KeyboardInterrupt" not in rest, rest
     assert lines == ["interrupted (Ctrl+C)"], lines
-    assert process.returncode == 130 and stdout == ""
+    assert status == 130 and stdout == ""
 
 
 @posix_only
@@ -478,32 +491,13 @@ def test_ctrl_c_at_any_moment_of_the_start_is_one_line_and_130(
     with zmq.Context() as context, context.socket(zmq.ROUTER) as silent:
         endpoint = fake_daemon_record(state, silent)
         args = ["reload", "--endpoint", endpoint, "--state-dir", str(state)]
-        process = subprocess.Popen(
-            [sys.executable, str(SCRIPT), *args],
-            cwd=tmp_path,
-            env=clean_env(tmp_path, PYTHONPROFILEIMPORTTIME="1"),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            preexec_fn=sigint_as_a_terminal_sends_it,
+        command = [sys.executable, str(SCRIPT), *args]
+        status, stdout, said, rest = interrupt_after_click_imports(
+            command, tmp_path, delay_ms / 1000
         )
-        assert process.stderr is not None
-        stderr = []
-        for line in process.stderr:  # until click's import is reported (at any depth)
-            stderr.append(line)
-            if line.rsplit("|", 1)[-1].strip() == "click":
-                break
-        time.sleep(delay_ms / 1000)
-        process.send_signal(signal.SIGINT)
-        try:
-            stdout, rest = process.communicate(timeout=START_TIMEOUT_S)
-        finally:
-            if process.poll() is None:
-                process.kill()
-    said = [x for x in ("".join(stderr) + rest).splitlines() if not x.startswith("import time")]
     assert "Traceback" not in rest and "Aborted" not in rest, rest
     said = [x for x in said if not x.startswith("asking the daemon to load")]  # reload started
-    assert (process.returncode, said, stdout) == (130, ["interrupted (Ctrl+C)"], "")
+    assert (status, said, stdout) == (130, ["interrupted (Ctrl+C)"], "")
 
 
 @posix_only
