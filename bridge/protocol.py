@@ -212,9 +212,12 @@ def read_bar_request(raw: bytes, zone: tzinfo) -> BarRequest | None:
     path, which decides and words any error. What it accepts, the general path accepts
     with the same result (tests/test_bridge_fast_path.py). Unknown keys are ignored, as
     there; a repeated key counts with its last value, as in ``json.loads``; a request
-    that is not UTF-8 (anywhere, unknown keys included) or nests too deep for msgspec
-    goes the general way.
+    that is not UTF-8 (anywhere, unknown keys included), nests too deep for msgspec or
+    is longer than ``MAX_FAST_DECODE_BYTES`` (a bar request is about 400 bytes; a history
+    of bars is read once, by the general path) goes the general way.
     """
+    if len(raw) > MAX_FAST_DECODE_BYTES:  # a history, not a bar: not worth a first read
+        return None
     if not raw.isascii():  # msgspec does not check the UTF-8 of values it skips
         try:
             raw.decode("utf-8")

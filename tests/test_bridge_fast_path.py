@@ -206,6 +206,14 @@ def test_bytes_spliced_into_a_request_never_make_the_fast_reader_disagree(
     assert fast is None or fast == general(raw)
 
 
+def test_a_request_longer_than_a_bar_request_is_left_to_the_general_path() -> None:
+    """A history is never read twice; a valid bar request padded past the limit is
+    still accepted, the general way."""
+    raw = json.dumps({**FLAT, "note": "x" * protocol.MAX_FAST_DECODE_BYTES}).encode()
+    assert protocol.read_bar_request(raw, ZONE) is None and general(raw) is not None
+    assert protocol.read_bar_request(json.dumps(FLAT).encode(), ZONE) is not None
+
+
 def dispatcher(policy, fast: bool) -> Dispatcher:
     d = Dispatcher(policy, exchange_tz=ZONE, max_message_bytes=1 << 20, max_sessions=8)
     d.fast_bars = fast
